@@ -1,0 +1,1 @@
+"""Layers and parameter-free ops (no training, no data)."""

@@ -1,0 +1,128 @@
+"""Layers with parameters: equalized-learning-rate dense and conv layers, noise, AdaIN, norms.
+
+Equalized learning rate (Karras et al. 2018): weights are stored as N(0, 1) / lr_mul and scaled
+at run time by lr_mul / sqrt(fan_in); biases by lr_mul. Parameter names follow the official code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ganforge.nn import ops
+
+
+class FullyConnectedLayer(nn.Module):
+    def __init__(
+        self,
+        in_features: int,  # Input size.
+        out_features: int,  # Output size.
+        bias: bool = True,  # Learn a bias?
+        activation: str = "linear",  # Activation name (see ops.ACTIVATIONS).
+        lr_multiplier: float = 1.0,  # Learning-rate multiplier (0.01 in the mapping network).
+        bias_init: float = 0.0,  # Initial bias (1 for style affines).
+    ):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # [N, in] -> [N, out]
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return ops.bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, act={self.activation}, lr_mul={self.bias_gain:g}"
+
+
+class Conv2dLayer(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,  # Input feature maps.
+        out_channels: int,  # Output feature maps.
+        kernel_size: int,  # Square kernel size (padding keeps the size: kernel_size // 2).
+        bias: bool = True,  # Learn a bias?
+        activation: str = "linear",  # Activation name.
+        up: int = 1,  # 2 = upsample the output.
+        down: int = 1,  # 2 = downsample the output.
+        resample_filter: list[float] | None = None,  # FIR taps; None = [1, 3, 3, 1].
+        conv_clamp: float | None = None,  # Clamp outputs to ±X; None = off.
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.activation = activation
+        self.up, self.down = up, down
+        self.conv_clamp = conv_clamp
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.act_gain = ops.ACTIVATIONS[activation][1]
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        x = ops.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
+                                padding=self.padding)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_channels}, out={self.out_channels}, k={self.weight.shape[-1]}, "
+                f"act={self.activation}, up={self.up}, down={self.down}, clamp={self.conv_clamp}")
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean_c(x²) + 1e-8) per pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.normalize_2nd_moment(x, dim=1)
+
+
+class MinibatchStd(nn.Module):
+    def __init__(self, group_size: int | None, num_channels: int = 1):
+        super().__init__()
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.minibatch_std(x, self.group_size, self.num_channels)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}, num_channels={self.num_channels}"
+
+
+def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """AdaIN (StyleGAN1): y = scale · (x - mean_HW) / std_HW + bias, per sample and channel."""
+    x = x - x.mean(dim=[2, 3], keepdim=True)
+    x = x * (x.square().mean(dim=[2, 3], keepdim=True) + eps).rsqrt()
+    return x * scale[:, :, None, None].to(x.dtype) + bias[:, :, None, None].to(x.dtype)
+
+
+class AdaINStyle(nn.Module):
+    """Per-channel scale (init 1) and bias (init 0) from w, applied after instance normalization."""
+
+    def __init__(self, w_dim: int, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.affine = FullyConnectedLayer(w_dim, 2 * channels, bias_init=0)
+        with torch.no_grad():
+            self.affine.bias[:channels].fill_(1.0)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        style = self.affine(w)  # [N, 2C]
+        return adain(x, style[:, : self.channels], style[:, self.channels :])

@@ -1,0 +1,404 @@
+"""The Plan: one pure function from (preset, resolution, overrides) to a resolved architecture.
+
+Every network, the inspector and every compatibility check reads a Plan; no module computes a
+channel count, a block size or a flatten size on its own. A mismatch is found by comparing two
+Plans (or a Plan and a dataset) and reported as one sentence that says what to change.
+
+Resolutions are `base · 2^k`: (H, W) = (h0·2^k, w0·2^k) with the short base side in 4..7 and the
+long base side at most 32. Square powers of two get the official 4×4 base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+
+from ganforge.config import PRESETS, ModelPreset
+
+
+class PlanError(ValueError):
+    """A configuration that cannot be built; the message says what to change."""
+
+
+MIN_BASE = 4  # Short side of the first block (the official const is 4×4).
+MAX_SHORT_BASE = 7  # A larger short base would mean the size has a factor that is not base·2^k.
+MAX_LONG_BASE = 32  # Aspect ratio limit: the long base side of the first block.
+MAX_SIDE = 16384
+
+
+# ----------------------------------------------------------------------------
+# Resolution parsing and the base·2^k decomposition.
+
+
+def parse_resolution(value: int | str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Parse a resolution as written by users: 256, "256", "512x256" (W x H). Returns (H, W)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise PlanError(f"resolution {value!r} must be (H, W)")
+        h, w = int(value[0]), int(value[1])
+    elif isinstance(value, int):
+        h = w = value
+    else:
+        text = str(value).strip().lower()
+        m = re.fullmatch(r"(\d+)\s*(?:[x×*]\s*(\d+))?", text)
+        if not m:
+            raise PlanError(
+                f"resolution {value!r} is not a size: write 256 for 256x256, or WxH such as 512x256"
+            )
+        w = int(m.group(1))
+        h = int(m.group(2)) if m.group(2) else w
+    if h <= 0 or w <= 0 or max(h, w) > MAX_SIDE:
+        raise PlanError(f"resolution {w}x{h} (WxH) is out of range: each side must be 1..{MAX_SIDE}")
+    return h, w
+
+
+def format_resolution(h: int, w: int) -> str:
+    """The user-facing spelling, WxH as in image tools."""
+    return f"{w}x{h}"
+
+
+def decompose(h: int, w: int) -> tuple[int, int, int] | None:
+    """(h0, w0, k) with h = h0·2^k, w = w0·2^k and a valid base, or None."""
+    k = 0
+    while h % (2 ** (k + 1)) == 0 and w % (2 ** (k + 1)) == 0 and min(h, w) // 2 ** (k + 1) >= MIN_BASE:
+        k += 1
+    h0, w0 = h // 2**k, w // 2**k
+    if min(h0, w0) < MIN_BASE or min(h0, w0) > MAX_SHORT_BASE or max(h0, w0) > MAX_LONG_BASE:
+        return None
+    return h0, w0, k
+
+
+def nearest_valid(h: int, w: int, count: int = 3) -> list[tuple[int, int]]:
+    """Valid sizes closest to (h, w), keeping the aspect ratio where possible."""
+    candidates = set()
+    for k in range(0, 13):
+        for s in range(MIN_BASE, MAX_SHORT_BASE + 1):
+            short = s * 2**k
+            for long_base in range(s, MAX_LONG_BASE + 1):
+                long = long_base * 2**k
+                if long > 2 * max(h, w) + 64:
+                    break
+                candidates.add((short, long))
+    scored = []
+    for short, long in candidates:
+        hh, ww = (short, long) if h <= w else (long, short)
+        if decompose(hh, ww) is None:
+            continue
+        scored.append((abs(math.log(hh / h)) + abs(math.log(ww / w)), hh, ww))
+    scored.sort()
+    return [(hh, ww) for _, hh, ww in scored[:count]]
+
+
+def check_resolution(h: int, w: int) -> tuple[int, int, int]:
+    """decompose() or a PlanError naming the nearest valid sizes."""
+    base = decompose(h, w)
+    if base is None:
+        near = ", ".join(format_resolution(hh, ww) for hh, ww in nearest_valid(h, w))
+        raise PlanError(
+            f"resolution {format_resolution(h, w)} (WxH) is not base·2^k: both sides must be a "
+            f"small base (short side 4..7, long side <= 32) times the same power of two; "
+            f"nearest valid sizes: {near}"
+        )
+    return base
+
+
+def block_name(h: int, w: int) -> str:
+    """Official block names for square blocks (b64); height×width otherwise (b32x64)."""
+    return f"b{h}" if h == w else f"b{h}x{w}"
+
+
+# ----------------------------------------------------------------------------
+# The Plan.
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved architecture. Construct with `make_plan`; every field is plain data (JSON-able)."""
+
+    family: str  # "stylegan2" or "dcgan".
+    preset: str  # Name of the preset it came from.
+    height: int  # Output image height in pixels.
+    width: int  # Output image width in pixels.
+    base_h: int  # Height of the first (const) block.
+    base_w: int  # Width of the first (const) block.
+    img_channels: int = 3  # 3 = RGB, 1 = grayscale.
+    c_dim: int = 0  # Number of class labels; 0 = unconditional.
+    z_dim: int = 512  # Input latent size.
+    w_dim: int = 512  # Intermediate latent size.
+    mapping_layers: int = 8  # Depth of the mapping network.
+    mapping_lr_mult: float = 0.01  # Learning-rate multiplier of the mapping network.
+    w_avg_beta: float = 0.995  # Decay of the running w_avg used for truncation.
+    channels: tuple[int, ...] = ()  # Feature maps per block, base block first.
+    g_architecture: str = "skip"  # Generator: orig | skip | resnet.
+    d_architecture: str = "resnet"  # Discriminator: orig | skip | resnet.
+    style: str = "modulated"  # Style layer: modulated (StyleGAN2) | adain (StyleGAN1).
+    g_input: str = "const"  # First-block input: const (learned) | noconst (dense from w[0]).
+    num_fp16_res: int = 0  # Top resolutions run in reduced precision on GPUs; 0 = none.
+    conv_clamp: float | None = None  # Clamp conv outputs to ±X; None = off.
+    mbstd_group: int = 4  # Minibatch-stddev group size; 0 = whole batch.
+    mbstd_channels: int = 1  # Minibatch-stddev feature channels; 0 = off.
+    cmap_dim: int | None = None  # Conditional D projection size; None = channels of the last block.
+    d_mapping_layers: int = 8  # Depth of D's label mapping (conditional models only).
+
+    # Derived ----------------------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        return len(self.channels)
+
+    @property
+    def block_sizes(self) -> list[tuple[int, int]]:
+        """(h, w) of every generator block, base first."""
+        return [(self.base_h * 2**i, self.base_w * 2**i) for i in range(self.num_blocks)]
+
+    @property
+    def block_names(self) -> list[str]:
+        return [block_name(h, w) for h, w in self.block_sizes]
+
+    @property
+    def num_ws(self) -> int:
+        """One w per conv (1 in the base block, 2 elsewhere) plus the final ToRGB."""
+        if self.family != "stylegan2":
+            return 0
+        return 2 * self.num_blocks
+
+    def fp16_block(self, index: int) -> bool:
+        """Reduced precision for the top `num_fp16_res` blocks, never for the base block."""
+        return index >= max(self.num_blocks - self.num_fp16_res, 1)
+
+    @property
+    def resolution_text(self) -> str:
+        return format_resolution(self.height, self.width)
+
+    @property
+    def shape(self) -> list[int]:
+        return [self.img_channels, self.height, self.width]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise PlanError(f"unknown plan fields {sorted(unknown)}: this file was written by a newer ganforge")
+        d = dict(d)
+        d["channels"] = tuple(d.get("channels", ()))
+        return cls(**d)
+
+
+def channels_for(
+    sizes: list[tuple[int, int]],
+    cbase: int,
+    cmax: int,
+    table: dict[int, int] | None = None,
+) -> tuple[int, ...]:
+    """Official formula C(r) = min(cbase // r, cmax), r = the block's long side; or a table."""
+    out = []
+    for h, w in sizes:
+        r = max(h, w)
+        if table is not None:
+            if r not in table:
+                have = ", ".join(str(k) for k in sorted(table))
+                raise PlanError(
+                    f"the channel table has no entry for resolution {r} (block {block_name(h, w)}); "
+                    f"it has {have}: add '{r}: N' for every block from {max(sizes[0])} to {max(sizes[-1])}"
+                )
+            c = int(table[r])
+        else:
+            c = min(cbase // r, cmax)
+        if c < 1:
+            raise PlanError(
+                f"block {block_name(h, w)} would get {c} channels: raise cbase ({cbase}) or give a channel table"
+            )
+        out.append(c)
+    return tuple(out)
+
+
+_CHOICES = {
+    "family": ("stylegan2", "dcgan"),
+    "g_architecture": ("orig", "skip", "resnet"),
+    "d_architecture": ("orig", "skip", "resnet"),
+    "style": ("modulated", "adain"),
+    "g_input": ("const", "noconst"),
+}
+
+
+def make_plan(
+    preset: str = "config-f",
+    resolution: int | str | tuple[int, int] = 1024,
+    *,
+    family: str = "stylegan2",
+    img_channels: int = 3,
+    c_dim: int = 0,
+    channel_table: dict[int, int] | None = None,
+    **overrides,
+) -> Plan:
+    """Resolve a preset at a resolution, with field overrides (cbase, cmax, z_dim, …)."""
+    if preset not in PRESETS:
+        raise PlanError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    p: ModelPreset = PRESETS[preset]
+    h, w = parse_resolution(resolution)
+    h0, w0, k = check_resolution(h, w)
+    sizes = [(h0 * 2**i, w0 * 2**i) for i in range(k + 1)]
+    cbase = int(overrides.pop("cbase", p.cbase))
+    cmax = int(overrides.pop("cmax", p.cmax))
+    channels = channels_for(sizes, cbase, cmax, channel_table)
+    fields = dict(
+        family=family,
+        preset=preset,
+        height=h,
+        width=w,
+        base_h=h0,
+        base_w=w0,
+        img_channels=img_channels,
+        c_dim=c_dim,
+        z_dim=p.z_dim,
+        w_dim=p.w_dim,
+        mapping_layers=p.mapping_layers,
+        channels=channels,
+        g_architecture=p.g_architecture,
+        d_architecture=p.d_architecture,
+        num_fp16_res=p.num_fp16_res,
+        conv_clamp=p.conv_clamp,
+        mbstd_group=p.mbstd_group,
+    )
+    known = {f.name for f in dataclasses.fields(Plan)}
+    for key, value in overrides.items():
+        if key not in known or key in ("height", "width", "base_h", "base_w", "channels", "preset"):
+            raise PlanError(f"unknown model option {key}={value!r}; valid options: cbase, cmax, " + ", ".join(
+                sorted(known - {"height", "width", "base_h", "base_w", "channels", "preset"})))
+        fields[key] = value
+    plan = Plan(**fields)
+    validate(plan)
+    return plan
+
+
+def validate(plan: Plan) -> None:
+    """Raise PlanError with a readable sentence for any inconsistent field."""
+    for name, choices in _CHOICES.items():
+        value = getattr(plan, name)
+        if value not in choices:
+            raise PlanError(f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}")
+    for name in ("z_dim", "w_dim", "img_channels"):
+        if getattr(plan, name) < 1:
+            raise PlanError(f"{name} must be >= 1, got {getattr(plan, name)}")
+    if plan.c_dim < 0:
+        raise PlanError(f"c_dim must be >= 0, got {plan.c_dim}")
+    if plan.mapping_layers < 1:
+        raise PlanError(f"mapping_layers must be >= 1, got {plan.mapping_layers}")
+    if plan.num_fp16_res < 0:
+        raise PlanError(f"num_fp16_res must be >= 0, got {plan.num_fp16_res}")
+    if plan.g_input == "noconst" and (plan.base_h % 2 or plan.base_w % 2):
+        raise PlanError(
+            f"g_input='noconst' grows the first block from a half-size map, so its base "
+            f"{plan.base_w}x{plan.base_h} must have even sides; use a const input or another resolution"
+        )
+    if check_resolution(plan.height, plan.width)[:2] != (plan.base_h, plan.base_w):
+        raise PlanError("plan base does not match its resolution: rebuild it with make_plan")
+    if len(plan.channels) != check_resolution(plan.height, plan.width)[2] + 1:
+        raise PlanError("plan channel list does not match its number of blocks: rebuild it with make_plan")
+
+
+# ----------------------------------------------------------------------------
+# Comparisons: one sentence per mismatch.
+
+
+@dataclass
+class Mismatch:
+    what: str  # Short key ("resolution", "num_ws", …).
+    sentence: str  # What is wrong and what to change.
+
+
+@dataclass
+class Report:
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def add(self, what: str, sentence: str) -> None:
+        self.mismatches.append(Mismatch(what, sentence))
+
+    def __str__(self) -> str:
+        return "\n".join(m.sentence for m in self.mismatches) or "no mismatches"
+
+
+def compare_data(plan: Plan, data_shape: tuple[int, int, int] | list[int], c_dim: int = 0) -> Report:
+    """Compare a model with a dataset of images [C, H, W] and `c_dim` label classes."""
+    rep = Report()
+    c, h, w = (int(v) for v in data_shape)
+    if (h, w) != (plan.height, plan.width):
+        res = format_resolution(h, w)
+        fix = f"prepare the data with `ganforge dataset prepare SRC DEST --resolution {plan.resolution_text}`"
+        if decompose(h, w) is not None:
+            fix += f", or build the model at --resolution {res}"
+        rep.add("resolution", f"the data is {res} (WxH) but the model makes {plan.resolution_text}: {fix}.")
+    if c != plan.img_channels:
+        rep.add(
+            "channels",
+            f"the data has {c} channel(s) but the model has img_channels={plan.img_channels}: "
+            f"build the model with img_channels={c} or prepare the data with --channels {plan.img_channels}.",
+        )
+    if c_dim != plan.c_dim:
+        rep.add(
+            "labels",
+            f"the data has {c_dim} label classes but the model has c_dim={plan.c_dim}: "
+            f"build the model with c_dim={c_dim}"
+            + (" (or train without --cond)." if c_dim else " (or give the dataset labels)."),
+        )
+    return rep
+
+
+def compare_plans(ckpt: Plan, model: Plan) -> Report:
+    """Compare a checkpoint's Plan with the model it is loaded into."""
+    rep = Report()
+    if ckpt.family != model.family:
+        rep.add("family", f"the checkpoint is a {ckpt.family} model but this is a {model.family} model: "
+                f"use --family {ckpt.family}.")
+        return rep
+    if (ckpt.height, ckpt.width) != (model.height, model.width):
+        extra = f" with {ckpt.num_ws} ws; this model is {model.resolution_text} with {model.num_ws} ws"
+        rep.add(
+            "resolution",
+            f"the checkpoint was trained at {ckpt.resolution_text}" + (extra if model.family == "stylegan2" else
+            f"; this model is {model.resolution_text}") + f": use `ganforge transfer CKPT --resolution "
+            f"{model.resolution_text}` to copy what fits, or build the model at --resolution {ckpt.resolution_text}.",
+        )
+    same_sizes = (ckpt.base_h, ckpt.base_w) == (model.base_h, model.base_w)
+    if same_sizes:
+        n = min(ckpt.num_blocks, model.num_blocks)
+        for i in range(n):
+            if ckpt.channels[i] != model.channels[i]:
+                hh, ww = model.block_sizes[i]
+                rep.add(
+                    "channels",
+                    f"block {block_name(hh, ww)} has {ckpt.channels[i]} channels in the checkpoint but "
+                    f"{model.channels[i]} in this model: use preset {ckpt.preset!r} (or the same cbase/cmax), "
+                    f"or `ganforge transfer` to change capacity.",
+                )
+                break
+    for name in ("z_dim", "w_dim", "mapping_layers", "c_dim", "img_channels", "g_architecture",
+                 "d_architecture", "style", "g_input"):
+        a, b = getattr(ckpt, name), getattr(model, name)
+        if a != b:
+            rep.add(name, f"the checkpoint has {name}={a!r} but this model has {name}={b!r}: "
+                    f"build the model with {name}={a!r}.")
+    return rep
+
+
+def compare_num_ws(plan: Plan, num_ws: int, source: str = "the mapping network") -> Report:
+    """Check a ws tensor / mapping output against the synthesis network."""
+    rep = Report()
+    if num_ws != plan.num_ws:
+        rep.add(
+            "num_ws",
+            f"{source} produces {num_ws} ws but the synthesis network at {plan.resolution_text} needs "
+            f"{plan.num_ws} (2 per block, {plan.num_blocks} blocks): build both from the same Plan.",
+        )
+    return rep
