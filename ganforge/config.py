@@ -55,7 +55,7 @@ PRESETS: dict[str, ModelPreset] = {
                          ema_rampup=0.05, lr=0.0025, mbstd_group=32, pl_weight=0.0, style_mixing=0.0,
                          description="official cifar (32 px, conditional)"),
     # Small models for CPU demos and tests (32-64 px).
-    "tiny": ModelPreset(cbase=512, cmax=32, z_dim=64, w_dim=64, mapping_layers=2, num_fp16_res=0,
+    "tiny": ModelPreset(cbase=2048, cmax=32, z_dim=64, w_dim=64, mapping_layers=2, num_fp16_res=0,
                         conv_clamp=None, batch=8, gamma=0.1, ema_kimg=1.0, ema_rampup=0.05, lr=0.002,
                         description="a small model for CPU demos and tests"),
 }

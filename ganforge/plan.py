@@ -136,6 +136,7 @@ class Plan:
     style: str = "modulated"  # Style layer: modulated (StyleGAN2) | adain (StyleGAN1).
     g_input: str = "const"  # First-block input: const (learned) | noconst (dense from w[0]).
     num_fp16_res: int = 0  # Top resolutions run in reduced precision on GPUs; 0 = none.
+    fp16_dtype: str = "bf16"  # Reduced precision type: bf16 | fp16.
     conv_clamp: float | None = None  # Clamp conv outputs to ±X; None = off.
     mbstd_group: int = 4  # Minibatch-stddev group size; 0 = whole batch.
     mbstd_channels: int = 1  # Minibatch-stddev feature channels; 0 = off.
@@ -225,6 +226,7 @@ _CHOICES = {
     "d_architecture": ("orig", "skip", "resnet"),
     "style": ("modulated", "adain"),
     "g_input": ("const", "noconst"),
+    "fp16_dtype": ("bf16", "fp16"),
 }
 
 

@@ -134,9 +134,10 @@ class Discriminator(nn.Module):
             want = ", ".join(map(str, self.img_shape))
             raise ValueError(f"discriminator input has shape {got}, expected [N, {want}]{hint}")
         x = None
+        probe = img  # Blocks may consume img (resnet/orig); the dtype decision needs its device.
         for name in self.block_names:
             block = getattr(self, name)
-            x, img = block(x, img, dtype=reduced_dtype(self.plan, block.use_fp16, img, force_fp32))
+            x, img = block(x, img, dtype=reduced_dtype(self.plan, block.use_fp16, probe, force_fp32))
         cmap = None
         if self.c_dim > 0:
             if c is None:

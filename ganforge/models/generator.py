@@ -27,7 +27,7 @@ def reduced_dtype(plan: Plan, use_fp16: bool, x: torch.Tensor, force_fp32: bool)
     """Reduced precision only on GPUs, only where the Plan asks for it; fp32 on the CPU."""
     if not use_fp16 or force_fp32 or x.device.type != "cuda":
         return torch.float32
-    return torch.bfloat16 if getattr(plan, "fp16_dtype", "bf16") == "bf16" else torch.float16
+    return torch.bfloat16 if plan.fp16_dtype == "bf16" else torch.float16
 
 
 # ----------------------------------------------------------------------------

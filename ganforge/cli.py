@@ -1,0 +1,116 @@
+"""Command line: one thin function per command; the work lives in the package.
+
+Examples:
+    ganforge inspect --preset config-f --resolution 1024
+    ganforge inspect --preset tiny --resolution 512x256 --json
+    ganforge inspect --preset tiny --resolution 64 --family dcgan
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ganforge.config import PRESETS
+from ganforge.plan import PlanError, make_plan
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="StyleGAN2-family GANs at any resolution.")
+console = Console()
+err = Console(stderr=True)
+
+
+@app.callback()
+def root() -> None:
+    """ganforge: train and use StyleGAN2-family GANs at any resolution."""
+
+
+class Family(str, Enum):
+    stylegan2 = "stylegan2"
+    dcgan = "dcgan"
+
+
+class Arch(str, Enum):
+    orig = "orig"
+    skip = "skip"
+    resnet = "resnet"
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def model_overrides(
+    cbase: int | None, cmax: int | None, z_dim: int | None, w_dim: int | None, mapping: int | None,
+    g_arch: Arch | None, d_arch: Arch | None, style: str | None, g_input: str | None, fp16_res: int | None,
+) -> dict:
+    """CLI model options -> make_plan overrides (only those given)."""
+    given = dict(cbase=cbase, cmax=cmax, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping,
+                 g_architecture=g_arch.value if g_arch else None, d_architecture=d_arch.value if d_arch else None,
+                 style=style, g_input=g_input, num_fp16_res=fp16_res)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@app.command()
+def inspect(
+    preset: str = typer.Option("config-f", help=f"Capacity preset: {', '.join(PRESETS)}."),
+    resolution: str = typer.Option("1024", metavar="WxH", help="Output size: 256 or WxH such as 512x256."),
+    family: Family = typer.Option(Family.stylegan2, help="Model family."),
+    channels: int = typer.Option(3, min=1, help="Image channels (3 = RGB, 1 = grayscale)."),
+    cond: int = typer.Option(0, min=0, help="Number of label classes; 0 = unconditional."),
+    cbase: int = typer.Option(None, help="Channel base: C(r) = min(cbase // r, cmax)."),
+    cmax: int = typer.Option(None, help="Channel cap."),
+    z_dim: int = typer.Option(None, help="Latent z size."),
+    w_dim: int = typer.Option(None, help="Latent w size."),
+    mapping: int = typer.Option(None, "--map", help="Mapping network depth."),
+    g_arch: Arch = typer.Option(None, help="Generator architecture."),
+    d_arch: Arch = typer.Option(None, help="Discriminator architecture."),
+    style: str = typer.Option(None, help="Style layer: modulated or adain."),
+    g_input: str = typer.Option(None, "--input", help="First block input: const or noconst."),
+    fp16_res: int = typer.Option(None, min=0, help="Top resolutions in reduced precision (GPU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Per-layer shapes, parameter counts and memory for a preset at a resolution (no GPU, no memory used)."""
+    from ganforge.inspector import format_bytes, format_count, inspect_plan
+
+    try:
+        plan = make_plan(preset, resolution, family=family.value, img_channels=channels, c_dim=cond,
+                         **model_overrides(cbase, cmax, z_dim, w_dim, mapping, g_arch, d_arch, style, g_input,
+                                           fp16_res))
+    except PlanError as e:
+        fail(str(e))
+    info = inspect_plan(plan)
+    if as_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+        return
+    for key, title in (("generator", "Generator"), ("discriminator", "Discriminator")):
+        net = info[key]
+        table = Table(title=f"{title} — {plan.family} {preset} at {plan.resolution_text} (WxH)")
+        table.add_column("layer")
+        table.add_column("kind")
+        table.add_column("output [C, H, W]")
+        table.add_column("params", justify="right")
+        for row in net["layers"]:
+            table.add_row(row["name"], row["kind"], str(row["output_shape"]), f"{row['params']:,}")
+        console.print(table)
+        console.print(f"{title}: {net['params']:,} parameters ({format_count(net['params'])}), "
+                      f"{net['buffers']:,} buffer values, ~{format_bytes(net['activation_bytes_per_image'])} "
+                      f"of activations per image (fp32)")
+    g = info["generator"]
+    console.print(f"num_ws: {g['num_ws']}   output: {g['output_shape']}   base: {plan.base_w}x{plan.base_h}   "
+                  f"channels per block: {list(plan.channels)}")
+    console.print(f"G+D: {info['total_params']:,} parameters ({format_count(info['total_params'])}); "
+                  f"Adam training state ~{format_bytes(info['train_state_bytes'])}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
