@@ -1,0 +1,1 @@
+"""Training: config, losses, EMA, statistics, the loop, distributed set-up, divergence guard."""

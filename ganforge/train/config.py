@@ -1,0 +1,141 @@
+"""Typed training configuration: preset defaults < TOML file < command line.
+
+The resolved config is printed at start and saved with the run (`config.json`) and in every
+checkpoint, so `--resume latest` continues with the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ganforge.config import PRESETS
+
+
+class ConfigError(ValueError):
+    """An invalid training option; the message names the option and the fix."""
+
+
+@dataclass
+class TrainConfig:
+    # Main.
+    data: str = ""  # Dataset folder or zip (prepared, or any folder of same-size images).
+    outdir: str = "runs"  # Parent directory of run directories.
+    run_name: str | None = None  # Run directory name; None = <preset>-<resolution>-<data name>.
+    family: str = "stylegan2"  # stylegan2 | dcgan.
+    preset: str = "tiny"  # Capacity/training preset (see `ganforge inspect`).
+    resolution: str = "auto"  # WxH, R, or auto = taken from the data.
+    cond: bool = False  # Train with the dataset's class labels.
+    patch_d: bool = False  # DCGAN only: fully convolutional PatchGAN discriminator.
+    model: dict = field(default_factory=dict)  # Plan overrides: cbase, cmax, z_dim, g_architecture, …
+    kimg: float = 25000.0  # Length of the run in thousands of real images shown to D.
+    batch: int | None = None  # Global batch size; None = preset.
+    seed: int = 0  # Seeds data order, latents and noise (with rank and step).
+    device: str = "auto"  # auto | cpu | cuda | cuda:N.
+    # Hyperparameters.
+    g_lr: float | None = None  # G learning rate; None = preset.
+    d_lr: float | None = None  # D learning rate; None = G's.
+    d_lr_mult: float = 1.0  # D learning rate = d_lr × this.
+    gamma: float | None = None  # R1 weight; None = preset; 0 = off.
+    r1_interval: int = 16  # Lazy R1: every N D steps.
+    pl_weight: float | None = None  # Path-length weight; None = preset; 0 = off.
+    pl_interval: int = 4  # Lazy path length: every N G steps.
+    pl_batch_shrink: int = 2  # Path-length batch = batch // this.
+    pl_decay: float = 0.01  # Decay of the path-length mean.
+    style_mixing: float | None = None  # Style-mixing probability; None = preset; 0 = off.
+    ema_kimg: float | None = None  # G EMA half-life in kimg; None = preset.
+    ema_rampup: float | None = -1.0  # EMA ramp-up ratio; -1 = preset; None = off.
+    mirror: bool = False  # Add x-flipped copies of the data.
+    # Performance.
+    precision: str = "auto"  # auto (bf16 on GPUs that support it, fp32 on CPU) | bf16 | fp16 | fp32.
+    workers: int = 2  # DataLoader worker processes.
+    deterministic: bool = False  # Deterministic algorithms (reproducible, slower).
+    # I/O.
+    snap: float = 50.0  # kimg between checkpoints and sample grids.
+    tick: float = 4.0  # kimg between progress lines and stats.
+    keep: int = 3  # Checkpoints kept (the newest).
+    resume: str | None = None  # latest | PATH to a checkpoint.
+    grid: tuple[int, int] = (8, 4)  # Sample grid columns × rows.
+    tensorboard: bool = True  # Write TensorBoard scalars and images.
+    # Divergence guard.
+    max_failures: int = 3  # Rollbacks before giving up.
+    rollback_lr_mult: float = 0.5  # Multiply learning rates by this after a rollback; 1 = keep.
+
+    def resolved(self) -> TrainConfig:
+        """Fill preset defaults; validate."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"--preset {self.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
+        p = PRESETS[self.preset]
+        c = dataclasses.replace(self)
+        c.batch = c.batch or p.batch
+        c.g_lr = c.g_lr if c.g_lr is not None else p.lr
+        c.d_lr = c.d_lr if c.d_lr is not None else c.g_lr
+        c.gamma = c.gamma if c.gamma is not None else p.gamma
+        c.pl_weight = c.pl_weight if c.pl_weight is not None else p.pl_weight
+        c.style_mixing = c.style_mixing if c.style_mixing is not None else p.style_mixing
+        c.ema_kimg = c.ema_kimg if c.ema_kimg is not None else p.ema_kimg
+        if c.ema_rampup == -1.0:
+            c.ema_rampup = p.ema_rampup
+        c.validate()
+        return c
+
+    def validate(self) -> None:
+        checks = [
+            (self.family in ("stylegan2", "dcgan"), "--family must be stylegan2 or dcgan"),
+            (self.batch is None or self.batch >= 1, f"--batch must be >= 1, got {self.batch}"),
+            (self.kimg > 0, f"--kimg must be > 0, got {self.kimg}"),
+            (self.snap > 0, f"--snap must be > 0 kimg, got {self.snap}"),
+            (self.tick > 0, f"--tick must be > 0 kimg, got {self.tick}"),
+            (self.keep >= 1, f"--keep must be >= 1, got {self.keep}"),
+            (self.precision in ("auto", "bf16", "fp16", "fp32"), "--precision must be auto, bf16, fp16 or fp32"),
+            (self.r1_interval >= 1 and self.pl_interval >= 1, "regularization intervals must be >= 1"),
+            (self.style_mixing is None or 0 <= self.style_mixing <= 1, "--style-mixing must be in [0, 1]"),
+            (self.gamma is None or self.gamma >= 0, "--gamma must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["grid"] = list(self.grid)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(names))}")
+        d = dict(d)
+        if "grid" in d:
+            d["grid"] = tuple(d["grid"])
+        return cls(**d)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A TOML (or JSON) file of TrainConfig keys (dashes or underscores); [model] holds Plan overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".json":
+        raw = json.loads(text)
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    return {k.replace("-", "_"): v for k, v in raw.items()}
+
+
+def merge(file_values: dict, cli_values: dict) -> TrainConfig:
+    """Precedence: CLI (only options given) > file > defaults (preset values fill in at resolve time)."""
+    merged = {**file_values, **{k: v for k, v in cli_values.items() if v is not None}}
+    return TrainConfig.from_dict(merged)

@@ -1,0 +1,189 @@
+"""The training loop: one function, comment-headed stages, counting images shown to D (cur_nimg).
+
+Every step reseeds from (seed, rank, step, failures), and the data order is a pure function of
+(seed, step), so a resumed run repeats exactly what a straight run would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ganforge import checkpoint as ck
+from ganforge.plan import PlanError, compare_data, make_plan
+from ganforge.train import distributed as dist_utils
+from ganforge.train.config import TrainConfig
+from ganforge.train.ema import ema_beta, update_ema
+from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
+from ganforge.train.run import (
+    TrainingDiverged,
+    build_loader,
+    fake_labels,
+    open_dataset,
+    progress_line,
+    resolve_run_dir,
+    save_snapshot,
+    step_seed,
+)
+from ganforge.train.state import TrainState, build_state, load_state, make_phases, weights_finite
+from ganforge.train.stats import Collector, Sinks
+
+
+def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: torch.device):
+    """Plan from the config, with resolution 'auto' taken from the data; mismatches fail here, before work."""
+    res = (data_shape[1], data_shape[2]) if cfg.resolution == "auto" else cfg.resolution
+    overrides = dict(cfg.model)
+    if cfg.precision == "fp32":
+        overrides["num_fp16_res"] = 0
+    elif cfg.precision in ("bf16", "fp16"):
+        overrides["fp16_dtype"] = cfg.precision
+    elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        overrides["fp16_dtype"] = "fp16"
+    try:
+        plan = make_plan(cfg.preset, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, **overrides)
+    except PlanError as e:
+        hint = " (taken from the data: prepare the data at a valid size)" if cfg.resolution == "auto" else ""
+        raise PlanError(f"{e}{hint}") from e
+    rep = compare_data(plan, data_shape, c_dim)
+    if not rep.ok:
+        raise PlanError(str(rep))
+    return plan
+
+
+def train(cfg: TrainConfig, dataset=None, log=print) -> Path:
+    """Train until cfg.kimg; returns the run directory. `dataset` overrides cfg.data (tests)."""
+    cfg = cfg.resolved()
+    dist, device = dist_utils.init_distributed(cfg.device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    dataset = dataset if dataset is not None else open_dataset(cfg)
+    c_dim = dataset.c_dim if cfg.cond else 0
+    plan = training_plan(cfg, list(dataset.shape), c_dim, device)
+    if cfg.batch % dist.world_size:
+        raise PlanError(f"--batch {cfg.batch} must be a multiple of the number of processes ({dist.world_size})")
+    batch_gpu = cfg.batch // dist.world_size
+    if plan.family == "stylegan2" and plan.mbstd_group and batch_gpu % min(plan.mbstd_group, batch_gpu):
+        raise PlanError(f"the per-GPU batch {batch_gpu} is not a multiple of the minibatch-std group "
+                        f"{plan.mbstd_group}: use --batch {plan.mbstd_group * dist.world_size * 2} or a multiple")
+    run_dir, resume_path = resolve_run_dir(cfg, plan)
+
+    # Networks, optimizers, resume.
+    torch.manual_seed(cfg.seed)  # Same initial weights on every rank and for every rerun.
+    state = build_state(plan, cfg, device)
+    if resume_path is not None:
+        load_state(state, resume_path)
+        log(f"Resumed from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
+    G_step = GeneratorStep(state.G, cfg.style_mixing)
+    G_train, D_train = G_step, state.D
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        G_train = DDP(G_step, device_ids=ids, broadcast_buffers=False)
+        D_train = DDP(state.D, device_ids=ids, broadcast_buffers=False)
+    loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight,
+                         pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay).to(device)
+    loss.pl_mean.copy_(state.pl_mean)
+    state.pl_mean = loss.pl_mean
+    phases = make_phases(cfg, plan.family == "stylegan2")
+    stats, sinks = Collector(), (Sinks(run_dir, cfg.tensorboard) if dist.is_main else None)
+    loader = build_loader(dataset, cfg, batch_gpu, dist, start_step=state.batch_idx)
+    total_nimg = int(cfg.kimg * 1000)
+    if dist.is_main:
+        log(f"Run directory: {run_dir}")
+        log(f"Training {plan.family} {cfg.preset} at {plan.resolution_text}, batch {cfg.batch}, "
+            f"{cfg.kimg:g} kimg on {device} ({dist.world_size} process(es))")
+        if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):
+            save_snapshot(state, run_dir, dataset, sinks, cfg)
+    tick_start_nimg, tick_start_time, start_time = state.cur_nimg, time.time(), time.time()
+    next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
+
+    while state.cur_nimg < total_nimg:
+        # Fetch data and latents; seed the step.
+        torch.manual_seed(step_seed(cfg.seed, dist.rank, state.batch_idx, state.failures))
+        real, real_c = next(loader)
+        real = real.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1
+        real_c = real_c.to(device)[:, :c_dim] if c_dim else torch.zeros([real.shape[0], 0], device=device)
+        all_z = torch.randn([len(phases), batch_gpu, plan.z_dim], device=device)
+        all_c = fake_labels(dataset, len(phases) * batch_gpu, c_dim, device).reshape(len(phases), batch_gpu, -1)
+
+        # Run the phases: one optimizer step each, lazy regularization with gain = interval.
+        for phase, z, c in zip(phases, all_z, all_c, strict=True):
+            if state.batch_idx % phase.interval != 0:
+                continue
+            net, opt = (state.G, state.opt_G) if phase.net == "G" else (state.D, state.opt_D)
+            opt.zero_grad(set_to_none=True)
+            net.requires_grad_(True)
+            loss.accumulate(phase.name, real, real_c, z, c, gain=phase.interval, report=stats.report)
+            net.requires_grad_(False)
+            for p in net.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            opt.step()
+
+        # EMA and counters.
+        update_ema(state.G_ema, state.G, ema_beta(cfg.batch, state.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+        state.cur_nimg += cfg.batch
+        state.batch_idx += 1
+        done = state.cur_nimg >= total_nimg
+        if state.cur_nimg < tick_start_nimg + cfg.tick * 1000 and not done:
+            continue
+
+        # Tick: statistics, progress, divergence guard.
+        now = time.time()
+        tick_kimg = (state.cur_nimg - tick_start_nimg) / 1000
+        stats.report("Timing/sec_per_kimg", (now - tick_start_time) / max(tick_kimg, 1e-8))
+        if device.type == "cuda":
+            stats.report("Resources/peak_gpu_mem_gb", torch.cuda.max_memory_allocated(device) / 2**30)
+            torch.cuda.reset_peak_memory_stats(device)
+        means = stats.means()
+        diverged = dist_utils.any_rank(not weights_finite(state) or not all(
+            v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("Loss/")), device)
+        if diverged:
+            _roll_back(state, run_dir, cfg, means, sinks, log, device)
+            loader = build_loader(dataset, cfg, batch_gpu, dist, start_step=state.batch_idx)
+            tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
+            next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
+            continue
+        if dist.is_main:
+            log(progress_line(state, means, total_nimg, now - start_time, device))
+            sinks.write(means, state.cur_nimg / 1000, now)
+        tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
+
+        # Snapshot: sample grid + checkpoint (rank 0 writes).
+        if state.cur_nimg >= next_snap or done:
+            if dist.is_main:
+                save_snapshot(state, run_dir, dataset, sinks, cfg)
+            next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
+
+    if sinks is not None:
+        sinks.close()
+    if dist.is_main:
+        log(f"Done: {state.cur_nimg / 1000:.3f} kimg; checkpoints and samples in {run_dir}")
+    return run_dir
+
+
+def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, sinks, log, device) -> None:
+    """Restore the last good checkpoint, lower the learning rate, count the failure (or give up)."""
+    failures = state.failures + 1
+    bad = {k: v for k, v in means.items() if k.startswith("Loss/")}
+    path = ck.latest_checkpoint(run_dir)
+    event = {"event": "divergence", "kimg": state.cur_nimg / 1000, "failures": failures, "losses": repr(bad),
+             "restored": str(path.name) if path else None}
+    if sinks is not None:
+        with open(run_dir / "events.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\n")
+    if failures > cfg.max_failures or path is None:
+        raise TrainingDiverged(
+            f"training diverged {failures} time(s) (non-finite losses or weights at {state.cur_nimg / 1000:.3f} kimg); "
+            f"the last good checkpoint is {path}: lower --g-lr/--d-lr or raise --gamma, then resume from it"
+        )
+    lr_scale = state.lr_scale * cfg.rollback_lr_mult
+    load_state(state, path)
+    state.failures, state.lr_scale = failures, lr_scale
+    state.set_lr()
+    log(f"Divergence at kimg {event['kimg']:.3f} ({failures}/{cfg.max_failures}): restored {path.name}, "
+        f"learning rates x{lr_scale:g}")

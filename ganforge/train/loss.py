@@ -1,0 +1,148 @@
+"""Losses as phases: non-saturating logistic loss, lazy R1 and lazy path-length regularization.
+
+Official StyleGAN2-ADA definitions. Each phase accumulates gradients for one network and reports
+its own statistics through `report(name, tensor)`; the loss knows nothing of optimizers or files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Report = Callable[[str, torch.Tensor], None]
+
+
+def _noop(name: str, value: torch.Tensor) -> None:
+    pass
+
+
+# ----------------------------------------------------------------------------
+# The math, as small functions.
+
+
+def r1_penalty(real_logits: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
+    """R1 = Σ_CHW (∂ΣD(x)/∂x)², per sample [N]. `real_img` must require grad."""
+    (grads,) = torch.autograd.grad(real_logits.sum(), real_img, create_graph=True, only_inputs=True)
+    return grads.square().sum(dim=[1, 2, 3])
+
+
+def path_lengths(img: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    """|J_w^T y|, y ~ N(0, I)/sqrt(HW), averaged over the ws: per sample [N]."""
+    noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+    (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True, only_inputs=True)
+    return grads.square().sum(dim=2).mean(dim=1).sqrt()
+
+
+def mix_styles(mapping: nn.Module, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor, prob: float) -> torch.Tensor:
+    """With probability `prob` per batch, take the ws from a second latent from a random cutoff on."""
+    if prob <= 0:
+        return ws
+    num_ws = ws.shape[1]
+    cutoff = torch.empty([], dtype=torch.int64).random_(1, num_ws)
+    cutoff = torch.where(torch.rand([]) < prob, cutoff, torch.full_like(cutoff, num_ws))
+    ws2 = mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+    keep = torch.arange(num_ws)[None, :, None] < cutoff
+    return torch.where(keep.to(ws.device), ws, ws2)
+
+
+# ----------------------------------------------------------------------------
+# Phases.
+
+
+class GeneratorStep(nn.Module):
+    """G for training: (z, c) -> (img, ws) with style mixing. A module so DDP can wrap it."""
+
+    def __init__(self, G: nn.Module, style_mixing: float = 0.9):
+        super().__init__()
+        self.G, self.style_mixing = G, style_mixing
+        self.stylegan = hasattr(G, "mapping")
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.stylegan:
+            return self.G(z, c if self.G.c_dim else None), None
+        ws = self.G.mapping(z, c)
+        ws = mix_styles(self.G.mapping, ws, z, c, self.style_mixing)
+        return self.G.synthesis(ws), ws
+
+
+class StyleGAN2Loss(nn.Module):
+    """Phases: Gmain, Greg (path length), Dmain, Dreg (R1). Holds the path-length mean as a buffer.
+
+    `G_train`/`D_train` are the modules whose parameters a phase trains (DDP wrappers in multi-GPU
+    runs); the other network is called unwrapped, so DDP only ever sees the network it reduces.
+    """
+
+    def __init__(
+        self,
+        G: GeneratorStep,  # Generator step module.
+        D: nn.Module,  # Discriminator.
+        G_train: nn.Module | None = None,  # G as trained (DDP wrapper); None = G.
+        D_train: nn.Module | None = None,  # D as trained (DDP wrapper); None = D.
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,  # Applied to everything D sees.
+        r1_gamma: float = 10.0,  # R1 weight; 0 = off.
+        pl_weight: float = 2.0,  # Path-length weight; 0 = off.
+        pl_batch_shrink: int = 2,  # Path-length batch = N // this.
+        pl_decay: float = 0.01,  # EMA decay of the path-length mean.
+    ):
+        super().__init__()
+        self.G, self.D = G, D
+        self.G_train, self.D_train = G_train or G, D_train or D
+        self.augment = augment
+        self.r1_gamma = r1_gamma
+        self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
+        self.register_buffer("pl_mean", torch.zeros([]))
+
+    def run_D(self, D: nn.Module, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.augment is not None:
+            img = self.augment(img)
+        logits = D(img, c if self.D.c_dim else None)
+        return logits.flatten(1).mean(1, keepdim=True) if logits.ndim > 2 else logits  # PatchGAN: mean of patches
+
+    def accumulate(self, phase: str, real: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                   gen_c: torch.Tensor, gain: float, report: Report = _noop) -> None:
+        """Backpropagate one phase's loss × gain into the grads of the phase's network."""
+        if phase == "Gmain":
+            img, _ = self.G_train(gen_z, gen_c)
+            logits = self.run_D(self.D, img, gen_c)
+            loss = F.softplus(-logits)  # -log(sigmoid(D(G(z))))
+            report("Loss/scores/fake", logits.detach())
+            report("Loss/G/loss", loss.detach())
+            loss.mean().mul(gain).backward()
+        elif phase == "Greg":
+            if self.pl_weight == 0 or not self.G.stylegan:
+                return
+            n = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
+            img, ws = self.G_train(gen_z[:n], gen_c[:n])
+            lengths = path_lengths(img, ws)
+            mean = self.pl_mean.lerp(lengths.mean(), self.pl_decay)
+            self.pl_mean.copy_(mean.detach())
+            penalty = (lengths - mean).square()
+            report("Loss/pl_penalty", penalty.detach())
+            (img[:, 0, 0, 0] * 0 + penalty * self.pl_weight).mean().mul(gain).backward()
+        elif phase == "Dmain":
+            with torch.no_grad():
+                img, _ = self.G(gen_z, gen_c)
+            logits = self.run_D(self.D_train, img, gen_c)
+            report("Loss/scores/fake", logits.detach())
+            F.softplus(logits).mean().mul(gain).backward()  # -log(1 - sigmoid(D(G(z))))
+            real_logits = self.run_D(self.D_train, real.detach(), real_c)
+            loss_real = F.softplus(-real_logits)  # -log(sigmoid(D(x)))
+            report("Loss/scores/real", real_logits.detach())
+            report("Loss/signs/real", real_logits.detach().sign())
+            report("Loss/D/loss", (F.softplus(logits) + loss_real).detach())
+            loss_real.mean().mul(gain).backward()
+        elif phase == "Dreg":
+            if self.r1_gamma == 0:
+                return
+            x = real.detach().requires_grad_(True)
+            real_logits = self.run_D(self.D_train, x, real_c)
+            penalty = r1_penalty(real_logits, x)
+            report("Loss/r1_penalty", penalty.detach())
+            report("Loss/D/reg", (penalty * (self.r1_gamma / 2)).detach())
+            (real_logits * 0 + penalty[:, None] * (self.r1_gamma / 2)).mean().mul(gain).backward()
+        else:
+            raise ValueError(f"unknown phase {phase!r}")

@@ -1,0 +1,178 @@
+"""The loop's helpers: run directory, data feed, seeds, snapshots and the progress line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ganforge import checkpoint as ck
+from ganforge.images import make_grid, save_png, to_uint8
+from ganforge.latents import z_from_seeds
+from ganforge.plan import Plan
+from ganforge.train.config import ConfigError, TrainConfig
+from ganforge.train.state import TrainState, save_state
+
+
+class TrainingDiverged(RuntimeError):
+    """Non-finite losses or weights more often than --max-failures allows."""
+
+
+# ----------------------------------------------------------------------------
+# Run directory.
+
+
+def run_name(cfg: TrainConfig, plan: Plan) -> str:
+    data = Path(cfg.data).name.removesuffix(".zip") if cfg.data else "data"
+    return cfg.run_name or f"{cfg.family}-{cfg.preset}-{plan.resolution_text}-{data}"
+
+
+def resolve_run_dir(cfg: TrainConfig, plan: Plan) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint to resume from). Refuses to mix a new run into an old one."""
+    run_dir = Path(cfg.outdir) / run_name(cfg, plan)
+    resume = None
+    if cfg.resume == "latest":
+        resume = ck.latest_checkpoint(run_dir)  # None: nothing to resume yet, start fresh
+    elif cfg.resume:
+        resume = Path(cfg.resume)
+        if not resume.is_file():
+            raise ConfigError(f"--resume {cfg.resume}: no such checkpoint file; use --resume latest or a file path")
+    elif ck.list_checkpoints(run_dir):
+        raise ConfigError(f"{run_dir} already holds checkpoints: add --resume latest to continue that run, "
+                          f"or choose another --run-name / --outdir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume is None or not (run_dir / "config.json").exists():
+        ck.atomic_write_text(run_dir / "config.json", json.dumps(
+            {"config": cfg.to_dict(), "plan": plan.to_dict()}, indent=2))
+    return run_dir, resume
+
+
+# ----------------------------------------------------------------------------
+# Data.
+
+
+def open_dataset(cfg: TrainConfig):
+    from ganforge.data.dataset import ImageDataset
+
+    if not cfg.data:
+        raise ConfigError("--data is required: a folder or zip of images (see `ganforge dataset prepare`)")
+    res = None if cfg.resolution == "auto" else cfg.resolution
+    return ImageDataset(cfg.data, resolution=res, use_labels=cfg.cond, xflip=cfg.mirror)
+
+
+def step_seed(seed: int, rank: int, step: int, failures: int = 0) -> int:
+    """Seed of one training step on one rank."""
+    return (seed * 1_000_003 + rank * 7_919 + step * 104_729 + failures * 15_485_863) % (2**63)
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Infinite batch sampler whose step-k batch is a pure function of (seed, k): resumable exactly.
+
+    Epoch e is a permutation seeded by (seed, e); the global batch of step k is positions
+    [k·B, (k+1)·B) of the concatenated epochs, and rank r takes its contiguous share.
+    """
+
+    def __init__(self, n: int, batch: int, rank: int, world: int, seed: int, start_step: int):
+        self.n, self.batch, self.rank, self.world, self.seed, self.start = n, batch, rank, world, seed, start_step
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))}
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> list[int]:
+        per_rank = self.batch // self.world
+        first = step * self.batch + self.rank * per_rank
+        out = []
+        for pos in range(first, first + per_rank):
+            out.append(int(self._perm(pos // self.n)[pos % self.n]))
+        return out
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.indices(step)
+            step += 1
+
+
+def build_loader(dataset, cfg: TrainConfig, batch_gpu: int, dist, start_step: int):
+    """Infinite iterator of (uint8 images [N, C, H, W], labels [N, c_dim])."""
+    sampler = StepBatches(len(dataset), cfg.batch, dist.rank, dist.world_size, cfg.seed, start_step)
+    workers = cfg.workers if len(dataset) > 64 else 0
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available(),
+                                         prefetch_factor=2 if workers else None, persistent_workers=False)
+    return iter(loader)
+
+
+def fake_labels(dataset, n: int, c_dim: int, device: torch.device) -> torch.Tensor:
+    """One-hot labels drawn with the dataset's class frequencies (official: labels of random reals)."""
+    if c_dim == 0:
+        return torch.zeros([n, 0], device=device)
+    counts = torch.as_tensor(dataset.label_counts, dtype=torch.float32)
+    idx = torch.multinomial(counts, n, replacement=True)
+    return torch.nn.functional.one_hot(idx, c_dim).to(device=device, dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------
+# Snapshots and progress.
+
+
+@torch.no_grad()
+def sample_grid(G: torch.nn.Module, plan: Plan, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """Fixed seeds 0..cols·rows-1 (and cycling labels): the same grid at every snapshot. uint8 NCHW."""
+    cols, rows = cfg.grid
+    n = cols * rows
+    z = z_from_seeds(list(range(n)), plan.z_dim).to(device)
+    c = None
+    if plan.c_dim:
+        c = torch.nn.functional.one_hot(torch.arange(n) % plan.c_dim, plan.c_dim).float().to(device)
+    kwargs = {"noise_mode": "const"} if plan.family == "stylegan2" else {}
+    was_training = G.training
+    G.eval()
+    imgs = torch.cat([G(z[i : i + 8], None if c is None else c[i : i + 8], **kwargs) for i in range(0, n, 8)])
+    G.train(was_training)
+    return to_uint8(imgs)
+
+
+def save_snapshot(state: TrainState, run_dir: Path, dataset, sinks, cfg: TrainConfig) -> None:
+    """Sample grid PNG (fixed seeds) + checkpoint; prune old checkpoints."""
+    device = next(state.G_ema.parameters()).device
+    kimg = state.cur_nimg / 1000
+    grid = make_grid(sample_grid(state.G_ema, state.plan, cfg, device), cols=cfg.grid[0])
+    save_png(grid, run_dir / f"fakes-{state.cur_nimg:012d}.png")  # Number = images shown to D.
+    save_png(grid, run_dir / "fakes_latest.png")
+    if sinks is not None:
+        sinks.image("fakes", grid if grid.ndim == 3 else grid[:, :, None], kimg)
+    if state.cur_nimg == 0 and not (run_dir / "reals.png").exists():
+        n = min(len(dataset), cfg.grid[0] * cfg.grid[1])
+        reals = torch.stack([dataset[i][0] for i in range(n)])
+        save_png(make_grid(reals, cols=cfg.grid[0]), run_dir / "reals.png")
+    save_state(state, run_dir / ck.checkpoint_name(state.cur_nimg))
+    ck.prune(run_dir, cfg.keep)
+
+
+def format_time(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def progress_line(state: TrainState, means: dict, total_nimg: int, elapsed: float, device: torch.device) -> str:
+    kimg = state.cur_nimg / 1000
+    spk = means.get("Timing/sec_per_kimg", 0.0)
+    eta = spk * (total_nimg - state.cur_nimg) / 1000
+    parts = [f"kimg {kimg:.2f}/{total_nimg / 1000:g}", f"{spk:.2f} s/kimg", f"ETA {format_time(eta)}",
+             f"time {format_time(elapsed)}"]
+    for key, label in (("Loss/G/loss", "G"), ("Loss/D/loss", "D"), ("Loss/r1_penalty", "R1"),
+                       ("Loss/pl_penalty", "PL")):
+        if key in means:
+            parts.append(f"{label} {means[key]:.3f}")
+    if "Resources/peak_gpu_mem_gb" in means:
+        parts.append(f"mem {means['Resources/peak_gpu_mem_gb']:.2f} GB")
+    return " | ".join(parts)

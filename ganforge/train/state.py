@@ -1,0 +1,127 @@
+"""Everything a run needs to continue: networks, optimizers, counters — and its checkpoint form."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganforge import build_discriminator, build_generator
+from ganforge import checkpoint as ck
+from ganforge.plan import Plan, compare_plans
+from ganforge.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # Gmain | Greg | Dmain | Dreg.
+    net: str  # G | D.
+    interval: int  # Run every N steps (lazy regularization).
+
+
+def make_phases(cfg: TrainConfig, stylegan: bool) -> list[Phase]:
+    g_reg = stylegan and cfg.pl_weight > 0
+    d_reg = cfg.gamma > 0
+    return [p for p, on in [
+        (Phase("Gmain", "G", 1), True),
+        (Phase("Greg", "G", cfg.pl_interval), g_reg),
+        (Phase("Dmain", "D", 1), True),
+        (Phase("Dreg", "D", cfg.r1_interval), d_reg),
+    ] if on]
+
+
+def lazy_ratio(interval: int, enabled: bool) -> float:
+    """Adam lr and betas are corrected for lazy regularization: c = I / (I + 1) (official)."""
+    return interval / (interval + 1) if enabled else 1.0
+
+
+@dataclass
+class TrainState:
+    plan: Plan
+    cfg: TrainConfig
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    pl_mean: torch.Tensor
+    cur_nimg: int = 0
+    batch_idx: int = 0
+    lr_scale: float = 1.0  # Lowered by divergence rollbacks.
+    failures: int = 0
+    extra: dict = field(default_factory=dict)  # Future state (ADA p, schedules) as JSON.
+
+    def set_lr(self) -> None:
+        """Apply cfg learning rates × lr_scale × lazy-regularization ratios."""
+        g_ratio = lazy_ratio(self.cfg.pl_interval, self.plan.family == "stylegan2" and self.cfg.pl_weight > 0)
+        d_ratio = lazy_ratio(self.cfg.r1_interval, self.cfg.gamma > 0)
+        for opt, lr, ratio in ((self.opt_G, self.cfg.g_lr, g_ratio),
+                               (self.opt_D, self.cfg.d_lr * self.cfg.d_lr_mult, d_ratio)):
+            for group in opt.param_groups:
+                group["lr"] = lr * ratio * self.lr_scale
+                group["betas"] = (0.0 ** ratio, 0.99**ratio)
+
+
+def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainState:
+    G = build_generator(plan).train().requires_grad_(False).to(device)
+    D = build_discriminator(plan, patch=cfg.patch_d).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(0.0, 0.99), eps=1e-8)
+    state = TrainState(plan, cfg, G, D, G_ema, opt_G, opt_D, torch.zeros([], device=device))
+    state.set_lr()
+    return state
+
+
+# ----------------------------------------------------------------------------
+# Checkpoint form.
+
+
+def save_state(state: TrainState, path: Path) -> None:
+    g_opt, g_opt_meta = ck.optimizer_to_tensors(state.opt_G)
+    d_opt, d_opt_meta = ck.optimizer_to_tensors(state.opt_D)
+    tensors = ck.join(G=state.G.state_dict(), D=state.D.state_dict(), G_ema=state.G_ema.state_dict(),
+                      opt_G=g_opt, opt_D=d_opt, loss={"pl_mean": state.pl_mean})
+    meta = {
+        "kind": "training",
+        "plan": state.plan.to_dict(),
+        "config": state.cfg.to_dict(),
+        "cur_nimg": state.cur_nimg,
+        "kimg": state.cur_nimg / 1000,
+        "batch_idx": state.batch_idx,
+        "lr_scale": state.lr_scale,
+        "failures": state.failures,
+        "opt_G": g_opt_meta,
+        "opt_D": d_opt_meta,
+        "extra": state.extra,
+    }
+    ck.save_checkpoint(path, tensors, meta)
+
+
+def load_state(state: TrainState, path: Path) -> None:
+    """Restore a training checkpoint into `state` (networks must match the checkpoint's Plan)."""
+    tensors, meta = ck.load_checkpoint(path)
+    if meta.get("kind") != "training":
+        raise ck.CheckpointError(f"{path} is an inference export, not a training checkpoint: it cannot be resumed")
+    rep = compare_plans(Plan.from_dict(meta["plan"]), state.plan)
+    if not rep.ok:
+        raise ck.CheckpointError(f"cannot resume from {path}: {rep}")
+    for name in ("G", "D", "G_ema"):
+        getattr(state, name).load_state_dict(ck.split(tensors, name), strict=True)
+    ck.optimizer_from_tensors(state.opt_G, ck.split(tensors, "opt_G"), meta["opt_G"])
+    ck.optimizer_from_tensors(state.opt_D, ck.split(tensors, "opt_D"), meta["opt_D"])
+    state.pl_mean.copy_(tensors["loss.pl_mean"])
+    state.cur_nimg, state.batch_idx = int(meta["cur_nimg"]), int(meta["batch_idx"])
+    state.lr_scale, state.failures = float(meta["lr_scale"]), int(meta["failures"])
+    state.extra = dict(meta.get("extra", {}))
+    state.set_lr()
+
+
+def weights_finite(state: TrainState) -> bool:
+    """One reduction per network (a single CPU-GPU sync)."""
+    total = sum(p.detach().float().abs().sum() for p in state.G.parameters())
+    total = total + sum(p.detach().float().abs().sum() for p in state.D.parameters())
+    return bool(torch.isfinite(total))
