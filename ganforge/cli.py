@@ -108,6 +108,43 @@ def inspect(
                   f"Adam training state ~{format_bytes(info['train_state_bytes'])}")
 
 
+@app.command()
+def generate(
+    checkpoint: str = typer.Option(..., help="ganforge checkpoint (.safetensors) or official StyleGAN2-ADA .pkl."),
+    seeds: str = typer.Option("0-7", help="Seeds: 0-99 or 1,5,9."),
+    outdir: str = typer.Option("out", help="Output folder."),
+    trunc: float = typer.Option(1.0, help="Truncation psi (1 = off, 0.7 typical)."),
+    trunc_cutoff: int = typer.Option(None, help="Truncate only the first N ws."),
+    class_idx: int = typer.Option(None, "--class", help="Class label for conditional models."),
+    noise_mode: str = typer.Option("const", help="const, random or none."),
+    grid: bool = typer.Option(False, "--grid", help="Also write grid.png."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Generate images from seeds (seed -> z exactly as the official generate.py)."""
+    from ganforge.checkpoint import CheckpointError
+    from ganforge.latents import parse_seeds
+    from ganforge.tools.generate import generate_images
+
+    if noise_mode not in ("const", "random", "none"):
+        fail(f"--noise-mode {noise_mode!r}: choose const, random or none")
+    try:
+        paths = generate_images(checkpoint, parse_seeds(seeds), outdir, trunc, trunc_cutoff, noise_mode, class_idx,
+                                grid=grid, device=device)
+    except (ValueError, CheckpointError) as e:
+        fail(str(e))
+    console.print(f"Wrote {len(paths)} images to {outdir}")
+
+
+def _register() -> None:
+    from ganforge import cli_train
+
+    app.command()(cli_train.train)
+    app.command()(cli_train.demo)
+
+
+_register()
+
+
 def main() -> None:
     app()
 

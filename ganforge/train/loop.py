@@ -53,8 +53,8 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
     return plan
 
 
-def train(cfg: TrainConfig, dataset=None, log=print) -> Path:
-    """Train until cfg.kimg; returns the run directory. `dataset` overrides cfg.data (tests)."""
+def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
+    """Train until cfg.kimg; returns the final state (state.run_dir). `dataset` overrides cfg.data (tests)."""
     cfg = cfg.resolved()
     dist, device = dist_utils.init_distributed(cfg.device)
     if cfg.deterministic:
@@ -73,6 +73,7 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> Path:
     # Networks, optimizers, resume.
     torch.manual_seed(cfg.seed)  # Same initial weights on every rank and for every rerun.
     state = build_state(plan, cfg, device)
+    state.run_dir = run_dir
     if resume_path is not None:
         load_state(state, resume_path)
         log(f"Resumed from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
@@ -163,7 +164,7 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> Path:
         sinks.close()
     if dist.is_main:
         log(f"Done: {state.cur_nimg / 1000:.3f} kimg; checkpoints and samples in {run_dir}")
-    return run_dir
+    return state
 
 
 def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, sinks, log, device) -> None:

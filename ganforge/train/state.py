@@ -53,6 +53,7 @@ class TrainState:
     lr_scale: float = 1.0  # Lowered by divergence rollbacks.
     failures: int = 0
     extra: dict = field(default_factory=dict)  # Future state (ADA p, schedules) as JSON.
+    run_dir: Path | None = None  # Set by the loop.
 
     def set_lr(self) -> None:
         """Apply cfg learning rates × lr_scale × lazy-regularization ratios."""

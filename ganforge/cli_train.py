@@ -1,0 +1,127 @@
+"""`ganforge train` and `ganforge demo`: thin wrappers over ganforge.train."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from ganforge.plan import PlanError
+
+H_MAIN, H_HYPER, H_PERF, H_IO = "Main", "Hyperparameters", "Performance", "Input/output"
+
+
+def train(
+    data: str = typer.Option(None, help="Dataset folder or zip.", rich_help_panel=H_MAIN),
+    outdir: str = typer.Option(None, help="Parent directory of runs [default: runs].", rich_help_panel=H_MAIN),
+    run_name: str = typer.Option(None, help="Run directory name [default: family-preset-WxH-data].",
+                                 rich_help_panel=H_MAIN),
+    config: str = typer.Option(None, help="TOML file of options; the command line overrides it.",
+                               rich_help_panel=H_MAIN),
+    preset: str = typer.Option(None, help="Capacity/training preset [default: tiny].", rich_help_panel=H_MAIN),
+    resolution: str = typer.Option(None, metavar="WxH|auto", help="Model size [default: auto = the data's].",
+                                   rich_help_panel=H_MAIN),
+    family: str = typer.Option(None, help="stylegan2 or dcgan.", rich_help_panel=H_MAIN),
+    cond: bool = typer.Option(None, "--cond/--no-cond", help="Use the dataset's class labels.", rich_help_panel=H_MAIN),
+    patch_d: bool = typer.Option(None, "--patch-d/--no-patch-d", help="DCGAN: PatchGAN discriminator.",
+                                 rich_help_panel=H_MAIN),
+    kimg: float = typer.Option(None, min=0.001, help="Length of the run in thousands of images.",
+                               rich_help_panel=H_MAIN),
+    batch: int = typer.Option(None, min=1, help="Global batch size [default: preset].", rich_help_panel=H_MAIN),
+    seed: int = typer.Option(None, min=0, help="Random seed.", rich_help_panel=H_MAIN),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N.", rich_help_panel=H_MAIN),
+    resume: str = typer.Option(None, metavar="latest|PATH", help="Continue a run.", rich_help_panel=H_MAIN),
+    g_lr: float = typer.Option(None, help="G learning rate.", rich_help_panel=H_HYPER),
+    d_lr: float = typer.Option(None, help="D learning rate [default: G's].", rich_help_panel=H_HYPER),
+    d_lr_mult: float = typer.Option(None, help="D lr multiplier (2 = D at twice G's rate).", rich_help_panel=H_HYPER),
+    gamma: float = typer.Option(None, min=0, help="R1 weight (0 = off).", rich_help_panel=H_HYPER),
+    pl_weight: float = typer.Option(None, min=0, help="Path-length weight (0 = off).", rich_help_panel=H_HYPER),
+    style_mixing: float = typer.Option(None, min=0, max=1, help="Style-mixing probability (0 = off).",
+                                       rich_help_panel=H_HYPER),
+    ema_kimg: float = typer.Option(None, min=0, help="G EMA half-life in kimg.", rich_help_panel=H_HYPER),
+    mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped copies of the data.",
+                                rich_help_panel=H_HYPER),
+    cbase: int = typer.Option(None, help="Channel base.", rich_help_panel=H_HYPER),
+    cmax: int = typer.Option(None, help="Channel cap.", rich_help_panel=H_HYPER),
+    z_dim: int = typer.Option(None, help="Latent z size.", rich_help_panel=H_HYPER),
+    w_dim: int = typer.Option(None, help="Latent w size.", rich_help_panel=H_HYPER),
+    mapping: int = typer.Option(None, "--map", help="Mapping depth.", rich_help_panel=H_HYPER),
+    precision: str = typer.Option(None, help="auto, bf16, fp16 or fp32.", rich_help_panel=H_PERF),
+    workers: int = typer.Option(None, min=0, help="Data loader processes.", rich_help_panel=H_PERF),
+    snap: float = typer.Option(None, help="kimg between checkpoints and sample grids.", rich_help_panel=H_IO),
+    tick: float = typer.Option(None, help="kimg between progress lines.", rich_help_panel=H_IO),
+    keep: int = typer.Option(None, min=1, help="Checkpoints to keep.", rich_help_panel=H_IO),
+    tensorboard: bool = typer.Option(None, "--tensorboard/--no-tensorboard", help="Write TensorBoard logs.",
+                                     rich_help_panel=H_IO),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit.",
+                                 rich_help_panel=H_IO),
+) -> None:
+    """Train a GAN on a folder or zip of images.
+
+    Examples:
+      ganforge train --data faces.zip --preset paper256 --kimg 25000
+      ganforge train --data faces.zip --preset paper256 --kimg 25000 --resume latest
+      torchrun --nproc_per_node 8 -m ganforge train --data faces.zip --preset paper1024 --batch 32
+    """
+    from ganforge.cli import fail
+    from ganforge.train.config import ConfigError, load_config_file, merge
+
+    given = dict(data=data, outdir=outdir, run_name=run_name, preset=preset, resolution=resolution, family=family,
+                 cond=cond, patch_d=patch_d, kimg=kimg, batch=batch, seed=seed, device=device, resume=resume,
+                 g_lr=g_lr, d_lr=d_lr, d_lr_mult=d_lr_mult, gamma=gamma, pl_weight=pl_weight,
+                 style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision, workers=workers,
+                 snap=snap, tick=tick, keep=keep, tensorboard=tensorboard)
+    model = {k: v for k, v in dict(cbase=cbase, cmax=cmax, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping).items()
+             if v is not None}
+    try:
+        file_values = load_config_file(config) if config else {}
+        if model:
+            given["model"] = {**file_values.get("model", {}), **model}
+        cfg = merge(file_values, given).resolved()
+    except ConfigError as e:
+        fail(str(e))
+    if dry_run:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    run_training(cfg)
+
+
+def run_training(cfg) -> None:
+    from ganforge.cli import fail
+    from ganforge.checkpoint import CheckpointError
+    from ganforge.train.config import ConfigError
+    from ganforge.train.loop import train as train_loop
+    from ganforge.train.run import TrainingDiverged
+
+    try:
+        train_loop(cfg)
+    except (ConfigError, PlanError, CheckpointError, TrainingDiverged) as e:
+        fail(str(e), code=1)
+    except (FileNotFoundError, NotADirectoryError) as e:
+        fail(f"{e}: check --data", code=1)
+
+
+def demo(
+    outdir: str = typer.Option("runs/demo", help="Where the demo data, run and generated images go."),
+    kimg: float = typer.Option(12.0, help="Training length in thousands of images (about 2 minutes on a CPU)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Generate the built-in shapes dataset, train the tiny model on it, and generate images from the result."""
+    from pathlib import Path
+
+    from ganforge.data.demo import make_demo_dataset
+    from ganforge.train.config import TrainConfig
+
+    out = Path(outdir)
+    data = make_demo_dataset(out / "shapes-32", count=1200, resolution=(32, 32))
+    typer.echo(f"Demo data: {data} (1,200 images of discs, squares and crosses, 32x32)")
+    cfg = TrainConfig(data=str(data), outdir=str(out), run_name="run", preset="tiny", kimg=kimg, batch=16,
+                      snap=max(kimg / 4, 0.5), tick=max(kimg / 12, 0.25), device=device, resume="latest",
+                      workers=0, grid=(8, 4)).resolved()
+    run_training(cfg)
+    from ganforge.checkpoint import latest_checkpoint
+    from ganforge.tools.generate import generate_images
+
+    ckpt = latest_checkpoint(out / "run")
+    paths = generate_images(ckpt, seeds=list(range(8)), outdir=out / "generated", truncation_psi=1.0)
+    typer.echo(f"Generated {len(paths)} images from {ckpt.name} into {out / 'generated'}")

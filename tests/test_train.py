@@ -1,0 +1,168 @@
+import json
+import math
+
+import pytest
+import torch
+from conftest import MemDataset
+
+from ganforge import checkpoint as ck
+from ganforge.train.config import ConfigError, TrainConfig
+from ganforge.train.ema import ema_beta, update_ema
+from ganforge.train.loop import train
+from ganforge.train.loss import StyleGAN2Loss, path_lengths, r1_penalty
+from ganforge.train.run import StepBatches, TrainingDiverged
+from ganforge.train.stats import read_stats
+
+
+def cfg_for(tmp_path, **kw):
+    base = dict(data="mem", outdir=str(tmp_path), run_name="run", preset="tiny", resolution="16", kimg=0.128,
+                batch=8, snap=0.064, tick=0.032, workers=0, tensorboard=False, resume="latest", seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def quiet(*args):
+    pass
+
+
+# ----------------------------------------------------------------------------
+# The math.
+
+
+def test_r1_penalty_equals_analytic_gradient():
+    w = torch.randn(3, 4, 4)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    logits = (x * w).sum(dim=[1, 2, 3]) + (x**2).sum(dim=[1, 2, 3])  # dD/dx = w + 2x
+    penalty = r1_penalty(logits[:, None], x)
+    ref = (w + 2 * x.detach()).square().sum(dim=[1, 2, 3])
+    assert torch.allclose(penalty, ref, atol=1e-5)
+
+
+def test_path_length_of_linear_generator():
+    # img = A ws (same map per layer): |J^T y| has expectation sqrt(mean over layers of |A^T y|^2).
+    torch.manual_seed(0)
+    ws = torch.randn(4, 3, 8, requires_grad=True)
+    img = ws.sum(dim=1).reshape(4, 2, 2, 2) * 2.0
+    lengths = path_lengths(img, ws)
+    assert lengths.shape == (4,)
+    # Each grad entry = 2·y/sqrt(HW); with 8 entries of y ~ N(0,1): E[len²] = 8·4/4 = 8.
+    assert 0.5 < lengths.mean().item() ** 2 / 8 < 2.0
+
+
+def test_ema_beta_and_update():
+    assert math.isclose(ema_beta(32, 10**9, 10, None), 0.5 ** (32 / 10000))
+    assert math.isclose(ema_beta(32, 1000, 10, 0.05), 0.5 ** (32 / 50))  # ramp-up: ema_nimg = 1000·0.05
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    a.register_buffer("buf", torch.zeros(2))
+    b.register_buffer("buf", torch.ones(2))
+    before = a.weight.detach().clone()
+    update_ema(a, b, 0.9)
+    assert torch.allclose(a.weight, b.weight + 0.9 * (before - b.weight))
+    assert torch.equal(a.buf, b.buf)  # Buffers are copied, not averaged.
+
+
+def test_phases_accumulate_finite_grads(mem_dataset):
+    from ganforge import build_discriminator, build_generator, make_plan
+    from ganforge.train.loss import GeneratorStep
+
+    plan = make_plan("tiny", 16)
+    G, D = build_generator(plan), build_discriminator(plan)
+    loss = StyleGAN2Loss(GeneratorStep(G, 0.9), D, r1_gamma=1.0)
+    real = mem_dataset.imgs[:4].float() / 127.5 - 1
+    c = torch.zeros(4, 0)
+    for phase, net in (("Gmain", G), ("Greg", G), ("Dmain", D), ("Dreg", D)):
+        net.zero_grad(set_to_none=True)
+        loss.accumulate(phase, real, c, torch.randn(4, plan.z_dim), c, gain=1)
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads), phase
+    assert loss.pl_mean > 0
+
+
+def test_step_batches_cover_each_epoch_once_and_resume():
+    s = StepBatches(n=10, batch=4, rank=0, world=2, seed=0, start_step=0)
+    t = StepBatches(n=10, batch=4, rank=1, world=2, seed=0, start_step=0)
+    seen = [i for k in range(5) for i in s.indices(k) + t.indices(k)]  # 5 steps x 4 = 20 = 2 epochs
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
+    resumed = StepBatches(n=10, batch=4, rank=0, world=2, seed=0, start_step=3)
+    assert next(iter(resumed)) == s.indices(3)
+
+
+# ----------------------------------------------------------------------------
+# Runs.
+
+
+def test_training_lowers_d_loss_and_stays_finite(tmp_path):
+    # G held still (lr 0): D must learn to tell the shapes from G's images.
+    state = train(cfg_for(tmp_path, kimg=0.256, snap=0.256, tick=0.064, gamma=0.05, g_lr=0.0, d_lr=0.002),
+                  MemDataset(), log=quiet)
+    stats = read_stats(state.run_dir / "stats.jsonl")
+    d_losses = [s["Loss/D/loss"] for s in stats]
+    assert all(math.isfinite(v) for s in stats for k, v in s.items() if isinstance(v, float))
+    assert d_losses[-1] < 0.7 * d_losses[0], d_losses
+    assert (state.run_dir / "fakes_latest.png").exists() and (state.run_dir / "reals.png").exists()
+    assert json.loads((state.run_dir / "config.json").read_text())["plan"]["height"] == 16
+
+
+def test_resume_n_plus_n_equals_2n(tmp_path):
+    a = train(cfg_for(tmp_path, run_name="straight", kimg=0.128), MemDataset(), log=quiet)
+    train(cfg_for(tmp_path, run_name="split", kimg=0.064), MemDataset(), log=quiet)
+    b = train(cfg_for(tmp_path, run_name="split", kimg=0.128), MemDataset(), log=quiet)
+    ta, ma = ck.load_checkpoint(ck.latest_checkpoint(a.run_dir))
+    tb, mb = ck.load_checkpoint(ck.latest_checkpoint(b.run_dir))
+    assert ma["cur_nimg"] == mb["cur_nimg"] == 128
+    assert set(ta) == set(tb)
+    for k in ta:
+        assert torch.allclose(ta[k].float(), tb[k].float(), atol=1e-6), k
+
+
+def test_new_run_refuses_to_overwrite_without_resume(tmp_path):
+    train(cfg_for(tmp_path, kimg=0.016), MemDataset(), log=quiet)
+    with pytest.raises(ConfigError, match="--resume latest"):
+        train(cfg_for(tmp_path, kimg=0.032, resume=None), MemDataset(), log=quiet)
+
+
+def test_conditional_training_runs(tmp_path):
+    state = train(cfg_for(tmp_path, kimg=0.032, cond=True), MemDataset(), log=quiet)
+    assert state.plan.c_dim == 3
+
+
+def test_planted_nan_triggers_rollback(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = StyleGAN2Loss.accumulate
+
+    def poisoned(self, phase, *args, **kwargs):
+        calls["n"] += 1
+        original(self, phase, *args, **kwargs)
+        if calls["n"] == 30:  # Once, mid-run: a D weight turns NaN.
+            with torch.no_grad():
+                next(self.D.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(StyleGAN2Loss, "accumulate", poisoned)
+    state = train(cfg_for(tmp_path, kimg=0.128, rollback_lr_mult=0.5), MemDataset(), log=quiet)
+    events = [json.loads(x) for x in (state.run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "divergence" and events[0]["restored"].startswith("checkpoint-")
+    assert state.cur_nimg >= 128 and state.failures == 1 and state.lr_scale == 0.5
+    for p in list(state.G.parameters()) + list(state.D.parameters()):
+        assert torch.isfinite(p).all()
+    # Every checkpoint on disk is finite.
+    for path in ck.list_checkpoints(state.run_dir):
+        tensors, _ = ck.load_checkpoint(path)
+        assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+
+
+def test_divergence_gives_up_after_max_failures(tmp_path, monkeypatch):
+    original = StyleGAN2Loss.accumulate
+
+    def always(self, phase, *args, **kwargs):
+        original(self, phase, *args, **kwargs)
+        with torch.no_grad():
+            next(self.D.parameters()).fill_(float("inf"))
+
+    monkeypatch.setattr(StyleGAN2Loss, "accumulate", always)
+    with pytest.raises(TrainingDiverged, match="diverged 3 time"):
+        train(cfg_for(tmp_path, kimg=0.128, max_failures=2), MemDataset(), log=quiet)
+
+
+def test_bad_data_fails_before_training(tmp_path):
+    with pytest.raises(Exception, match="resolution 32x32"):
+        train(cfg_for(tmp_path, resolution="32"), MemDataset(), log=quiet)  # data is 16x16
