@@ -83,8 +83,11 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        G_train = DDP(G_step, device_ids=ids, broadcast_buffers=False)
-        D_train = DDP(state.D, device_ids=ids, broadcast_buffers=False)
+        # DDP registers the parameters that require grad when it is built; phases toggle them later.
+        G_train = DDP(G_step.requires_grad_(True), device_ids=ids, broadcast_buffers=False)
+        D_train = DDP(state.D.requires_grad_(True), device_ids=ids, broadcast_buffers=False)
+        G_step.requires_grad_(False)
+        state.D.requires_grad_(False)
     loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight,
                          pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay).to(device)
     loss.pl_mean.copy_(state.pl_mean)
