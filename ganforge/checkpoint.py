@@ -105,7 +105,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except CheckpointError:
         raise
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e}): use an earlier checkpoint") from e
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint ({e}): use an earlier checkpoint"
+        ) from e
     if meta_text is None:
         raise CheckpointError(f"{path} is a safetensors file without ganforge metadata: it was not written by ganforge")
     meta = json.loads(meta_text)

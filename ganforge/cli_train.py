@@ -87,8 +87,8 @@ def train(
 
 
 def run_training(cfg) -> None:
-    from ganforge.cli import fail
     from ganforge.checkpoint import CheckpointError
+    from ganforge.cli import fail
     from ganforge.train.config import ConfigError
     from ganforge.train.loop import train as train_loop
     from ganforge.train.run import TrainingDiverged
