@@ -95,7 +95,8 @@ def main() -> None:
         return
     gpu = r["peak_gpu_mem_gb"]
     mem = f"{gpu:.2f} GB GPU" if gpu is not None else f"{r['peak_rss_gb']:.2f} GB RSS"
-    print(f"{'preset':<10} {'res':>9} {'batch':>5} {'device':>6} {'prec':>5} {'img/s':>9} {'sec/kimg':>9} {'peak mem':>14}")
+    print(f"{'preset':<10} {'res':>9} {'batch':>5} {'device':>6} {'prec':>5} {'img/s':>9} {'sec/kimg':>9} "
+          f"{'peak mem':>14}")
     print(f"{r['preset']:<10} {r['resolution']:>9} {r['batch']:>5} {r['device']:>6} {r['precision']:>5} "
           f"{r['img_per_s']:>9.1f} {r['sec_per_kimg']:>9.1f} {mem:>14}")
 
