@@ -135,9 +135,28 @@ def generate(
     console.print(f"Wrote {len(paths)} images to {outdir}")
 
 
+@app.command()
+def convert(
+    src: str = typer.Argument(..., help="Official StyleGAN2-ADA network-snapshot .pkl."),
+    dest: str = typer.Argument(..., help="Output .safetensors checkpoint."),
+) -> None:
+    """Convert an official StyleGAN2-ADA pickle to a safe ganforge checkpoint (no code from the pickle runs)."""
+    from ganforge.checkpoint import CheckpointError
+    from ganforge.tools.convert import convert_official
+    from ganforge.tools.import_official import OfficialPickleError
+
+    try:
+        out = convert_official(src, dest)
+    except (OfficialPickleError, CheckpointError, FileNotFoundError) as e:
+        fail(str(e), code=1)
+    console.print(f"Wrote {out}")
+
+
 def _register() -> None:
     from ganforge import cli_train
+    from ganforge.data.cli import dataset_app
 
+    app.add_typer(dataset_app, name="dataset")
     app.command()(cli_train.train)
     app.command()(cli_train.demo)
 

@@ -1,0 +1,134 @@
+"""`ganforge dataset ...`: a Typer sub-app, mounted by ganforge.cli with `app.add_typer(dataset_app, name="dataset")`.
+
+Examples:
+    ganforge dataset prepare photos/ faces-256.zip --resolution 256
+    ganforge dataset prepare scans.zip scans-512x256/ --resolution 512x256 --fit pad --channels 1
+    ganforge dataset check faces-256.zip --resolution 256 --preset paper256
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+dataset_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Prepare image datasets in the StyleGAN2-ADA layout and check them against a model.",
+)
+console = Console()
+err = Console(stderr=True)
+
+
+class Fit(str, Enum):
+    crop = "crop"
+    pad = "pad"
+    stretch = "stretch"
+
+
+class Small(str, Enum):
+    upscale = "upscale"
+    skip = "skip"
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@dataset_app.command()
+def prepare(
+    src: Path = typer.Argument(..., help="Folder (searched recursively), zip, or StyleGAN2-ADA dataset."),
+    dest: Path = typer.Argument(..., help="Output folder, or a .zip (uncompressed, written atomically)."),
+    resolution: str = typer.Option(..., metavar="WxH", help="Output size: 256 or WxH such as 512x256."),
+    fit: Fit = typer.Option(Fit.crop, help="crop: cover then center crop; pad: fit then pad; stretch: ignore aspect."),
+    channels: int = typer.Option(3, help="3 = RGB, 1 = grayscale."),
+    labels: Path = typer.Option(None, help="JSON or CSV file: relative file name -> integer class."),
+    background: str = typer.Option("white", help="Fill for transparency and padding: white, black or #rrggbb."),
+    small: Small = typer.Option(Small.upscale, help="Images smaller than the target: upscale (reported) or skip."),
+    max_aspect: float = typer.Option(4.0, help="Skip images whose aspect ratio is this factor from the target's."),
+    workers: int = typer.Option(2, min=0, help="Conversion processes (0 or 1 = none)."),
+    compress: int = typer.Option(1, min=0, max=9, help="PNG zlib level (0 = stored, as the official tool)."),
+    force: bool = typer.Option(False, "--force", help="Replace DEST if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
+) -> None:
+    """Convert every image in SRC to one size and mode and write DEST in the StyleGAN2-ADA layout."""
+    from ganforge.data.prepare import NothingUsable, PrepareOptions, prepare_dataset, report_path
+
+    if channels not in (1, 3):
+        fail(f"--channels {channels} is not supported: use 3 (RGB) or 1 (grayscale)")
+    opts = PrepareOptions(resolution=resolution, fit=fit.value, channels=channels, labels=labels,
+                          background=background, small=small.value, max_aspect=max_aspect, workers=workers,
+                          compress_level=compress, force=force)
+    try:
+        report = prepare_dataset(src, dest, opts, progress=not quiet, on_warning=warn)
+    except NothingUsable as e:
+        fail(str(e), 1)
+    except ValueError as e:  # PrepareError, SourceError, PlanError: bad arguments.
+        fail(str(e))
+    c = report["counts"]
+    console.print(f"wrote {c['written']} images ({report['settings']['resolution']}, "
+                  f"{'RGB' if channels == 3 else 'grayscale'}) to {dest} in {report['seconds']:.1f} s "
+                  f"({report['images_per_second']} images/s); skipped {c['skipped']}, duplicates {c['duplicates']}, "
+                  f"adjusted {c['adjusted']}; report: {report_path(dest)}", highlight=False, soft_wrap=True)
+    if report["reasons"] and not quiet:
+        table = Table(title="files skipped or adjusted")
+        table.add_column("reason")
+        table.add_column("files", justify="right")
+        for kind, n in report["reasons"].items():
+            table.add_row(kind, str(n))
+        console.print(table)
+
+
+def _print_summary(s) -> None:
+    console.print(f"{s.path}: {s.images} images, layout {s.layout}, {s.channels} channel(s) for the loader",
+                  highlight=False)
+    table = Table(title="sizes (WxH)")
+    table.add_column("size")
+    table.add_column("images", justify="right")
+    for size, n in s.sizes.items():
+        table.add_row(size, str(n))
+    console.print(table)
+    console.print("modes: " + ", ".join(f"{m} {n}" for m, n in s.modes.items()), highlight=False)
+    if s.classes:
+        counts = ", ".join(f"{k}: {n}" for k, n in s.label_counts.items())
+        console.print(f"labels: {s.classes} classes ({counts})", highlight=False)
+    else:
+        console.print("labels: none")
+    for sentence in s.mismatches:
+        console.print(f"[bold red]mismatch:[/] {sentence}", highlight=False, soft_wrap=True)
+    if s.ok:
+        console.print("[bold green]ok:[/] no mismatches")
+
+
+@dataset_app.command()
+def check(
+    path: Path = typer.Argument(..., help="Dataset folder or zip (prepared or plain images)."),
+    resolution: str = typer.Option(None, metavar="WxH", help="Model output size; default: the data's size."),
+    preset: str = typer.Option("config-f", help="Capacity preset of the model."),
+    cond: bool = typer.Option(False, "--cond/--no-cond", help="The model is conditional on the labels."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Counts, sizes, modes and labels, and every mismatch with the model (exit 1 when there is one)."""
+    from ganforge.data.check import check_dataset
+
+    try:
+        summary = check_dataset(path, resolution, preset, cond)
+    except ValueError as e:  # SourceError, PlanError.
+        fail(str(e))
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+    else:
+        _print_summary(summary)
+    if not summary.ok:
+        raise typer.Exit(1)

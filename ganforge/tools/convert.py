@@ -1,0 +1,27 @@
+"""Official StyleGAN2-ADA .pkl -> ganforge checkpoint (.safetensors), without running code from the pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganforge import checkpoint as ck
+from ganforge.tools.import_official import load_official_pkl
+
+
+def convert_official(src: str | Path, dest: str | Path) -> Path:
+    """Write G, D and G_ema of an official snapshot as an inference checkpoint (kind 'export')."""
+    snap = load_official_pkl(src)
+    parts = {name: net.state_dict() for name in ("G", "D", "G_ema") if (net := getattr(snap, name)) is not None}
+    if not parts:
+        raise ck.CheckpointError(f"{src} holds no G, D or G_ema network")
+    meta = {
+        "kind": "export",
+        "plan": snap.plan.to_dict(),
+        "source": {"file": Path(src).name, "format": "stylegan2-ada-pkl", "fingerprint": snap.source_fingerprint},
+        "augment_p": snap.augment_p,
+        "training_set_kwargs": snap.training_set_kwargs,
+    }
+    if snap.d_plan is not snap.plan:
+        meta["d_plan"] = snap.d_plan.to_dict()
+    ck.save_checkpoint(dest, ck.join(**parts), meta)
+    return Path(dest)
