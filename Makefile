@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m ganforge inspect --preset tiny --resolution 64
+	$(PY) -m ganforge demo --outdir runs/demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
