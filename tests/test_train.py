@@ -166,3 +166,56 @@ def test_divergence_gives_up_after_max_failures(tmp_path, monkeypatch):
 def test_bad_data_fails_before_training(tmp_path):
     with pytest.raises(Exception, match="resolution 32x32"):
         train(cfg_for(tmp_path, resolution="32"), MemDataset(), log=quiet)  # data is 16x16
+
+
+class NonSquare(torch.utils.data.Dataset):
+    """Random 32x24 (WxH) images: the DCGAN that broke when the size changed."""
+
+    def __init__(self):
+        self.imgs = torch.randint(0, 255, (32, 3, 24, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        self.shape, self.c_dim, self.label_counts = [3, 24, 32], 0, []
+
+    def __len__(self):
+        return len(self.imgs)
+
+    def __getitem__(self, i):
+        return self.imgs[i], torch.zeros(0)
+
+
+@pytest.mark.parametrize("patch_d", [False, True])
+def test_dcgan_family_trains_non_square(tmp_path, patch_d):
+    state = train(cfg_for(tmp_path, family="dcgan", patch_d=patch_d, resolution="auto", kimg=0.064), NonSquare(),
+                  log=quiet)
+    assert state.plan.family == "dcgan" and (state.plan.height, state.plan.width) == (24, 32)
+    ckpt = ck.latest_checkpoint(state.run_dir)
+    from ganforge.tools.generate import generate, load_generator
+
+    imgs = generate(load_generator(ckpt), [0, 1])
+    assert imgs.shape == (2, 3, 24, 32) and imgs.dtype == torch.uint8
+
+
+def test_cli_train_with_toml_and_overrides(tmp_path):
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+    from ganforge.data.demo import make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "shapes", count=24, resolution=(16, 16))
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'data = "{data}"\noutdir = "{tmp_path}"\nkimg = 0.032\nbatch = 8\ngamma = 0.5\n'
+                    f'snap = 0.032\ntick = 0.016\nworkers = 0\ntensorboard = false\n[model]\ncmax = 16\n')
+    runner = CliRunner()
+    dry = runner.invoke(app, ["train", "--config", str(toml), "--gamma", "0.25", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    resolved = json.loads(dry.stdout)
+    assert resolved["gamma"] == 0.25 and resolved["batch"] == 8 and resolved["model"] == {"cmax": 16}
+    result = runner.invoke(app, ["train", "--config", str(toml), "--run-name", "cli"])
+    assert result.exit_code == 0, result.output
+    meta = ck.read_meta(ck.latest_checkpoint(tmp_path / "cli"))
+    assert meta["plan"]["channels"] == [16, 16, 16] and meta["config"]["gamma"] == 0.5
+    bad = runner.invoke(app, ["train", "--config", str(toml), "--run-name", "bad", "--resolution", "100"])
+    assert bad.exit_code == 1 and "nearest valid sizes" in " ".join(bad.output.split())
+    unknown = tmp_path / "bad.toml"
+    unknown.write_text("lerning_rate = 1\n")
+    res = runner.invoke(app, ["train", "--config", str(unknown)])
+    assert res.exit_code == 2 and "lerning_rate" in res.output
