@@ -172,7 +172,8 @@ class NonSquare(torch.utils.data.Dataset):
     """Random 32x24 (WxH) images: the DCGAN that broke when the size changed."""
 
     def __init__(self):
-        self.imgs = torch.randint(0, 255, (32, 3, 24, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        gen = torch.Generator().manual_seed(0)
+        self.imgs = torch.randint(0, 255, (32, 3, 24, 32), dtype=torch.uint8, generator=gen)
         self.shape, self.c_dim, self.label_counts = [3, 24, 32], 0, []
 
     def __len__(self):
