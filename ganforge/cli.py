@@ -159,6 +159,7 @@ def _register() -> None:
     app.add_typer(dataset_app, name="dataset")
     app.command()(cli_train.train)
     app.command()(cli_train.demo)
+    app.command()(cli_train.transfer)
 
 
 _register()

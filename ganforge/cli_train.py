@@ -31,13 +31,15 @@ def train(
     seed: int = typer.Option(None, min=0, help="Random seed.", rich_help_panel=H_MAIN),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N.", rich_help_panel=H_MAIN),
     resume: str = typer.Option(None, metavar="latest|PATH", help="Continue a run.", rich_help_panel=H_MAIN),
-    g_lr: float = typer.Option(None, help="G learning rate.", rich_help_panel=H_HYPER),
-    d_lr: float = typer.Option(None, help="D learning rate [default: G's].", rich_help_panel=H_HYPER),
+    g_lr: str = typer.Option(None, help="G learning rate, or a schedule: 0.002,0.0002@10000.",
+                             rich_help_panel=H_HYPER),
+    d_lr: str = typer.Option(None, help="D learning rate or schedule [default: G's].", rich_help_panel=H_HYPER),
     d_lr_mult: float = typer.Option(None, help="D lr multiplier (2 = D at twice G's rate).", rich_help_panel=H_HYPER),
-    gamma: float = typer.Option(None, min=0, help="R1 weight (0 = off).", rich_help_panel=H_HYPER),
+    gamma: str = typer.Option(None, help="R1 weight (0 = off), or a schedule: linear:10,5@5000.",
+                              rich_help_panel=H_HYPER),
     pl_weight: float = typer.Option(None, min=0, help="Path-length weight (0 = off).", rich_help_panel=H_HYPER),
-    style_mixing: float = typer.Option(None, min=0, max=1, help="Style-mixing probability (0 = off).",
-                                       rich_help_panel=H_HYPER),
+    style_mixing: str = typer.Option(None, help="Style-mixing probability (0 = off) or a schedule.",
+                                     rich_help_panel=H_HYPER),
     ema_kimg: float = typer.Option(None, min=0, help="G EMA half-life in kimg.", rich_help_panel=H_HYPER),
     mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped copies of the data.",
                                 rich_help_panel=H_HYPER),
@@ -46,6 +48,14 @@ def train(
     z_dim: int = typer.Option(None, help="Latent z size.", rich_help_panel=H_HYPER),
     w_dim: int = typer.Option(None, help="Latent w size.", rich_help_panel=H_HYPER),
     mapping: int = typer.Option(None, "--map", help="Mapping depth.", rich_help_panel=H_HYPER),
+    init: str = typer.Option(None, help="Start from these weights (e.g. `ganforge transfer` output).",
+                             rich_help_panel=H_MAIN),
+    freeze: str = typer.Option(None, help="Frozen parts: mapping, G<=512, D<256, G:b64 (comma-separated).",
+                               rich_help_panel=H_HYPER),
+    freeze_d: int = typer.Option(None, min=0, help="FreezeD: freeze the first N D blocks.", rich_help_panel=H_HYPER),
+    unfreeze_every: float = typer.Option(None, min=0, help="Release one frozen resolution every N kimg.",
+                                         rich_help_panel=H_HYPER),
+    unfreeze_order: str = typer.Option(None, help="top-down or bottom-up.", rich_help_panel=H_HYPER),
     precision: str = typer.Option(None, help="auto, bf16, fp16 or fp32.", rich_help_panel=H_PERF),
     workers: int = typer.Option(None, min=0, help="Data loader processes.", rich_help_panel=H_PERF),
     snap: float = typer.Option(None, help="kimg between checkpoints and sample grids.", rich_help_panel=H_IO),
@@ -70,7 +80,14 @@ def train(
                  cond=cond, patch_d=patch_d, kimg=kimg, batch=batch, seed=seed, device=device, resume=resume,
                  g_lr=g_lr, d_lr=d_lr, d_lr_mult=d_lr_mult, gamma=gamma, pl_weight=pl_weight,
                  style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision, workers=workers,
-                 snap=snap, tick=tick, keep=keep, tensorboard=tensorboard)
+                 snap=snap, tick=tick, keep=keep, tensorboard=tensorboard, init=init, freeze=freeze,
+                 freeze_d=freeze_d, unfreeze_every=unfreeze_every, unfreeze_order=unfreeze_order)
+    for key in ("g_lr", "d_lr", "gamma", "style_mixing"):  # numbers stay numbers; schedules stay strings
+        if isinstance(given[key], str):
+            try:
+                given[key] = float(given[key])
+            except ValueError:
+                pass
     model = {k: v for k, v in dict(cbase=cbase, cmax=cmax, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping).items()
              if v is not None}
     try:
@@ -125,3 +142,46 @@ def demo(
     ckpt = latest_checkpoint(out / "run")
     paths = generate_images(ckpt, seeds=list(range(8)), outdir=out / "generated", truncation_psi=1.0)
     typer.echo(f"Generated {len(paths)} images from {ckpt.name} into {out / 'generated'}")
+
+
+def transfer(
+    src: str = typer.Argument(..., help="Source checkpoint (.safetensors)."),
+    out: str = typer.Option(..., "--out", help="Output checkpoint for `ganforge train --init`."),
+    resolution: str = typer.Option(None, metavar="WxH", help="New resolution [default: the source's]."),
+    preset: str = typer.Option(None, help="New capacity preset [default: the source's channels]."),
+    cbase: int = typer.Option(None, help="New channel base."),
+    cmax: int = typer.Option(None, help="New channel cap."),
+    g_input: str = typer.Option(None, "--input", help="First block input: const or noconst (hot-swap)."),
+) -> None:
+    """Copy every tensor that fits into a model at another resolution, capacity or input block.
+
+    Examples:
+      ganforge transfer run/checkpoint-000025000000.safetensors --resolution 1024 --out big.safetensors
+      ganforge train --data faces-1024.zip --init big.safetensors --freeze "G<=512,D<=512" --unfreeze-every 200
+      ganforge transfer ckpt.safetensors --input noconst --out noconst.safetensors
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ganforge.checkpoint import CheckpointError
+    from ganforge.cli import fail
+    from ganforge.tools.transfer import transfer as do_transfer
+
+    overrides = {k: v for k, v in dict(cbase=cbase, cmax=cmax, g_input=g_input).items() if v is not None}
+    try:
+        plan, report = do_transfer(src, out, resolution=resolution, preset=preset, **overrides)
+    except (PlanError, CheckpointError, FileNotFoundError) as e:
+        fail(str(e), code=1)
+    table = Table(title=f"Transfer into {plan.resolution_text}, channels {list(plan.channels)}")
+    for col in ("network", "copied", "new (fresh init)", "dropped (not used)"):
+        table.add_column(col)
+    for net, counts in report.counts().items():
+        table.add_row(net, str(counts["copied"]), str(counts["new"]), str(counts["dropped"]))
+    console = Console()
+    console.print(table)
+    for net in ("G", "D"):
+        if report.new.get(net):
+            console.print(f"{net} new: " + ", ".join(sorted({n.rsplit('.', 1)[0] for n in report.new[net]})))
+        if report.dropped.get(net):
+            console.print(f"{net} dropped: " + ", ".join(sorted({n.rsplit('.', 1)[0] for n in report.dropped[net]})))
+    console.print(f"Wrote {out}: start a run from it with `ganforge train --data DATA --init {out}`")

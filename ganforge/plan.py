@@ -131,6 +131,8 @@ class Plan:
     mapping_lr_mult: float = 0.01  # Learning-rate multiplier of the mapping network.
     w_avg_beta: float = 0.995  # Decay of the running w_avg used for truncation.
     channels: tuple[int, ...] = ()  # Feature maps per block, base block first.
+    cbase: int = 0  # Channel base the channels came from (0 = an explicit table).
+    cmax: int = 0  # Channel cap the channels came from (0 = an explicit table).
     g_architecture: str = "skip"  # Generator: orig | skip | resnet.
     d_architecture: str = "resnet"  # Discriminator: orig | skip | resnet.
     style: str = "modulated"  # Style layer: modulated (StyleGAN2) | adain (StyleGAN1).
@@ -263,6 +265,8 @@ def make_plan(
         w_dim=p.w_dim,
         mapping_layers=p.mapping_layers,
         channels=channels,
+        cbase=0 if channel_table else cbase,
+        cmax=0 if channel_table else cmax,
         g_architecture=p.g_architecture,
         d_architecture=p.d_architecture,
         num_fp16_res=p.num_fp16_res,

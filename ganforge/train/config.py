@@ -35,19 +35,25 @@ class TrainConfig:
     seed: int = 0  # Seeds data order, latents and noise (with rank and step).
     device: str = "auto"  # auto | cpu | cuda | cuda:N.
     # Hyperparameters.
-    g_lr: float | None = None  # G learning rate; None = preset.
-    d_lr: float | None = None  # D learning rate; None = G's.
+    g_lr: float | str | None = None  # G learning rate or schedule ('0.002,0.0002@10000'); None = preset.
+    d_lr: float | str | None = None  # D learning rate or schedule; None = G's.
     d_lr_mult: float = 1.0  # D learning rate = d_lr × this.
-    gamma: float | None = None  # R1 weight; None = preset; 0 = off.
+    gamma: float | str | None = None  # R1 weight or schedule ('linear:10,5@5000'); None = preset; 0 = off.
     r1_interval: int = 16  # Lazy R1: every N D steps.
     pl_weight: float | None = None  # Path-length weight; None = preset; 0 = off.
     pl_interval: int = 4  # Lazy path length: every N G steps.
     pl_batch_shrink: int = 2  # Path-length batch = batch // this.
     pl_decay: float = 0.01  # Decay of the path-length mean.
-    style_mixing: float | None = None  # Style-mixing probability; None = preset; 0 = off.
+    style_mixing: float | str | None = None  # Style-mixing probability or schedule; None = preset; 0 = off.
     ema_kimg: float | None = None  # G EMA half-life in kimg; None = preset.
     ema_rampup: float | None = -1.0  # EMA ramp-up ratio; -1 = preset; None = off.
     mirror: bool = False  # Add x-flipped copies of the data.
+    # Transfer and freezing.
+    init: str | None = None  # Start a new run from these weights (a checkpoint, e.g. from `ganforge transfer`).
+    freeze: str = ""  # Frozen parts: mapping, G<=512, D<256, G:b64 … (comma-separated).
+    freeze_d: int = 0  # FreezeD: freeze the first N discriminator blocks from the input.
+    unfreeze_every: float = 0.0  # Gradual unfreezing: release one resolution every N kimg; 0 = never.
+    unfreeze_order: str = "top-down"  # top-down | bottom-up.
     # Performance.
     precision: str = "auto"  # auto (bf16 on GPUs that support it, fp32 on CPU) | bf16 | fp16 | fp32.
     workers: int = 2  # DataLoader worker processes.
@@ -91,12 +97,27 @@ class TrainConfig:
             (self.keep >= 1, f"--keep must be >= 1, got {self.keep}"),
             (self.precision in ("auto", "bf16", "fp16", "fp32"), "--precision must be auto, bf16, fp16 or fp32"),
             (self.r1_interval >= 1 and self.pl_interval >= 1, "regularization intervals must be >= 1"),
-            (self.style_mixing is None or 0 <= self.style_mixing <= 1, "--style-mixing must be in [0, 1]"),
-            (self.gamma is None or self.gamma >= 0, "--gamma must be >= 0"),
+            (self.unfreeze_order in ("top-down", "bottom-up"), "--unfreeze-order must be top-down or bottom-up"),
+            (self.freeze_d >= 0 and self.unfreeze_every >= 0, "--freeze-d and --unfreeze-every must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        from ganforge.train.schedule import ScheduleError, parse_schedule
+
+        bounds = {"g_lr": (0, None), "d_lr": (0, None), "gamma": (0, None), "style_mixing": (0, 1)}
+        for name, (lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                sched = parse_schedule(value, f"--{name.replace('_', '-')}")
+            except ScheduleError as e:
+                raise ConfigError(str(e)) from None
+            for _, v in sched.points:
+                if v < lo or (hi is not None and v > hi):
+                    rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+                    raise ConfigError(f"--{name.replace('_', '-')} value {v:g} is out of range: it must be {rng}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

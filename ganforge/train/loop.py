@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 from ganforge import checkpoint as ck
-from ganforge.plan import PlanError, compare_data, make_plan
+from ganforge.plan import Plan, PlanError, compare_data, make_plan
 from ganforge.train import distributed as dist_utils
 from ganforge.train.config import TrainConfig
 from ganforge.train.ema import ema_beta, update_ema
+from ganforge.train.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
 from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
 from ganforge.train.run import (
     TrainingDiverged,
@@ -33,7 +34,13 @@ from ganforge.train.stats import Collector, Sinks
 
 
 def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: torch.device):
-    """Plan from the config, with resolution 'auto' taken from the data; mismatches fail here, before work."""
+    """Plan from the config (or the --init checkpoint), resolution 'auto' from the data; mismatches fail here."""
+    if cfg.init:
+        plan = Plan.from_dict(ck.read_meta(cfg.init)["plan"])
+        rep = compare_data(plan, data_shape, c_dim)
+        if not rep.ok:
+            raise PlanError(f"--init {cfg.init}: {rep}")
+        return plan
     res = (data_shape[1], data_shape[2]) if cfg.resolution == "auto" else cfg.resolution
     overrides = dict(cfg.model)
     if cfg.precision == "fp32":
@@ -77,18 +84,26 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     if resume_path is not None:
         load_state(state, resume_path)
         log(f"Resumed from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
-    G_step = GeneratorStep(state.G, cfg.style_mixing)
+    elif cfg.init:
+        init_weights(state, cfg.init)
+        log(f"Initialized G, D and G_ema from {cfg.init}")
+    freeze = FreezePlan(tuple(parse_specs(cfg.freeze)), cfg.freeze_d, cfg.unfreeze_every, cfg.unfreeze_order)
+    frozen = freeze.frozen(state.G, state.D, state.kimg)
+    G_step = GeneratorStep(state.G, state.schedule("style_mixing"))
     G_train, D_train = G_step, state.D
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
         # DDP registers the parameters that require grad when it is built; phases toggle them later.
-        G_train = DDP(G_step.requires_grad_(True), device_ids=ids, broadcast_buffers=False)
-        D_train = DDP(state.D.requires_grad_(True), device_ids=ids, broadcast_buffers=False)
+        unused = freeze.active  # Frozen parameters get no gradient.
+        G_train = DDP(G_step.requires_grad_(True), device_ids=ids, broadcast_buffers=False,
+                      find_unused_parameters=unused)
+        D_train = DDP(state.D.requires_grad_(True), device_ids=ids, broadcast_buffers=False,
+                      find_unused_parameters=unused)
         G_step.requires_grad_(False)
         state.D.requires_grad_(False)
-    loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight,
+    loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=state.schedule("gamma"), pl_weight=cfg.pl_weight,
                          pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay).to(device)
     loss.pl_mean.copy_(state.pl_mean)
     state.pl_mean = loss.pl_mean
@@ -114,6 +129,16 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
         all_z = torch.randn([len(phases), batch_gpu, plan.z_dim], device=device)
         all_c = fake_labels(dataset, len(phases) * batch_gpu, c_dim, device).reshape(len(phases), batch_gpu, -1)
 
+        # Schedules by kimg; gradual unfreezing.
+        state.set_lr()
+        loss.r1_gamma, G_step.style_mixing = state.schedule("gamma"), state.schedule("style_mixing")
+        if freeze.unfreeze_every and state.batch_idx % 16 == 0:
+            now_frozen = freeze.frozen(state.G, state.D, state.kimg)
+            if now_frozen != frozen and dist.is_main:
+                log(f"kimg {state.kimg:.2f}: {sum(map(len, now_frozen.values()))} parameter tensors frozen "
+                    f"(was {sum(map(len, frozen.values()))})")
+            frozen = now_frozen
+
         # Run the phases: one optimizer step each, lazy regularization with gain = interval.
         for phase, z, c in zip(phases, all_z, all_c, strict=True):
             if state.batch_idx % phase.interval != 0:
@@ -121,8 +146,10 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
             net, opt = (state.G, state.opt_G) if phase.net == "G" else (state.D, state.opt_D)
             opt.zero_grad(set_to_none=True)
             net.requires_grad_(True)
+            apply_freeze(net, frozen[phase.net])
             loss.accumulate(phase.name, real, real_c, z, c, gain=phase.interval, report=stats.report)
             net.requires_grad_(False)
+            drop_frozen_grads(net, frozen[phase.net])
             for p in net.parameters():
                 if p.grad is not None:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
@@ -168,6 +195,19 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     if dist.is_main:
         log(f"Done: {state.cur_nimg / 1000:.3f} kimg; checkpoints and samples in {run_dir}")
     return state
+
+
+def init_weights(state: TrainState, path: str) -> None:
+    """G, D, G_ema from a checkpoint (training or export) for a new run; optimizers start fresh."""
+    tensors, meta = ck.load_checkpoint(path)
+    for name in ("G", "D", "G_ema"):
+        part = ck.split(tensors, name)
+        if part:
+            getattr(state, name).load_state_dict(part, strict=True)
+        elif name == "G_ema" and ck.split(tensors, "G"):
+            state.G_ema.load_state_dict(ck.split(tensors, "G"), strict=True)
+        elif name != "D":
+            raise ck.CheckpointError(f"--init {path} holds no {name} weights")
 
 
 def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, sinks, log, device) -> None:

@@ -66,6 +66,8 @@ class GeneratorStep(nn.Module):
             return self.G(z, c if self.G.c_dim else None), None
         ws = self.G.mapping(z, c)
         ws = mix_styles(self.G.mapping, ws, z, c, self.style_mixing)
+        if torch.is_grad_enabled() and not ws.requires_grad:  # Frozen mapping: path length still needs d/dws.
+            ws = ws.detach().requires_grad_(True)
         return self.G.synthesis(ws), ws
 
 

@@ -13,6 +13,7 @@ from ganforge import build_discriminator, build_generator
 from ganforge import checkpoint as ck
 from ganforge.plan import Plan, compare_plans
 from ganforge.train.config import TrainConfig
+from ganforge.train.schedule import parse_schedule
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Phase:
 
 def make_phases(cfg: TrainConfig, stylegan: bool) -> list[Phase]:
     g_reg = stylegan and cfg.pl_weight > 0
-    d_reg = cfg.gamma > 0
+    d_reg = max(v for _, v in parse_schedule(cfg.gamma).points) > 0
     return [p for p, on in [
         (Phase("Gmain", "G", 1), True),
         (Phase("Greg", "G", cfg.pl_interval), g_reg),
@@ -54,13 +55,24 @@ class TrainState:
     failures: int = 0
     extra: dict = field(default_factory=dict)  # Future state (ADA p, schedules) as JSON.
     run_dir: Path | None = None  # Set by the loop.
+    _schedules: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def kimg(self) -> float:
+        return self.cur_nimg / 1000
+
+    def schedule(self, name: str) -> float:
+        """The value of a (possibly scheduled) option at the current kimg."""
+        if name not in self._schedules:
+            self._schedules[name] = parse_schedule(getattr(self.cfg, name), name)
+        return self._schedules[name](self.kimg)
 
     def set_lr(self) -> None:
-        """Apply cfg learning rates × lr_scale × lazy-regularization ratios."""
+        """Apply the scheduled learning rates × lr_scale × lazy-regularization ratios."""
         g_ratio = lazy_ratio(self.cfg.pl_interval, self.plan.family == "stylegan2" and self.cfg.pl_weight > 0)
-        d_ratio = lazy_ratio(self.cfg.r1_interval, self.cfg.gamma > 0)
-        for opt, lr, ratio in ((self.opt_G, self.cfg.g_lr, g_ratio),
-                               (self.opt_D, self.cfg.d_lr * self.cfg.d_lr_mult, d_ratio)):
+        d_ratio = lazy_ratio(self.cfg.r1_interval, max(v for _, v in parse_schedule(self.cfg.gamma).points) > 0)
+        for opt, lr, ratio in ((self.opt_G, self.schedule("g_lr"), g_ratio),
+                               (self.opt_D, self.schedule("d_lr") * self.cfg.d_lr_mult, d_ratio)):
             for group in opt.param_groups:
                 group["lr"] = lr * ratio * self.lr_scale
                 group["betas"] = (0.0 ** ratio, 0.99**ratio)
@@ -70,8 +82,8 @@ def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainStat
     G = build_generator(plan).train().requires_grad_(False).to(device)
     D = build_discriminator(plan, patch=cfg.patch_d).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_G = torch.optim.Adam(G.parameters(), lr=0.0, betas=(0.0, 0.99), eps=1e-8)  # lr and betas: set_lr()
+    opt_D = torch.optim.Adam(D.parameters(), lr=0.0, betas=(0.0, 0.99), eps=1e-8)
     state = TrainState(plan, cfg, G, D, G_ema, opt_G, opt_D, torch.zeros([], device=device))
     state.set_lr()
     return state

@@ -1,0 +1,126 @@
+"""Layer freezing by name and resolution, FreezeD, and gradual unfreezing by kimg.
+
+Specs (comma-separated on the command line):
+    mapping          the generator's mapping network
+    G<=512, D<256    generator / discriminator blocks by resolution (the block's long side; the
+                     mapping networks count as resolution 0)
+    G:b64, D:b4      one block by name (D:b4 is the discriminator's base block, the epilogue)
+    G, D             a whole network
+`--freeze-d N` freezes the first N discriminator blocks from the input side (FreezeD).
+Gradual unfreezing releases one resolution every `--unfreeze-every` kimg, top-down (the highest
+frozen resolution first) or bottom-up.
+
+Frozen parameters get no gradient, so Adam never touches them: they stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from torch import nn
+
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "=": operator.eq}
+_SPEC = re.compile(r"^(G|D)\s*(<=|>=|<|>|=)\s*(\d+)$")
+
+
+class FreezeError(ValueError):
+    pass
+
+
+def param_resolution(name: str) -> int:
+    """Resolution of a parameter from its official name: synthesis.b32x64.conv0.weight -> 64; mapping -> 0."""
+    m = re.search(r"(?:^|\.)b(\d+)(?:x(\d+))?\.", name)
+    if m is None:
+        return 0
+    return max(int(m.group(1)), int(m.group(2) or 0))
+
+
+def param_block(name: str) -> str | None:
+    m = re.search(r"(?:^|\.)(b\d+(?:x\d+)?)\.", name)
+    return m.group(1) if m else None
+
+
+def parse_specs(specs: list[str] | str | None) -> list[str]:
+    if not specs:
+        return []
+    items = specs.split(",") if isinstance(specs, str) else [x for s in specs for x in s.split(",")]
+    out = []
+    for item in (x.strip() for x in items):
+        if not item:
+            continue
+        if item in ("mapping", "G", "D") or _SPEC.match(item) or re.match(r"^(G|D):(b\d+(x\d+)?|mapping)$", item):
+            out.append(item)
+        else:
+            raise FreezeError(f"--freeze {item!r} is not a freeze spec; use mapping, G<=512, D<256, G:b64 or D")
+    return out
+
+
+def _matches(spec: str, net: str, name: str) -> bool:
+    if spec == "mapping":
+        return net == "G" and name.startswith("mapping.")
+    if spec in ("G", "D"):
+        return net == spec
+    m = _SPEC.match(spec)
+    if m:
+        in_block = param_block(name) is not None  # Resolution specs cover blocks, not the mapping networks.
+        return net == m.group(1) and in_block and _OPS[m.group(2)](param_resolution(name), int(m.group(3)))
+    net_spec, block = spec.split(":")
+    if block == "mapping":
+        return net == net_spec and name.startswith("mapping.")
+    return net == net_spec and param_block(name) == block
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    specs: tuple[str, ...] = ()  # Freeze specs (see module docstring).
+    freeze_d: int = 0  # FreezeD: first N discriminator blocks from the input.
+    unfreeze_every: float = 0.0  # kimg between releases of one resolution; 0 = never.
+    order: str = "top-down"  # top-down | bottom-up.
+
+    @property
+    def active(self) -> bool:
+        return bool(self.specs) or self.freeze_d > 0
+
+    def initial(self, G: nn.Module, D: nn.Module) -> dict[str, set[str]]:
+        """Parameter names frozen at kimg 0, per network."""
+        out = {"G": set(), "D": set()}
+        for net_name, net in (("G", G), ("D", D)):
+            for name, _ in net.named_parameters():
+                if any(_matches(s, net_name, name) for s in self.specs):
+                    out[net_name].add(name)
+        blocks = list(getattr(D, "block_names", []))[: self.freeze_d]
+        for name, _ in D.named_parameters():
+            if param_block(name) in blocks:
+                out["D"].add(name)
+        return out
+
+    def frozen(self, G: nn.Module, D: nn.Module, kimg: float) -> dict[str, set[str]]:
+        """Parameter names frozen at `kimg`, after gradual unfreezing."""
+        out = self.initial(G, D)
+        if self.unfreeze_every <= 0:
+            return out
+        released = int(kimg // self.unfreeze_every)
+        resolutions = sorted({param_resolution(n) for names in out.values() for n in names},
+                             reverse=(self.order == "top-down"))
+        gone = set(resolutions[:released])
+        return {net: {n for n in names if param_resolution(n) not in gone} for net, names in out.items()}
+
+
+def apply_freeze(net: nn.Module, frozen: set[str]) -> None:
+    """After net.requires_grad_(True): switch off the frozen parameters."""
+    if not frozen:
+        return
+    for name, p in net.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+
+
+def drop_frozen_grads(net: nn.Module, frozen: set[str]) -> None:
+    """Frozen parameters must reach the optimizer with grad None (DDP may have filled zeros)."""
+    if not frozen:
+        return
+    for name, p in net.named_parameters():
+        if name in frozen:
+            p.grad = None
