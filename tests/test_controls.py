@@ -6,11 +6,11 @@ from conftest import MemDataset
 
 from ganforge import build_discriminator, build_generator, make_plan
 from ganforge import checkpoint as ck
+from ganforge.tools.transfer import transfer
 from ganforge.train.config import ConfigError, TrainConfig
 from ganforge.train.freeze import FreezeError, FreezePlan, param_resolution, parse_specs
 from ganforge.train.loop import train
 from ganforge.train.schedule import ScheduleError, parse_schedule
-from ganforge.tools.transfer import transfer
 
 
 def quiet(*a):
