@@ -23,9 +23,13 @@ def assert_shape(x: torch.Tensor, shape: list[int | None], what: str = "tensor")
         raise ValueError(f"{what} has shape {list(x.shape)}, expected {want}")
 
 
+# Device types where blocks marked fp16 by the Plan run in reduced precision (tests add "cpu").
+REDUCED_PRECISION_DEVICES = {"cuda"}
+
+
 def reduced_dtype(plan: Plan, use_fp16: bool, x: torch.Tensor, force_fp32: bool) -> torch.dtype:
     """Reduced precision only on GPUs, only where the Plan asks for it; fp32 on the CPU."""
-    if not use_fp16 or force_fp32 or x.device.type != "cuda":
+    if not use_fp16 or force_fp32 or x.device.type not in REDUCED_PRECISION_DEVICES:
         return torch.float32
     return torch.bfloat16 if plan.fp16_dtype == "bf16" else torch.float16
 
