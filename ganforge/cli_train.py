@@ -43,6 +43,17 @@ def train(
     ema_kimg: float = typer.Option(None, min=0, help="G EMA half-life in kimg.", rich_help_panel=H_HYPER),
     mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped copies of the data.",
                                 rich_help_panel=H_HYPER),
+    aug: str = typer.Option(None, help="Augmentation: ada (default), fixed, diffaugment or none.",
+                            rich_help_panel=H_HYPER),
+    aug_pipe: str = typer.Option(None, help="ADA op groups: bgc (default), bg, blit, geom, color, bgcfnc …",
+                                 rich_help_panel=H_HYPER),
+    aug_p: float = typer.Option(None, min=0, help="Initial (ada) or constant (fixed) augment probability.",
+                                rich_help_panel=H_HYPER),
+    ada_target: str = typer.Option(None, help="ADA target (0.6), or a schedule.", rich_help_panel=H_HYPER),
+    ada_kimg: float = typer.Option(None, min=0.001, help="ADA speed: kimg for p to move by 1 (500).",
+                                   rich_help_panel=H_HYPER),
+    diffaugment: str = typer.Option(None, help="DiffAugment policy (color,translation,cutout).",
+                                    rich_help_panel=H_HYPER),
     cbase: int = typer.Option(None, help="Channel base.", rich_help_panel=H_HYPER),
     cmax: int = typer.Option(None, help="Channel cap.", rich_help_panel=H_HYPER),
     z_dim: int = typer.Option(None, help="Latent z size.", rich_help_panel=H_HYPER),
@@ -81,8 +92,9 @@ def train(
                  g_lr=g_lr, d_lr=d_lr, d_lr_mult=d_lr_mult, gamma=gamma, pl_weight=pl_weight,
                  style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision, workers=workers,
                  snap=snap, tick=tick, keep=keep, tensorboard=tensorboard, init=init, freeze=freeze,
-                 freeze_d=freeze_d, unfreeze_every=unfreeze_every, unfreeze_order=unfreeze_order)
-    for key in ("g_lr", "d_lr", "gamma", "style_mixing"):  # numbers stay numbers; schedules stay strings
+                 freeze_d=freeze_d, unfreeze_every=unfreeze_every, unfreeze_order=unfreeze_order, aug=aug,
+                 aug_pipe=aug_pipe, aug_p=aug_p, ada_target=ada_target, ada_kimg=ada_kimg, diffaugment=diffaugment)
+    for key in ("g_lr", "d_lr", "gamma", "style_mixing", "ada_target"):  # numbers stay numbers; schedules stay strings
         if isinstance(given[key], str):
             try:
                 given[key] = float(given[key])

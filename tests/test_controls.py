@@ -166,3 +166,33 @@ def test_transfer_then_train_with_frozen_lower_blocks(tmp_path):
     after = state.G.state_dict()
     assert torch.equal(after["synthesis.b16.conv1.weight"], before["G.synthesis.b16.conv1.weight"])
     assert not torch.equal(after["synthesis.b32.conv1.weight"], before["G.synthesis.b32.conv1.weight"])
+
+
+# ----------------------------------------------------------------------------
+# Augmentation in the loop.
+
+
+def test_ada_p_moves_is_logged_and_resumes_exactly(tmp_path):
+    from ganforge.train.stats import read_stats
+
+    kw = dict(aug="ada", ada_target=0.0, ada_kimg=0.5, gamma=0.1)  # target 0: any positive real score raises p
+    straight = train(cfg_for(tmp_path, run_name="a", kimg=0.128, **kw), MemDataset(), log=quiet)
+    p = straight.augment_ctrl.p
+    assert p > 0
+    assert ck.read_meta(ck.latest_checkpoint(straight.run_dir))["extra"]["ada"]["p"] == pytest.approx(p)
+    assert any("Augment/p" in s for s in read_stats(straight.run_dir / "stats.jsonl"))
+    train(cfg_for(tmp_path, run_name="b", kimg=0.064, **kw), MemDataset(), log=quiet)
+    resumed = train(cfg_for(tmp_path, run_name="b", kimg=0.128, **kw), MemDataset(), log=quiet)
+    assert resumed.augment_ctrl.p == pytest.approx(p, abs=1e-12)
+    for (n, a), b in zip(straight.G.state_dict().items(), resumed.G.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+@pytest.mark.parametrize("kind", ["fixed", "diffaugment"])
+def test_fixed_p_and_diffaugment_runs(tmp_path, kind):
+    state = train(cfg_for(tmp_path, aug=kind, aug_p=0.5, kimg=0.032), MemDataset(), log=quiet)
+    if kind == "fixed":
+        assert state.augment_ctrl.p == 0.5
+        assert ck.read_meta(ck.latest_checkpoint(state.run_dir))["extra"]["ada"]["p"] == 0.5
+    else:
+        assert state.augment_ctrl is None

@@ -48,6 +48,12 @@ class TrainConfig:
     ema_kimg: float | None = None  # G EMA half-life in kimg; None = preset.
     ema_rampup: float | None = -1.0  # EMA ramp-up ratio; -1 = preset; None = off.
     mirror: bool = False  # Add x-flipped copies of the data.
+    aug: str = "ada"  # ada (adaptive p) | fixed (constant --aug-p) | diffaugment | none.
+    aug_pipe: str = "bgc"  # ADA op groups (official --augpipe): blit, geom, color, bg, bgc, bgcf, bgcfn, bgcfnc.
+    aug_p: float = 0.0  # Initial (ada) or constant (fixed) augmentation probability.
+    ada_target: float | str = 0.6  # ADA target for E[sign(D(real))], or a schedule.
+    ada_kimg: float | None = None  # kimg for p to move by 1; None = 500 (100 with --init, as official).
+    diffaugment: str = "color,translation,cutout"  # DiffAugment policy.
     # Transfer and freezing.
     init: str | None = None  # Start a new run from these weights (a checkpoint, e.g. from `ganforge transfer`).
     freeze: str = ""  # Frozen parts: mapping, G<=512, D<256, G:b64 … (comma-separated).
@@ -98,6 +104,9 @@ class TrainConfig:
             (self.precision in ("auto", "bf16", "fp16", "fp32"), "--precision must be auto, bf16, fp16 or fp32"),
             (self.r1_interval >= 1 and self.pl_interval >= 1, "regularization intervals must be >= 1"),
             (self.unfreeze_order in ("top-down", "bottom-up"), "--unfreeze-order must be top-down or bottom-up"),
+            (self.aug in ("ada", "fixed", "diffaugment", "none", "noaug"),
+             f"--aug {self.aug!r}: choose ada, fixed, diffaugment or none"),
+            (self.aug_p >= 0, f"--aug-p must be >= 0, got {self.aug_p}"),
             (self.freeze_d >= 0 and self.unfreeze_every >= 0, "--freeze-d and --unfreeze-every must be >= 0"),
         ]
         for ok, message in checks:
@@ -105,7 +114,8 @@ class TrainConfig:
                 raise ConfigError(message)
         from ganforge.train.schedule import ScheduleError, parse_schedule
 
-        bounds = {"g_lr": (0, None), "d_lr": (0, None), "gamma": (0, None), "style_mixing": (0, 1)}
+        bounds = {"g_lr": (0, None), "d_lr": (0, None), "gamma": (0, None), "style_mixing": (0, 1),
+                  "ada_target": (0, 1)}
         for name, (lo, hi) in bounds.items():
             value = getattr(self, name)
             if value is None:

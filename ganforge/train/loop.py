@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ganforge import checkpoint as ck
+from ganforge.augment import build_augment
 from ganforge.plan import Plan, PlanError, compare_data, make_plan
 from ganforge.train import distributed as dist_utils
 from ganforge.train.config import TrainConfig
@@ -81,6 +82,11 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     torch.manual_seed(cfg.seed)  # Same initial weights on every rank and for every rerun.
     state = build_state(plan, cfg, device)
     state.run_dir = run_dir
+    augment, state.augment_ctrl = build_augment(
+        "none" if cfg.aug == "noaug" else cfg.aug, pipe=cfg.aug_pipe, p=cfg.aug_p, policy=cfg.diffaugment,
+        target=state.schedule("ada_target"), speed_kimg=cfg.ada_kimg or (100.0 if cfg.init else 500.0))
+    if augment is not None:
+        augment.to(device)
     if resume_path is not None:
         load_state(state, resume_path)
         log(f"Resumed from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
@@ -104,7 +110,10 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
         G_step.requires_grad_(False)
         state.D.requires_grad_(False)
     loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=state.schedule("gamma"), pl_weight=cfg.pl_weight,
-                         pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay).to(device)
+                         pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay,
+                         augment=augment).to(device)
+    if state.augment_ctrl is not None:
+        loss.real_logits_hook = state.augment_ctrl.accumulate
     loss.pl_mean.copy_(state.pl_mean)
     state.pl_mean = loss.pl_mean
     phases = make_phases(cfg, plan.family == "stylegan2")
@@ -132,6 +141,8 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
         # Schedules by kimg; gradual unfreezing.
         state.set_lr()
         loss.r1_gamma, G_step.style_mixing = state.schedule("gamma"), state.schedule("style_mixing")
+        if state.augment_ctrl is not None:
+            state.augment_ctrl.target = state.schedule("ada_target")
         if freeze.unfreeze_every and state.batch_idx % 16 == 0:
             now_frozen = freeze.frozen(state.G, state.D, state.kimg)
             if now_frozen != frozen and dist.is_main:
@@ -170,6 +181,9 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
         if device.type == "cuda":
             stats.report("Resources/peak_gpu_mem_gb", torch.cuda.max_memory_allocated(device) / 2**30)
             torch.cuda.reset_peak_memory_stats(device)
+        if state.augment_ctrl is not None:
+            for name, value in state.augment_ctrl.stats().items():
+                stats.report(name, value)
         means = stats.means()
         diverged = dist_utils.any_rank(not weights_finite(state) or not all(
             v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("Loss/")), device)

@@ -97,6 +97,7 @@ class StyleGAN2Loss(nn.Module):
         self.r1_gamma = r1_gamma
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
         self.register_buffer("pl_mean", torch.zeros([]))
+        self.real_logits_hook: Callable[[torch.Tensor], None] | None = None  # ADA's controller listens here.
 
     def run_D(self, D: nn.Module, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.augment is not None:
@@ -135,6 +136,8 @@ class StyleGAN2Loss(nn.Module):
             loss_real = F.softplus(-real_logits)  # -log(sigmoid(D(x)))
             report("Loss/scores/real", real_logits.detach())
             report("Loss/signs/real", real_logits.detach().sign())
+            if self.real_logits_hook is not None:
+                self.real_logits_hook(real_logits.detach())
             report("Loss/D/loss", (F.softplus(logits) + loss_real).detach())
             loss_real.mean().mul(gain).backward()
         elif phase == "Dreg":

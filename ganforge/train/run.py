@@ -173,6 +173,8 @@ def progress_line(state: TrainState, means: dict, total_nimg: int, elapsed: floa
                        ("Loss/pl_penalty", "PL")):
         if key in means:
             parts.append(f"{label} {means[key]:.3f}")
+    if means.get("Augment/p", 0) > 0:
+        parts.append(f"p {means['Augment/p']:.3f}")
     if "Resources/peak_gpu_mem_gb" in means:
         parts.append(f"mem {means['Resources/peak_gpu_mem_gb']:.2f} GB")
     return " | ".join(parts)

@@ -55,6 +55,7 @@ class TrainState:
     failures: int = 0
     extra: dict = field(default_factory=dict)  # Future state (ADA p, schedules) as JSON.
     run_dir: Path | None = None  # Set by the loop.
+    augment_ctrl: object | None = None  # ADA controller (its state goes into checkpoints).
     _schedules: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -94,6 +95,8 @@ def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainStat
 
 
 def save_state(state: TrainState, path: Path) -> None:
+    if state.augment_ctrl is not None:
+        state.extra["ada"] = state.augment_ctrl.state_dict()
     g_opt, g_opt_meta = ck.optimizer_to_tensors(state.opt_G)
     d_opt, d_opt_meta = ck.optimizer_to_tensors(state.opt_D)
     tensors = ck.join(G=state.G.state_dict(), D=state.D.state_dict(), G_ema=state.G_ema.state_dict(),
@@ -130,6 +133,8 @@ def load_state(state: TrainState, path: Path) -> None:
     state.cur_nimg, state.batch_idx = int(meta["cur_nimg"]), int(meta["batch_idx"])
     state.lr_scale, state.failures = float(meta["lr_scale"]), int(meta["failures"])
     state.extra = dict(meta.get("extra", {}))
+    if state.augment_ctrl is not None and "ada" in state.extra:
+        state.augment_ctrl.load_state_dict(state.extra["ada"])
     state.set_lr()
 
 

@@ -1,0 +1,118 @@
+"""The adaptive augmentation probability p of ADA (Karras et al. 2020, Section 3).
+
+The overfitting heuristic r_t = E[sign(D(real))] is measured over `interval` D steps; p then moves by
+a fixed amount towards the target:
+
+  p ← max(p + sign(r_t − target) · n_img / (speed_kimg · 1000), 0)
+
+where n_img is the number of real images measured (batch · interval, summed over all ranks), so p can go
+from 0 to 1 in `speed_kimg` thousand images. As in the official code there is no upper clamp (p > 1
+happens on tiny datasets) unless `max_p` is given.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from ganforge.augment.ada import AugmentPipe
+
+
+def overfit_heuristic(sign_sum: float, count: float) -> float:
+    """r_t = E[sign(D(real))] = Σ sign(D(x)) / n; 0 = no overfitting, 1 = D separates every real."""
+    return sign_sum / count
+
+
+def p_adjustment(r_t: float, target: float, nimg: float, speed_kimg: float) -> float:
+    """Δp = sign(r_t − target) · n_img / (speed_kimg · 1000)."""
+    return math.copysign(1.0, r_t - target) * nimg / (speed_kimg * 1000) if r_t != target else 0.0
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """Sums over ranks when torch.distributed is running (every rank then takes the same decision)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+class AdaController:
+    """Adjusts `pipe.p` from D's outputs on reals. Call `accumulate(real_logits)` once per D step."""
+
+    def __init__(
+        self,
+        pipe: AugmentPipe,  # The pipe whose `p` buffer is driven.
+        target: float = 0.6,  # Target r_t = E[sign(D(real))]; a higher target allows more overfitting.
+        speed_kimg: float = 500.0,  # Thousands of images for p to move by 1 (official: 100 when resuming).
+        interval: int = 4,  # accumulate() calls (D steps) between adjustments.
+        max_p: float | None = None,  # Upper clamp of p; None = no clamp (official).
+        adaptive: bool = True,  # False = fixed p ('--aug fixed'): r_t is still measured and reported.
+    ):
+        if not 0 <= target <= 1:
+            raise ValueError(f"target={target} must lie in [0, 1] (it is a mean of signs); the paper uses 0.6")
+        if speed_kimg <= 0:
+            raise ValueError(f"speed_kimg={speed_kimg} must be > 0; the official value is 500 (100 when resuming)")
+        if interval < 1:
+            raise ValueError(f"interval={interval} must be ≥ 1 D step; the official value is 4")
+        if max_p is not None and max_p < 0:
+            raise ValueError(f"max_p={max_p} must be ≥ 0, or None for no upper clamp")
+        self.pipe = pipe
+        self.target, self.speed_kimg, self.interval = target, speed_kimg, interval
+        self.max_p, self.adaptive = max_p, adaptive
+        self._acc: torch.Tensor | None = None  # [Σ sign, count] on the logits' device: no sync per step.
+        self.steps = 0  # accumulate() calls since the start of training.
+        self.rt = math.nan  # r_t of the last completed interval; NaN before the first.
+
+    @property
+    def p(self) -> float:
+        return float(self.pipe.p)
+
+    @torch.no_grad()
+    def accumulate(self, real_logits: torch.Tensor) -> None:
+        """Adds sign(D(real)) of one D step; every `interval` steps, adjusts p (a CPU-GPU sync)."""
+        logits = real_logits.detach().float()
+        stats = torch.stack([logits.sign().sum(), torch.tensor(float(logits.numel()), device=logits.device)])
+        self._acc = stats if self._acc is None else self._acc + stats.to(self._acc.device)
+        self.steps += 1
+        if self.steps % self.interval == 0:
+            self._update()
+
+    def _update(self) -> None:
+        sign_sum, count = _all_reduce(self._acc).tolist()
+        self._acc = None
+        if count == 0 or not math.isfinite(sign_sum):
+            return  # Nothing measured, or non-finite logits (the divergence guard handles those): keep p.
+        self.rt = overfit_heuristic(sign_sum, count)
+        if self.adaptive:
+            p = max(self.p + p_adjustment(self.rt, self.target, count, self.speed_kimg), 0.0)
+            if self.max_p is not None:
+                p = min(p, self.max_p)
+            self.pipe.p.fill_(p)
+
+    def stats(self) -> dict[str, float]:
+        """{'Augment/p': p, 'Augment/rt': r_t of the last interval (NaN before the first)}."""
+        return {"Augment/p": self.p, "Augment/rt": self.rt}
+
+    def state_dict(self) -> dict[str, float | int]:
+        """Plain JSON-able state (checkpoint metadata). The partial interval is this rank's sums only."""
+        sign_sum, count = (0.0, 0.0) if self._acc is None else self._acc.tolist()
+        return {"p": self.p, "sign_sum": sign_sum, "count": count, "steps": self.steps,
+                "rt": None if math.isnan(self.rt) else self.rt}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = {"p", "sign_sum", "count", "steps"} - set(state)
+        if missing:
+            raise ValueError(f"AdaController state lacks {sorted(missing)}; pass the dict from state_dict()")
+        self.pipe.p.fill_(float(state["p"]))
+        self.steps = int(state["steps"])
+        self.rt = math.nan if state.get("rt") is None else float(state["rt"])
+        has_partial = float(state["count"]) > 0
+        self._acc = torch.tensor([float(state["sign_sum"]), float(state["count"])],
+                                 device=self.pipe.p.device) if has_partial else None
+
+    def __repr__(self) -> str:
+        mode = "adaptive" if self.adaptive else "fixed"
+        return (f"AdaController({mode}, p={self.p:g}, target={self.target}, speed_kimg={self.speed_kimg}, "
+                f"interval={self.interval}, max_p={self.max_p})")

@@ -1,0 +1,282 @@
+"""ADA pipeline, its adaptive p controller, DiffAugment and build_augment (tiny CPU tensors)."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganforge.augment import PRESETS, AdaController, AugmentPipe, DiffAugment, build_augment
+from ganforge.augment.ada import rotation_prob
+from ganforge.augment.image_ops import band_filter, band_weights
+
+# Bound on |output| for inputs in [-1, 1], per op. Blit ops and cutout only move or zero pixels (checked
+# exactly below); geometric ops resample bicubically, whose Keys kernel (a = -0.75) has Σ|w| ≤ 1.375 per axis,
+# so |y| ≤ 1.375² ≈ 1.89. Color, filter and noise bounds allow 5σ of the op's random strength:
+# brightness 1 + 5·0.2; contrast 2^(5·0.5); luma flip max|x_i − 2·mean(x)| = 5/3; hue rotation keeps
+# ‖rgb‖₂ ≤ √3; saturation |mean| + 2^5·4/3; noise 1 + (5·0.1)·5; filter: band gains ≤ √13 each, 8 in practice.
+OP_BOUNDS = {
+    "scale": 1.8907, "rotate": 1.8907, "aniso": 1.8907, "xfrac": 1.8907,
+    "brightness": 2.0, "contrast": 2**2.5, "lumaflip": 5 / 3 + 1e-5, "hue": math.sqrt(3) + 1e-5,
+    "saturation": 1 + 32 * 4 / 3, "imgfilter": 8.0, "noise": 3.5,
+}
+MOVE_ONLY = ("xflip", "rotate90", "xint", "cutout")
+ALL_OPS = (*MOVE_ONLY, *OP_BOUNDS)
+
+
+def images(n=8, c=3, h=16, w=16) -> torch.Tensor:
+    """Smooth random images with a little texture, in [-1, 1]."""
+    smooth = F.interpolate(torch.rand(n, c, 4, 4) * 2 - 1, size=(h, w), mode="bilinear", align_corners=False)
+    return (smooth + 0.2 * torch.randn(n, c, h, w)).clamp(-1, 1)
+
+
+def only(op: str, p: float = 1.0) -> AugmentPipe:
+    return AugmentPipe(p=p, **{op: 1.0})
+
+
+# ----------------------------------------------------------------------------
+# AugmentPipe.
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_each_op_changes_image_keeps_contract_and_passes_gradients(op):
+    x = images().requires_grad_(True)
+    y = only(op)(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert (y - x).abs().max() > 1e-3, f"{op} at p=1 left the batch unchanged"
+    if op in MOVE_ONLY:  # Pixels are moved or zeroed, never created.
+        lo, hi = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+        assert lo - 1e-5 <= y.min() and y.max() <= hi + 1e-5
+    else:
+        assert y.abs().max() <= OP_BOUNDS[op], f"{op}: max |y| = {y.abs().max():.3f}"
+    (y * torch.randn_like(y)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_blit_is_pixel_exact_rotation():
+    x = images(n=64)
+    y = only("rotate90")(x)
+    for i in range(len(x)):  # Every sample is x turned by some multiple of 90°.
+        assert any(torch.allclose(y[i], torch.rot90(x[i], k, dims=(1, 2)), atol=1e-5) for k in range(4))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_p_zero_is_exact_identity(preset):
+    x = images(n=4, h=8, w=12)
+    pipe = AugmentPipe.from_preset(preset, p=0.0)
+    assert torch.equal(pipe(x), x)
+    with torch.no_grad():
+        assert torch.equal(pipe(x), x)
+    xg = x.clone().requires_grad_(True)
+    y = pipe(xg)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert torch.equal(xg.grad, torch.ones_like(x))
+
+
+def test_half_and_double_precision():
+    pipe = AugmentPipe.from_preset("bgcfnc", p=0.0)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        x = images(n=2).to(dtype)
+        y = pipe(x)
+        assert y.dtype == dtype and torch.equal(y, x)
+        pipe.p.fill_(1.0)
+        y = pipe(x)
+        assert y.dtype == dtype and torch.isfinite(y).all() and not torch.equal(y, x)
+        pipe.p.fill_(0.0)
+
+
+@pytest.mark.parametrize("hw", [(16, 24), (24, 16), (12, 20)])
+def test_non_square_images_full_pipeline(hw):
+    x = images(n=4, h=hw[0], w=hw[1]).requires_grad_(True)
+    y = AugmentPipe.from_preset("bgcfnc", p=1.0)(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_usable_under_no_grad_and_p_is_a_buffer():
+    pipe = AugmentPipe.from_preset("bgc", p=0.3)
+    with torch.no_grad():
+        y = pipe(images(n=2))
+    assert not y.requires_grad
+    state = pipe.state_dict()
+    assert list(state) == ["p"] and state["p"].shape == () and state["p"].item() == pytest.approx(0.3)
+    other = AugmentPipe.from_preset("bgc")
+    other.load_state_dict(state)
+    assert other.p.item() == pytest.approx(0.3)
+
+
+def test_r1_double_backward_through_pipe():
+    """R1 is taken through the pipe: d/dθ_D ‖∂D(aug(x))/∂x‖² needs second derivatives of every stage."""
+    d = torch.nn.Conv2d(3, 1, 3)
+    x = images(n=4).requires_grad_(True)
+    logits = d(AugmentPipe.from_preset("bgcfnc", p=1.0)(x)).sum()
+    (grad,) = torch.autograd.grad(logits, x, create_graph=True)
+    grad.square().sum().backward()
+    assert torch.isfinite(d.weight.grad).all() and d.weight.grad.abs().sum() > 0
+
+
+def test_xflip_at_half_p_flips_a_quarter():
+    """The op fires on p = 1/2 of the samples; a fired x-flip draws i ∈ {0, 1}, so 1/4 end up mirrored."""
+    x = torch.linspace(-1, 1, 4).expand(2000, 1, 2, 4).contiguous()
+    y = only("xflip", p=0.5)(x)
+    flipped = (y - x.flip(-1)).abs().amax(dim=(1, 2, 3)) < 1e-5
+    same = (y - x).abs().amax(dim=(1, 2, 3)) < 1e-5
+    assert abs(flipped.float().mean().item() - 0.25) < 0.05
+    assert abs(same.float().mean().item() - 0.75) < 0.05
+    assert (flipped | same).all()
+
+
+@pytest.mark.parametrize("op", ["brightness", "rotate"])
+def test_op_fires_on_half_the_samples_at_half_p(op):
+    """Brightness fires with p; rotation fires twice with p_rot = 1 − √(1 − p), so P(any rotation) = p."""
+    x = images(n=2000, c=3, h=4, w=4)
+    changed = (only(op, p=0.5)(x) - x).abs().amax(dim=(1, 2, 3)) > 1e-4
+    assert abs(changed.float().mean().item() - 0.5) < 0.05
+    p = torch.tensor(0.5)
+    assert 1 - (1 - rotation_prob(p)) ** 2 == pytest.approx(0.5)
+
+
+def test_channels_one_works_two_raises():
+    x1 = images(n=4, c=1).requires_grad_(True)
+    y = AugmentPipe.from_preset("bgc", p=1.0)(x1)
+    assert y.shape == x1.shape
+    y.sum().backward()
+    assert x1.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="1 or 3 channels, got 2"):
+        AugmentPipe.from_preset("bgc", p=1.0)(images(n=2, c=2))
+    assert AugmentPipe.from_preset("bg", p=1.0)(images(n=2, c=2)).shape == (2, 2, 16, 16)
+
+
+def test_filter_bank_partition_of_unity():
+    w = band_weights(16, 24)
+    assert w.shape == (4, 16, 13) and torch.allclose(w.sum(0), torch.ones(16, 13))
+    x = images(n=2)
+    assert torch.allclose(band_filter(x, torch.ones(2, 4)), x, atol=1e-5)
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="unknown augment pipe 'bgx'"):
+        AugmentPipe.from_preset("bgx")
+    with pytest.raises(ValueError, match="float images"):
+        AugmentPipe.from_preset("bgc")(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+
+
+# ----------------------------------------------------------------------------
+# AdaController.
+
+
+def controller(p=0.0, **kw) -> AdaController:
+    return AdaController(AugmentPipe.from_preset("bgc", p=p), **kw)
+
+
+def test_controller_raises_p_at_official_speed():
+    ctrl = controller(interval=4, speed_kimg=500)
+    for _ in range(3):
+        ctrl.accumulate(torch.ones(64, 1))  # r_t = 1 > 0.6
+    assert ctrl.p == 0.0  # No update before `interval` steps.
+    ctrl.accumulate(torch.ones(64, 1))
+    step = 64 * 4 / (500 * 1000)  # batch·interval / (speed_kimg·1000) = 5.12e-4
+    assert ctrl.p == pytest.approx(step, abs=1e-9)
+    for _ in range(4):
+        ctrl.accumulate(torch.ones(64, 1))
+    assert ctrl.p == pytest.approx(2 * step, abs=1e-9)
+    assert ctrl.stats() == {"Augment/p": ctrl.p, "Augment/rt": 1.0}
+
+
+def test_controller_lowers_p_and_never_below_zero():
+    ctrl = controller(p=0.001, interval=2, speed_kimg=500)
+    logits = torch.tensor([1.0, -1.0, -1.0, -1.0])  # r_t = -0.5 < 0.6
+    ctrl.accumulate(logits)
+    ctrl.accumulate(logits)
+    assert ctrl.p == pytest.approx(0.001 - 8 / 500_000, abs=1e-9)
+    for _ in range(400):
+        ctrl.accumulate(logits)
+    assert ctrl.p == 0.0 and ctrl.stats()["Augment/rt"] == -0.5
+
+
+def test_controller_holds_p_at_target_and_clamps_only_when_asked():
+    ctrl = controller(p=0.5, interval=1)
+    ctrl.accumulate(torch.tensor([1.0] * 8 + [-1.0] * 2))  # r_t = 0.6 exactly: sign(0) = 0.
+    assert ctrl.p == pytest.approx(0.5)
+    free = controller(p=0.999, interval=1, speed_kimg=0.001)  # +1 per image: p passes 1 (official).
+    free.accumulate(torch.ones(4))
+    assert free.p == pytest.approx(4.999, rel=1e-6)
+    capped = controller(p=0.999, interval=1, speed_kimg=0.001, max_p=1.0)
+    capped.accumulate(torch.ones(4))
+    assert capped.p == 1.0
+
+
+def test_fixed_mode_measures_but_keeps_p():
+    pipe, ctrl = build_augment("fixed", p=0.2, interval=2)
+    for _ in range(4):
+        ctrl.accumulate(torch.ones(8))
+    assert ctrl.p == pytest.approx(0.2) and ctrl.stats()["Augment/rt"] == 1.0
+
+
+def test_controller_state_dict_round_trip():
+    a = controller(interval=4, speed_kimg=1)
+    for _ in range(6):  # One full interval and half of the next.
+        a.accumulate(torch.tensor([1.0, 1.0, -1.0]))
+    state = json.loads(json.dumps(a.state_dict()))
+    assert state["steps"] == 6 and state["count"] == 6 and state["sign_sum"] == 2
+    b = controller(interval=4, speed_kimg=1)
+    b.load_state_dict(state)
+    assert b.p == a.p and b.steps == 6 and b.stats() == a.stats()
+    for ctrl in (a, b):
+        for _ in range(2):
+            ctrl.accumulate(torch.ones(3))
+    assert b.p == a.p and b.p > state["p"]
+    with pytest.raises(ValueError, match="lacks"):
+        b.load_state_dict({"p": 0.1})
+
+
+def test_controller_validates_arguments():
+    with pytest.raises(ValueError, match="interval=0"):
+        controller(interval=0)
+    with pytest.raises(ValueError, match="target=1.5"):
+        controller(target=1.5)
+
+
+# ----------------------------------------------------------------------------
+# DiffAugment and build_augment.
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+def test_diffaugment_policies_change_images_and_pass_gradients(policy):
+    x = images(n=8, h=16, w=24).requires_grad_(True)
+    y = DiffAugment(policy)(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert (y - x).abs().max() > 1e-3
+    (y * torch.randn_like(y)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_diffaugment_translation_and_cutout_only_move_or_zero_pixels():
+    x = images(n=16)
+    for policy in ("translation", "cutout"):
+        y = DiffAugment(policy)(x)
+        values = set(x.flatten().tolist()) | {0.0}
+        assert set(y.flatten().tolist()) <= values
+        assert (y == 0).any()
+
+
+def test_diffaugment_policy_parsing():
+    assert DiffAugment(" color , cutout ").policy == ("color", "cutout")
+    x = images(n=2)
+    assert torch.equal(DiffAugment("")(x), x)
+    with pytest.raises(ValueError, match="unknown DiffAugment op"):
+        DiffAugment("color,rotate")
+
+
+def test_build_augment_kinds():
+    pipe, ctrl = build_augment()
+    assert isinstance(pipe, AugmentPipe) and ctrl.adaptive and pipe.mult["saturation"] == 1
+    assert pipe.mult["imgfilter"] == 0 and ctrl.target == 0.6 and ctrl.speed_kimg == 500 and ctrl.interval == 4
+    assert build_augment("none") == (None, None) and build_augment("noaug") == (None, None)
+    diff, none = build_augment("diffaugment", policy="translation")
+    assert isinstance(diff, DiffAugment) and none is None and diff.policy == ("translation",)
+    with pytest.raises(ValueError, match="unknown augmentation kind"):
+        build_augment("randaug")
