@@ -20,6 +20,8 @@ _EXPORTS = {
     "prepare_dataset": "ganforge.data.prepare",
     "check_dataset": "ganforge.data.check",
     "scan_dataset": "ganforge.data.check",
+    "CurateOptions": "ganforge.data.curate",
+    "curate_dataset": "ganforge.data.curate",
 }
 
 __all__ = sorted(_EXPORTS)
