@@ -160,6 +160,12 @@ def _register() -> None:
     app.command()(cli_train.train)
     app.command()(cli_train.demo)
     app.command()(cli_train.transfer)
+    from ganforge.tools import cli as tools_cli
+
+    app.command("style-mix")(tools_cli.style_mix)
+    app.command("video")(tools_cli.video)
+    app.command("export")(tools_cli.export)
+    app.command("project")(tools_cli.project)
 
 
 _register()

@@ -19,6 +19,7 @@ import hashlib
 import io
 import math
 import pickle
+import pickletools
 import re
 from typing import Any, BinaryIO
 
@@ -210,7 +211,17 @@ def _load_storage(payload: bytes) -> _Storage:
         raise OfficialPickleError("a tensor storage in this pickle uses the zip torch.save format; ganforge reads the "
                                   "legacy format that every official snapshot uses: re-save it with the official code")
     f = io.BytesIO(payload)
-    parts = [_StorageUnpickler(f).load() for _ in range(5)]
+    parts = []
+    for _ in range(5):
+        start = f.tell()
+        try:
+            prescan(f)
+        except (ValueError, EOFError, OverflowError, MemoryError) as e:
+            raise OfficialPickleError(
+                f"a tensor storage payload is not a readable pickle ({e}): the file is damaged"
+            ) from None
+        f.seek(start)
+        parts.append(_StorageUnpickler(f).load())
     magic, proto, info, storage_id, keys = parts
     if magic != LEGACY_MAGIC or proto != LEGACY_PROTOCOL or not isinstance(info, dict):
         raise OfficialPickleError("a tensor storage payload has no legacy torch.save header: the file is damaged")
@@ -261,6 +272,8 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_ho
                                   f"{metadata!r}, size={size}, stride={stride}): the file is not an official snapshot")
     n = storage.flat.numel()
     numel = math.prod(size)
+    if any(v >= 2**40 for v in size + stride):
+        raise OfficialPickleError(f"tensor size {list(size)} / stride {list(stride)} is absurd: the file is damaged")
     last = offset + sum((s - 1) * st for s, st in zip(size, stride)) if numel else offset - 1
     if numel > n or last >= n:
         raise OfficialPickleError(f"a tensor of size {list(size)} (stride {list(stride)}, offset {offset}) does not "
@@ -397,14 +410,37 @@ def _plain(obj: Any, memo: dict[int, Any], depth: int = 0) -> Any:
     return out
 
 
+def prescan(f: BinaryIO) -> None:
+    """Walk one pickle's opcodes without running them; refuse sizes that would make CPython allocate first.
+
+    pickletools reads declared lengths from the buffer (a short read fails cleanly), and a memo index can
+    never exceed the number of opcodes in an honest pickle: a crafted huge index would make the C unpickler
+    grow and zero its memo table (gigabytes) before failing.
+    """
+    count = 0
+    for opcode, arg, _ in pickletools.genops(f):
+        count += 1
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and (
+                not isinstance(arg, int) or arg < 0 or arg > count):
+            raise OfficialPickleError(f"memo index {arg!r} at opcode {count} is out of range: the file is damaged")
+
+
 def unpickle_snapshot(file: BinaryIO) -> tuple[Any, dict[str, set[str]]]:
     """Load an official pickle from an open binary file: (plain data, {source sha256: class names})."""
-    unpickler = SnapshotUnpickler(file)
+    raw = io.BytesIO(file.read())
+    try:
+        prescan(raw)
+    except OfficialPickleError:
+        raise
+    except (ValueError, EOFError, OverflowError, MemoryError, IndexError, KeyError) as e:
+        raise OfficialPickleError(f"not a readable pickle ({type(e).__name__}: {e}): the file is damaged") from None
+    raw.seek(0)
+    unpickler = SnapshotUnpickler(raw)
     try:
         data = unpickler.load()
     except OfficialPickleError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RecursionError) as e:
+            RecursionError, OverflowError, MemoryError, RuntimeError) as e:
         raise OfficialPickleError(f"not a readable pickle ({type(e).__name__}: {e}): the file is damaged") from None
     return _plain(data, {}), unpickler.sources
