@@ -220,13 +220,17 @@ def as_official(module: torch.nn.Module, reconstruct, init_kwargs: dict | None =
 
 
 def official_kwargs(EasyDict, plan, d_cbase: int | None = None) -> tuple[dict, dict]:
-    res, cbase = plan.height, 256
+    res, cbase, ch = plan.height, 256, plan.img_channels
     synthesis = EasyDict(channel_base=cbase, channel_max=32, num_fp16_res=plan.num_fp16_res, conv_clamp=plan.conv_clamp)
+    if plan.g_architecture != "skip":  # train.py passes the default implicitly; other values are explicit
+        synthesis["architecture"] = plan.g_architecture
     g = dict(z_dim=plan.z_dim, w_dim=plan.w_dim, mapping_kwargs=EasyDict(num_layers=plan.mapping_layers),
-             synthesis_kwargs=synthesis, c_dim=plan.c_dim, img_resolution=res, img_channels=3)
+             synthesis_kwargs=synthesis, c_dim=plan.c_dim, img_resolution=res, img_channels=ch)
     d = dict(block_kwargs=EasyDict(), mapping_kwargs=EasyDict(), epilogue_kwargs=EasyDict(mbstd_group_size=2),
              channel_base=d_cbase or cbase, channel_max=32, num_fp16_res=plan.num_fp16_res, conv_clamp=plan.conv_clamp,
-             c_dim=plan.c_dim, img_resolution=res, img_channels=3)
+             c_dim=plan.c_dim, img_resolution=res, img_channels=ch)
+    if plan.d_architecture != "resnet":
+        d["architecture"] = plan.d_architecture
     return g, d
 
 
@@ -238,14 +242,15 @@ def perturbed(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def write_snapshot(tmp_path: Path, c_dim: int = 0, d_cbase: int | None = None, protocol: int = 4,
-                   g_kwargs: dict | None = None, edit=None):
+                   g_kwargs: dict | None = None, edit=None, arch: tuple[str, str] = ("skip", "resnet"),
+                   img_channels: int = 3, mapping_layers: int = 2):
     """An official-layout snapshot of fresh ganforge networks; `edit(snap, reconstruct)` may change it first.
 
     Returns (path, G, D, G_ema)."""
-    plan = make_plan("tiny", 16, cbase=256, cmax=32, z_dim=16, w_dim=24, mapping_layers=2, c_dim=c_dim,
-                     num_fp16_res=1, conv_clamp=64.0, mbstd_group=2)
-    d_plan = make_plan("tiny", 16, cbase=d_cbase or 256, cmax=32, c_dim=c_dim, num_fp16_res=1, conv_clamp=64.0,
-                       mbstd_group=2)
+    common = dict(c_dim=c_dim, img_channels=img_channels, g_architecture=arch[0], d_architecture=arch[1],
+                  num_fp16_res=1, conv_clamp=64.0, mbstd_group=2)
+    plan = make_plan("tiny", 16, cbase=256, cmax=32, z_dim=16, w_dim=24, mapping_layers=mapping_layers, **common)
+    d_plan = make_plan("tiny", 16, cbase=d_cbase or 256, cmax=32, **common)
     G, G_ema, D = perturbed(Generator(plan)), perturbed(Generator(plan)), perturbed(Discriminator(d_plan))
     with official_globals() as (reconstruct, EasyDict):
         g_kw, d_kw = official_kwargs(EasyDict, plan, d_cbase)
@@ -277,6 +282,21 @@ def test_roundtrip_official_layout(tmp_path, protocol, c_dim):
     assert snap.augment_p == 0.25 and snap.training_set_kwargs == dict(path="data.zip", resolution=16)
     assert snap.plan.conv_clamp == 64.0 and snap.plan.fp16_dtype == "fp16" and snap.plan.mbstd_group == 2
     assert snap.d_plan is snap.plan and len(snap.sources) == 2 and len(snap.source_fingerprint) == 64
+
+
+@pytest.mark.parametrize("arch", [("orig", "orig"), ("resnet", "skip"), ("skip", "resnet")])
+@pytest.mark.parametrize("img_channels,c_dim,mapping_layers", [(1, 0, 1), (3, 4, 5)])
+def test_every_architecture_option_converts(tmp_path, arch, img_channels, c_dim, mapping_layers):
+    path, G, D, G_ema = write_snapshot(tmp_path, c_dim=c_dim, arch=arch, img_channels=img_channels,
+                                       mapping_layers=mapping_layers)
+    snap = load_official_pkl(path)
+    assert (snap.plan.g_architecture, snap.plan.d_architecture, snap.plan.img_channels) == (*arch, img_channels)
+    assert snap.plan.mapping_layers == mapping_layers and (snap.plan.z_dim, snap.plan.w_dim) == (16, 24)
+    z, c = torch.randn(4, 16), (torch.eye(c_dim)[[0, 1, 2, 3]] if c_dim else None)
+    with torch.no_grad():
+        img = G_ema(z, c, noise_mode="const")
+        assert torch.equal(snap.G_ema(z, c, noise_mode="const"), img)
+        assert torch.equal(snap.D(img, c), D(img, c))
 
 
 def test_different_g_and_d_channels_give_two_plans(tmp_path):
