@@ -166,6 +166,9 @@ def _register() -> None:
     app.command("video")(tools_cli.video)
     app.command("export")(tools_cli.export)
     app.command("project")(tools_cli.project)
+    from ganforge.explore.cli import explore
+
+    app.command()(explore)
 
 
 _register()

@@ -1,0 +1,64 @@
+"""`ganforge explore`: a local web page to look at a model and at training runs.
+
+Registered on the main app in ganforge.cli (`app.command()(explore)`). Examples:
+    ganforge explore --checkpoint runs/demo/run/checkpoint-000000002048.safetensors
+    ganforge explore --runs runs                       # every run below runs/, live while they train
+    ganforge explore --checkpoint G.safetensors --runs runs --port 8000 --device cuda
+"""
+
+from __future__ import annotations
+
+import socket
+
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def explore(
+    checkpoint: str = typer.Option(None, help="Model to show: ganforge checkpoint (.safetensors) or official .pkl."),
+    runs: str = typer.Option(None, help="Folder of training runs (each with stats.jsonl / checkpoints)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the page."),
+    port: int = typer.Option(7860, min=1, max=65535, help="TCP port."),
+    device: str = typer.Option("auto", help="auto (a CUDA GPU when present), cpu or cuda."),
+    save_dir: str = typer.Option("explore-saves", help="Where the save button writes PNG + JSON."),
+) -> None:
+    """Start a local web page: the model (seed, ψ, noise, class, style mixing, grids) and the runs' curves."""
+    try:
+        import uvicorn
+
+        from ganforge.explore.app import create_app
+    except ImportError as e:
+        fail(f"the explorer needs starlette and uvicorn ({e.name} is missing): pip install 'ganforge[explore]'")
+    if checkpoint is None and runs is None:
+        fail("give --checkpoint CKPT, --runs DIR or both")
+    try:
+        app = create_app(checkpoint=checkpoint, runs=runs, device=device, save_dir=save_dir, host=host)
+    except ValueError as e:
+        fail(str(e))
+    if not port_free(host, port):
+        fail(f"--port {port} is already in use on {host}: pass another --port")
+    shown = f"[{host}]" if ":" in host else host
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] --host {host} makes the explorer reachable from other machines",
+                  highlight=False)
+    console.print(f"ganforge explore: http://{shown}:{port}/  (runs: http://{shown}:{port}/runs; Ctrl-C stops)",
+                  highlight=False, soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

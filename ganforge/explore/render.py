@@ -1,0 +1,160 @@
+"""Settings -> pixels: seeds to z, z to ws (walk, truncation, style mixing), ws to a uint8 image or grid.
+
+Plain seeds take exactly the path of `ganforge generate` (mapping then synthesis, the same batches), so a saved
+image without a walk or a mix is reproduced bit for bit by the command written beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganforge.explore.params import ParamError, RenderSettings, check_for_model
+from ganforge.images import make_grid, to_uint8
+from ganforge.latents import z_from_seeds
+from ganforge.tools.generate import class_labels, load_generator
+
+DEFAULT_MAX_PIXELS = 4 * 1024 * 1024  # Output pixels per request: 16 images at 512², 4 at 1024².
+
+
+@dataclass
+class LoadedModel:
+    key: str  # 'main' for --checkpoint, else the run id whose latest checkpoint this is.
+    checkpoint: Path
+    G: torch.nn.Module
+    device: torch.device
+
+    @property
+    def stylegan(self) -> bool:
+        return hasattr(self.G, "mapping") and hasattr(self.G, "synthesis")
+
+    @property
+    def num_ws(self) -> int:
+        return int(getattr(self.G, "num_ws", 0) or 0)
+
+    @property
+    def c_dim(self) -> int:
+        return int(getattr(self.G, "c_dim", 0) or 0)
+
+    @property
+    def img_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.G.img_shape)
+
+    def check(self, settings: RenderSettings, max_pixels: int) -> RenderSettings:
+        """Settings checked against this model, and the request's pixel count against the cap (413)."""
+        settings = check_for_model(settings, self.num_ws, self.c_dim, self.stylegan)
+        _, h, w = self.img_shape
+        if settings.grid * h * w > max_pixels:
+            fit = max(max_pixels // (h * w), 1)
+            raise ParamError(f"grid={settings.grid} images of {w}x{h} are {settings.grid * h * w:,} pixels, over this "
+                             f"server's cap of {max_pixels:,} per request: ask for grid={fit} or fewer", status=413)
+        return settings
+
+    def info(self) -> dict:
+        c, h, w = self.img_shape
+        return dict(model=self.key, checkpoint=self.checkpoint.name, z_dim=int(self.G.z_dim), c_dim=self.c_dim,
+                    w_dim=int(getattr(self.G, "w_dim", 0) or 0), num_ws=self.num_ws, img_shape=[c, h, w],
+                    stylegan=self.stylegan, layers=layer_labels(self.G), device=str(self.device))
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' = the first CUDA GPU when there is one, else the CPU; anything else must name a torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device: use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: no CUDA GPU is visible here; use --device cpu")
+    return device
+
+
+def load_model(key: str, checkpoint: Path, device: torch.device, max_pixels: int) -> LoadedModel:
+    """The checkpoint's G_ema on `device`; models whose single image is over the pixel cap are refused."""
+    model = LoadedModel(key, Path(checkpoint), load_generator(checkpoint).to(device), device)
+    c, h, w = model.img_shape
+    if h * w > max_pixels:
+        raise ParamError(f"{Path(checkpoint).name} makes {w}x{h} images ({h * w:,} pixels), over this server's cap "
+                         f"of {max_pixels:,} pixels per request", status=413)
+    return model
+
+
+def layer_labels(G: torch.nn.Module) -> list[str]:
+    """One label per w index: the synthesis block it styles ('b16' …; 'b16 rgb' for the last ToRGB)."""
+    synthesis = getattr(G, "synthesis", None)
+    if synthesis is None:
+        return []
+    labels: list[str] = []
+    for name in getattr(synthesis, "block_names", []):
+        block = getattr(synthesis, name)
+        labels += [name] * block.num_conv
+        if block.is_last:
+            labels += [f"{name} rgb"] * block.num_torgb
+    return labels
+
+
+def slerp_z(z_a: torch.Tensor, z_b: torch.Tensor, t: float) -> torch.Tensor:
+    """z = cos(θ)·z_a + sin(θ)·z_b with θ = t·π/2: a great circle that keeps |z| near √z_dim (t=1 gives z_b)."""
+    theta = t * math.pi / 2
+    return math.cos(theta) * z_a + math.sin(theta) * z_b
+
+
+def settings_ws(G: torch.nn.Module, s: RenderSettings, device: torch.device) -> torch.Tensor:
+    """[grid, num_ws, w_dim]: mapping of the seeds with the walk, truncation and style mix applied."""
+    n = s.grid
+    c = class_labels(G, n, s.class_idx)
+    c = None if c is None else c.to(device)
+    z = z_from_seeds(s.seeds, G.z_dim).to(device)
+    trunc = dict(truncation_psi=s.psi, truncation_cutoff=s.cutoff)
+    if s.walking and s.space == "z":
+        z = slerp_z(z, z_from_seeds([s.walk_seed], G.z_dim).to(device), s.walk)
+    ws = G.mapping(z, c, **trunc)
+    if s.walking and s.space == "w":
+        target = G.mapping(z_from_seeds([s.walk_seed], G.z_dim).to(device), c[:1] if c is not None else None, **trunc)
+        ws = ws.lerp(target.expand_as(ws), s.walk)
+    if s.mixing:
+        layers = slice(s.mix_from, s.mix_to + 1)
+        mix = G.mapping(z_from_seeds([s.mix_seed], G.z_dim).to(device), c[:1] if c is not None else None, **trunc)
+        ws = ws.clone()
+        ws[:, layers] = mix[:, layers].expand(n, -1, -1)
+    return ws
+
+
+@torch.no_grad()
+def render(model: LoadedModel, s: RenderSettings) -> torch.Tensor:
+    """uint8 [grid, C, H, W] on the CPU."""
+    G, device = model.G, model.device
+    if not model.stylegan:
+        c = class_labels(G, s.grid, s.class_idx)
+        z = z_from_seeds(s.seeds, G.z_dim).to(device)
+        return to_uint8(G(z, None if c is None else c.to(device))).cpu()
+    ws = settings_ws(G, s, device)
+    return to_uint8(G.synthesis(ws, noise_mode=s.noise)).cpu()
+
+
+def image_array(images: torch.Tensor) -> np.ndarray:
+    """uint8 [N, C, H, W] -> what the PNG holds: one image [H, W, C] (or [H, W]) or the generate --grid layout."""
+    if len(images) == 1:
+        arr = images[0].permute(1, 2, 0).numpy()
+        return arr[:, :, 0] if arr.shape[2] == 1 else arr
+    return make_grid(images)
+
+
+def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
+    """PNG bytes; level 1 is ~5x faster than the default for ~20% larger files, right for a live preview."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def digest(array: np.ndarray) -> str:
+    """A short fingerprint of the pixels (not of the PNG bytes), for clients and tests to compare images."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
