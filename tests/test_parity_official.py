@@ -219,6 +219,16 @@ def clamps_off(net: nn.Module) -> Iterator[None]:
             m.conv_clamp = value
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _forget_official() -> Iterator[None]:
+    """Leave sys.modules as we found it: other tests check that no official module is loaded."""
+    yield
+    official.cache_clear()
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("training", "torch_utils", "dnnlib"):
+            del sys.modules[name]
+
+
 @pytest.fixture(autouse=True)
 def _no_grad() -> Iterator[None]:
     with torch.no_grad():
