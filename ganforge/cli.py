@@ -169,6 +169,9 @@ def _register() -> None:
     from ganforge.explore.cli import explore
 
     app.command()(explore)
+    from ganforge.metrics.cli import metrics as metrics_command
+
+    app.command(name="metrics")(metrics_command)
 
 
 _register()

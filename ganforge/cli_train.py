@@ -72,6 +72,10 @@ def train(
     snap: float = typer.Option(None, help="kimg between checkpoints and sample grids.", rich_help_panel=H_IO),
     tick: float = typer.Option(None, help="kimg between progress lines.", rich_help_panel=H_IO),
     keep: int = typer.Option(None, min=1, help="Checkpoints to keep.", rich_help_panel=H_IO),
+    metrics: str = typer.Option(None, help="Metrics at every snapshot, e.g. fid50k_full.", rich_help_panel=H_IO),
+    metrics_num_gen: int = typer.Option(None, min=1, help="Generated images per snapshot metric.",
+                                        rich_help_panel=H_IO),
+    detector_inception: str = typer.Option(None, help="FID Inception TorchScript file.", rich_help_panel=H_IO),
     tensorboard: bool = typer.Option(None, "--tensorboard/--no-tensorboard", help="Write TensorBoard logs.",
                                      rich_help_panel=H_IO),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit.",
@@ -93,7 +97,8 @@ def train(
                  style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision, workers=workers,
                  snap=snap, tick=tick, keep=keep, tensorboard=tensorboard, init=init, freeze=freeze,
                  freeze_d=freeze_d, unfreeze_every=unfreeze_every, unfreeze_order=unfreeze_order, aug=aug,
-                 aug_pipe=aug_pipe, aug_p=aug_p, ada_target=ada_target, ada_kimg=ada_kimg, diffaugment=diffaugment)
+                 aug_pipe=aug_pipe, aug_p=aug_p, ada_target=ada_target, ada_kimg=ada_kimg, diffaugment=diffaugment,
+                 metrics=metrics, metrics_num_gen=metrics_num_gen, detector_inception=detector_inception)
     for key in ("g_lr", "d_lr", "gamma", "style_mixing", "ada_target"):  # numbers stay numbers; schedules stay strings
         if isinstance(given[key], str):
             try:

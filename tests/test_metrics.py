@@ -357,3 +357,18 @@ def test_cli_command_fails_with_one_sentence(env, capsys):
                 detector_inception=None, detector_vgg=None, num_gen=None, device="cpu", batch=8, json_out=True,
                 allow_download=False)
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_training_computes_metrics_at_each_snapshot(env):
+    from ganforge.train.config import TrainConfig
+    from ganforge.train.loop import train
+    from ganforge.train.stats import read_stats
+
+    cfg = TrainConfig(data=env["data"], outdir=str(env["tmp"]), run_name="m", preset="tiny", kimg=0.032, batch=8,
+                      snap=0.016, tick=0.016, workers=0, tensorboard=False, metrics="fid50k_full",
+                      metrics_num_gen=16, detector_inception=env["inception"])
+    state = train(cfg, log=lambda *a: None)
+    lines = (state.run_dir / "metric-fid50k_full.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # two snapshots after the start
+    fids = [s["Metrics/fid50k_full"] for s in read_stats(state.run_dir / "stats.jsonl") if "Metrics/fid50k_full" in s]
+    assert len(fids) == 2 and all(f > 0 for f in fids)

@@ -70,6 +70,9 @@ class TrainConfig:
     keep: int = 3  # Checkpoints kept (the newest).
     resume: str | None = None  # latest | PATH to a checkpoint.
     grid: tuple[int, int] = (8, 4)  # Sample grid columns × rows.
+    metrics: str = ""  # Metrics at every snapshot, e.g. fid50k_full (comma-separated); "" = none.
+    metrics_num_gen: int | None = None  # Generated images per snapshot metric; None = the metric's own (50k).
+    detector_inception: str | None = None  # FID Inception TorchScript file; None = package / cache.
     tensorboard: bool = True  # Write TensorBoard scalars and images.
     # Divergence guard.
     max_failures: int = 3  # Rollbacks before giving up.

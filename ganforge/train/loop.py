@@ -198,10 +198,15 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
             sinks.write(means, state.cur_nimg / 1000, now)
         tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
 
-        # Snapshot: sample grid + checkpoint (rank 0 writes).
+        # Snapshot: sample grid + checkpoint (rank 0 writes); metrics (every rank computes its share).
         if state.cur_nimg >= next_snap or done:
             if dist.is_main:
                 save_snapshot(state, run_dir, dataset, sinks, cfg)
+            if cfg.metrics:
+                results = snapshot_metrics_for(state, cfg, device, ck.checkpoint_name(state.cur_nimg))
+                if dist.is_main and sinks is not None:
+                    sinks.write({f"Metrics/{k}": v for k, v in results.items()}, state.kimg, time.time())
+                    log("metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
             next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
 
     if sinks is not None:
@@ -209,6 +214,19 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     if dist.is_main:
         log(f"Done: {state.cur_nimg / 1000:.3f} kimg; checkpoints and samples in {run_dir}")
     return state
+
+
+def snapshot_metrics_for(state: TrainState, cfg: TrainConfig, device: torch.device, snapshot: str) -> dict:
+    """Metrics of G_ema at a snapshot; detectors and real statistics are loaded once per run."""
+    from ganforge.metrics.features import MetricOptions
+    from ganforge.metrics.run import snapshot_metrics
+
+    if "metric_opts" not in state.extra_runtime:
+        state.extra_runtime["metric_opts"] = MetricOptions(
+            dataset_path=cfg.data, device=device, progress=False, num_gen=cfg.metrics_num_gen,
+            detector_paths={"inception": cfg.detector_inception})
+    names = [m.strip() for m in cfg.metrics.split(",") if m.strip()]
+    return snapshot_metrics(state.G_ema, names, state.run_dir, snapshot, state.extra_runtime["metric_opts"])
 
 
 def init_weights(state: TrainState, path: str) -> None:

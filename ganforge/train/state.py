@@ -56,6 +56,7 @@ class TrainState:
     extra: dict = field(default_factory=dict)  # Future state (ADA p, schedules) as JSON.
     run_dir: Path | None = None  # Set by the loop.
     augment_ctrl: object | None = None  # ADA controller (its state goes into checkpoints).
+    extra_runtime: dict = field(default_factory=dict, repr=False)  # Per-process caches (never saved).
     _schedules: dict = field(default_factory=dict, repr=False)
 
     @property
