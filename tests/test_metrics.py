@@ -372,3 +372,20 @@ def test_training_computes_metrics_at_each_snapshot(env):
     assert len(lines) == 2  # two snapshots after the start
     fids = [s["Metrics/fid50k_full"] for s in read_stats(state.run_dir / "stats.jsonl") if "Metrics/fid50k_full" in s]
     assert len(fids) == 2 and all(f > 0 for f in fids)
+
+
+def test_compare_two_image_sets_json(env, capsys):
+    from ganforge.data.demo import make_demo_dataset
+    from ganforge.metrics.cli import metrics
+
+    same = env["data"]
+    other = str(make_demo_dataset(env["tmp"] / "other", count=48, resolution=(16, 16), seed=7))
+    kw = dict(checkpoint=None, data=same, metrics="fid,kid,pr", detector_inception=env["inception"],
+              detector_vgg=env["vgg16"], num_gen=None, device="cpu", batch=16, json_out=True, allow_download=False,
+              max_images=None, truncation=1.0)
+    metrics(images=same, **kw)
+    self_cmp = json.loads(capsys.readouterr().out)
+    assert abs(self_cmp["fid"]) < 1e-4 and self_cmp["pr_precision"] == 1.0 and self_cmp["pr_recall"] == 1.0
+    metrics(images=other, **kw)
+    cross = json.loads(capsys.readouterr().out)
+    assert cross["fid"] > 1e-3 and set(cross) == {"fid", "kid", "pr_precision", "pr_recall"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,8 +19,12 @@ METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k."
 
 
 def metrics(
-    checkpoint: str = typer.Option(..., metavar="PATH", help="ganforge checkpoint (.safetensors) or official .pkl."),
+    checkpoint: str = typer.Option(None, metavar="PATH", help="ganforge checkpoint (.safetensors) or official .pkl."),
     data: str = typer.Option(..., metavar="PATH", help="The training data (zip or folder) for the real statistics."),
+    images: Annotated[str | None, typer.Option(metavar="DIR_OR_ZIP", help="Compare this image set with --data "
+                      "instead of a generator (metrics fid, kid, pr).")] = None,
+    max_images: Annotated[int | None, typer.Option(min=2, help="With --images: at most N images per set.")] = None,
+    truncation: Annotated[float, typer.Option(help="Truncation psi of the generator (1 = off).")] = 1.0,
     metrics: str = typer.Option("fid50k_full", metavar="NAMES", help=METRICS_HELP),
     detector_inception: str = typer.Option(None, metavar="PATH", help="inception-2015-12-05.pt (TorchScript)."),
     detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full."),
@@ -40,9 +45,17 @@ def metrics(
     from ganforge.metrics.run import evaluate, merge, write_records
 
     names = [n.strip() for n in metrics.split(",") if n.strip()]
+    if images is not None or checkpoint is None:
+        compare_command(images, data, names if metrics != "fid50k_full" else ["fid"], max_images, detector_inception,
+                        detector_vgg, device, batch, json_out, allow_download)
+        return
     try:
         opts = make_options(checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out,
                             allow_download)
+        if truncation != 1.0:
+            from ganforge.metrics.compare import Truncated
+
+            opts.G = Truncated(opts.G, truncation)
         records = evaluate(names, opts)
     except (ValueError, RuntimeError, OSError) as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
@@ -53,6 +66,29 @@ def metrics(
         print(json.dumps(merge(records)))
     else:
         print_table(records, checkpoint)
+
+
+def compare_command(images, data, names, max_images, detector_inception, detector_vgg, device, batch, json_out,
+                    allow_download) -> None:
+    from rich.console import Console
+
+    from ganforge.metrics.compare import compare_sets
+
+    if images is None:
+        Console(stderr=True).print("[bold red]error:[/] pass --checkpoint (a generator) or --images (an image set)")
+        raise typer.Exit(2)
+    try:
+        results = compare_sets(images, data, names, max_images, {"inception": detector_inception,
+                               "vgg16": detector_vgg}, device, batch, progress=not json_out,
+                               allow_download=allow_download)
+    except (ValueError, RuntimeError, OSError) as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    if json_out:
+        print(json.dumps(results))
+    else:
+        for key, value in results.items():
+            print(f"{key}: {value:.4f}")
 
 
 def make_options(checkpoint: str, data: str, detector_inception: str | None, detector_vgg: str | None,
