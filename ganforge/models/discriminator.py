@@ -134,6 +134,7 @@ class Discriminator(nn.Module):
             want = ", ".join(map(str, self.img_shape))
             raise ValueError(f"discriminator input has shape {got}, expected [N, {want}]{hint}")
         x = None
+        img = ops.preferred_layout(img)
         probe = img  # Blocks may consume img (resnet/orig); the dtype decision needs its device.
         for name in self.block_names:
             block = getattr(self, name)

@@ -1,0 +1,85 @@
+"""The benchmark scripts run end to end at tiny sizes (so that they never rot)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `pytest` without `python -m`: the benchmarks folder is not importable otherwise.
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import infer_speed, scaling, train_speed, vs_official  # noqa: E402
+
+OFFICIAL = REPO.parent / "shared" / "anchors" / "stylegan2-ada-pytorch"
+
+
+def test_train_speed_tiny(capsys):
+    r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--iters", "2", "--warmup", "1",
+                          "--device", "cpu", "--json"])
+    assert r["img_per_s"] > 0 and r["peak_rss_gb"] > 0
+    assert set(r["phase_seconds"]) == {"Gmain", "Dmain"}  # Iterations 1 and 2: no lazy regularization.
+    assert json.loads(capsys.readouterr().out)["iters"] == 2
+
+
+def test_train_speed_reference_ops_and_table(capsys):
+    r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--iters", "2", "--warmup", "0",
+                          "--ops", "reference", "--device", "cpu"])
+    assert r["ops"] == "reference"
+    assert set(r["phase_seconds"]) == {"Gmain", "Greg", "Dmain", "Dreg"}  # Iteration 0 runs every phase.
+    assert "img/s" in capsys.readouterr().out
+
+
+def test_infer_speed_tiny_in_subprocesses():
+    r = infer_speed.main(["--preset", "tiny", "--resolution", "16", "--iters", "2", "--max-batch", "2",
+                          "--device", "cpu", "--json"])
+    assert [row["batch"] for row in r["rows"]] == [1, 2]
+    assert all(row["img_per_s"] > 0 and row["peak_rss_gb"] > 0 for row in r["rows"])
+    assert r["largest_batch"] == 2
+
+
+def test_infer_speed_script_in_process():
+    """As a script (its documented use), bf16 opt-in, one process."""
+    out = subprocess.run([sys.executable, "benchmarks/infer_speed.py", "--preset", "tiny", "--resolution", "16",
+                          "--iters", "2", "--max-batch", "2", "--in-process", "--precision", "bf16", "--json"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    assert r["precision"] == "bf16" and len(r["rows"]) == 2
+
+
+def test_scaling_quick():
+    r = scaling.main(["--quick", "--max-seconds", "20", "--device", "cpu", "--json"])
+    measured = [row for row in r["rows"] if row["train"].get("measured")]
+    assert measured, r
+    for row in measured:
+        assert row["train"]["seconds_per_iter"] > 0 and row["train"]["peak_gb"] > 0
+        assert row["estimate"]["train_gb"] > 0
+
+
+@pytest.mark.skipif(not (OFFICIAL / "training" / "networks.py").is_file(),
+                    reason=f"official StyleGAN2-ADA code not found at {OFFICIAL}")
+def test_vs_official_quick():
+    r = vs_official.main(["--official", str(OFFICIAL), "--quick", "--configs", "narrow", "--infer-res", "16",
+                          "--train-iters", "1", "--json"])
+    assert r["train_ratio"] > 0 and r["infer_ratio"] > 0 and r["peak_rss_ratio"] > 0
+    assert r["parity_ok"], r["parity"]
+    assert {row["task"] for row in r["rows"]} == {"train", "infer"}
+
+
+def test_vs_official_summary_without_workers():
+    """The table and ratios from canned worker results (no official code needed)."""
+    common = dict(config="wide", resolution=32, batch=16, cpu_seconds_total=1.0, phase_seconds={"Gmain": 1.0})
+    results = [
+        dict(common, task="train", tool="official", precision="fp32", img_per_s=1.0, peak_rss_gb=4.0),
+        dict(common, task="train", tool="ganforge", precision="fp32", img_per_s=2.0, peak_rss_gb=2.0),
+        dict(common, task="infer", tool="official", precision="fp32", img_per_s=5.0, peak_rss_gb=1.0),
+        dict(common, task="infer", tool="ganforge", precision="fp32", img_per_s=6.0, peak_rss_gb=1.0),
+        dict(task="parity", tool="both", config="wide", G_eval=1e-6, G_train=1e-6, D=2e-6, R1=1e-5),
+    ]
+    s = vs_official.summarize(results, "plain")
+    assert s["train_ratio"] == 2.0 and s["infer_ratio"] == 1.2 and s["peak_rss_ratio"] == 1.0 and s["parity_ok"]
+    vs_official.print_table(s, "header")
