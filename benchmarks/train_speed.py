@@ -21,10 +21,13 @@ from collections import defaultdict
 
 import torch
 
+from ganforge.augment import build_augment
+from ganforge.models.generator import cpu_reduced_precision
 from ganforge.nn import ops
 from ganforge.plan import Plan, make_plan
 from ganforge.train.config import TrainConfig
 from ganforge.train.ema import ema_beta, update_ema
+from ganforge.train.loop import cpu_mixed_precision
 from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
 from ganforge.train.state import TrainState, build_state, make_phases
 
@@ -42,12 +45,16 @@ def sync(device: torch.device) -> None:
 class Trainer:
     """ganforge's training iteration without data loading, logging or checkpoints (as train/loop.py runs it)."""
 
-    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device, use_compile: bool = False):
+    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device, use_compile: bool = False,
+                 augment: str = "none", ada_p: float = 0.2):
         self.plan, self.cfg, self.device, self.batch = plan, cfg, device, cfg.batch
         self.state: TrainState = build_state(plan, cfg, device)
         self.G_step = GeneratorStep(self.state.G, cfg.style_mixing)
+        # ADA on: the official 'bgc' pipeline at a fixed p (the adaptive controller only moves p).
+        pipe, _ = build_augment("fixed" if augment == "ada" else "none", pipe="bgc", p=ada_p)
         self.loss = StyleGAN2Loss(self.G_step, self.state.D, r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight,
-                                  pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay).to(device)
+                                  pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay,
+                                  augment=pipe.to(device) if pipe is not None else None).to(device)
         if use_compile:
             self.state.G.synthesis = torch.compile(self.state.G.synthesis)
             self.state.D = torch.compile(self.state.D)
@@ -55,6 +62,8 @@ class Trainer:
         self.real = torch.rand([self.batch, plan.img_channels, plan.height, plan.width], device=device) * 2 - 1
         self.c = torch.zeros([self.batch, 0], device=device)
         self.phase_seconds: dict[str, float] = defaultdict(float)
+        self.phase_runs: dict[str, int] = defaultdict(int)
+        self.intervals = {phase.name: phase.interval for phase in self.phases} | {"ema": 1}
 
     def step(self, i: int) -> None:
         state = self.state
@@ -75,7 +84,36 @@ class Trainer:
             opt.step()
             sync(self.device)
             self.phase_seconds[phase.name] += time.perf_counter() - t0
+            self.phase_runs[phase.name] += 1
+        t0 = time.perf_counter()
         update_ema(state.G_ema, state.G, ema_beta(self.batch, 10**6, self.cfg.ema_kimg, None))
+        sync(self.device)
+        self.phase_seconds["ema"] += time.perf_counter() - t0
+        self.phase_runs["ema"] += 1
+
+
+def time_sampled_cycle(trainer, reps: int = 1) -> dict:
+    """Seconds of one lazy-regularization cycle, composed from timed phases: Σ_phase mean seconds × cycle / interval.
+
+    Iteration 0 runs untimed (first-call costs); then iterations cycle·1 … cycle·reps, each of which runs every
+    phase once, are timed. With intervals Gmain 1, Greg 4, Dmain 1, Dreg 16 (and the EMA every iteration), the
+    cycle is 16 iterations: 16 Gmain + 4 Greg + 16 Dmain + 1 Dreg + 16 EMA updates. `trainer` needs step(i),
+    batch, device and the phase_seconds / phase_runs / intervals dicts.
+    """
+    cycle = max(trainer.intervals.values())
+    trainer.step(0)
+    sync(trainer.device)
+    trainer.phase_seconds.clear()
+    trainer.phase_runs.clear()
+    t0 = time.perf_counter()
+    for r in range(1, reps + 1):
+        trainer.step(cycle * r)
+    wall = time.perf_counter() - t0
+    mean = {k: trainer.phase_seconds[k] / trainer.phase_runs[k] for k in trainer.phase_runs}
+    seconds = sum(mean[k] * cycle / trainer.intervals[k] for k in mean)
+    img_s = cycle * trainer.batch / seconds
+    return {"iters": cycle, "seconds": seconds, "img_per_s": img_s, "sec_per_kimg": 1000 / img_s,
+            "phase_seconds": mean, "timed_wall_seconds": wall, "mode": f"sampled cycle ({reps} rep(s))"}
 
 
 def time_training(trainer: Trainer, iters: int, warmup: int) -> dict:
@@ -93,25 +131,50 @@ def time_training(trainer: Trainer, iters: int, warmup: int) -> dict:
     dt = time.perf_counter() - t0
     img_s = iters * trainer.batch / dt
     return {"iters": iters, "seconds": dt, "img_per_s": img_s, "sec_per_kimg": 1000 / img_s,
-            "phase_seconds": dict(trainer.phase_seconds)}
+            "phase_seconds": dict(trainer.phase_seconds), "mode": "consecutive iterations"}
+
+
+def effective_precision(precision: str, device: torch.device, plan: Plan) -> str:
+    """What `ganforge train --precision P` runs on this device: 'fp32', or the reduced dtype of the top blocks."""
+    if plan.num_fp16_res == 0 or precision == "fp32":
+        return "fp32"
+    cfg = TrainConfig(precision=precision)
+    if device.type == "cpu":
+        return plan.fp16_dtype if cpu_mixed_precision(cfg, device) else "fp32"
+    return plan.fp16_dtype
+
+
+def build_plan(args) -> Plan:
+    overrides = {"num_fp16_res": 0} if args.precision == "fp32" else {}
+    if args.precision in ("bf16", "fp16"):
+        overrides["fp16_dtype"] = args.precision
+    elif args.precision == "auto" and args.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        overrides["fp16_dtype"] = "fp16"
+    for name in ("cbase", "cmax", "mapping_layers", "z_dim", "w_dim"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    return make_plan(args.preset, args.resolution, **overrides)
 
 
 def run(args) -> dict:
     device = torch.device(args.device)
-    overrides = {"num_fp16_res": 0} if args.precision == "fp32" else {"fp16_dtype": args.precision}
-    for name in ("cbase", "cmax", "mapping_layers", "z_dim", "w_dim"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
-    plan = make_plan(args.preset, args.resolution, **overrides)
+    plan = build_plan(args)
+    precision = effective_precision(args.precision, device, plan)
     cfg = TrainConfig(preset=args.preset, batch=args.batch).resolved()
     torch.manual_seed(0)
-    with ops.reference_ops() if args.ops == "reference" else contextlib.nullcontext():
-        trainer = Trainer(plan, cfg, device, use_compile=args.compile)
-        result = time_training(trainer, args.iters, args.warmup)
+    with contextlib.ExitStack() as stack:
+        if args.ops == "reference":
+            stack.enter_context(ops.reference_ops())
+        stack.enter_context(cpu_reduced_precision(device.type == "cpu" and precision != "fp32"))
+        trainer = Trainer(plan, cfg, device, use_compile=args.compile, augment=args.augment, ada_p=args.ada_p)
+        if args.sampled:
+            result = time_sampled_cycle(trainer, args.sampled)
+        else:
+            result = time_training(trainer, args.iters, args.warmup)
     return {
         "preset": args.preset, "resolution": plan.resolution_text, "channels": list(plan.channels),
-        "batch": args.batch, "device": str(device), "ops": args.ops,
-        "precision": args.precision if device.type == "cuda" else "fp32", "compile": args.compile, **result,
+        "batch": args.batch, "device": str(device), "ops": args.ops, "precision": precision,
+        "augment": args.augment, "compile": args.compile, **result,
         "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         "peak_rss_gb": peak_rss_gb(),
     }
@@ -126,11 +189,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cmax", type=int, default=None, help="override the preset's channel cap")
     ap.add_argument("--mapping-layers", dest="mapping_layers", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"], help="GPU reduced precision")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                    help="as `ganforge train --precision`: auto = bf16 top resolutions on GPUs and on CPUs with bf16 "
+                         "instructions, else fp32")
+    ap.add_argument("--augment", default="none", choices=["none", "ada"], help="ADA off, or on (bgc at --ada-p)")
+    ap.add_argument("--ada-p", dest="ada_p", type=float, default=0.2, help="augmentation probability with ADA on")
     ap.add_argument("--ops", default="fast", choices=["fast", "reference"], help="ganforge fast paths or reference ops")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--iters", type=int, default=16, help="timed iterations (16 = one lazy-regularization cycle)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first (iteration 0 runs every phase)")
+    ap.add_argument("--sampled", type=int, default=0, metavar="REPS",
+                    help="time each phase REPS times and compose one 16-iteration cycle from them (big models)")
     ap.add_argument("--json", action="store_true")
     return ap.parse_args(argv)
 
@@ -143,10 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
         return r
     gpu = r["peak_gpu_mem_gb"]
     mem = f"{gpu:.2f} GB GPU" if gpu is not None else f"{r['peak_rss_gb']:.2f} GB RSS"
-    print(f"{'preset':<10} {'res':>9} {'batch':>5} {'device':>6} {'ops':>9} {'prec':>5} {'img/s':>9} {'sec/kimg':>9} "
-          f"{'peak mem':>14}")
+    print(f"{'preset':<10} {'res':>9} {'batch':>5} {'device':>6} {'ops':>9} {'prec':>5} {'ADA':>4} {'img/s':>9} "
+          f"{'sec/kimg':>9} {'peak mem':>14}")
     print(f"{r['preset']:<10} {r['resolution']:>9} {r['batch']:>5} {r['device']:>6} {r['ops']:>9} {r['precision']:>5} "
-          f"{r['img_per_s']:>9.2f} {r['sec_per_kimg']:>9.1f} {mem:>14}")
+          f"{'on' if r['augment'] == 'ada' else 'off':>4} {r['img_per_s']:>9.2f} {r['sec_per_kimg']:>9.1f} {mem:>14}")
     print("phase seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in r["phase_seconds"].items()))
     return r
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ganforge import build_generator, make_plan
 from ganforge.metrics import detectors
 from ganforge.metrics.detectors import DetectorError, load_detector, resolve_detector, tf_resize_bilinear
 from ganforge.metrics.fid import fid_from_features, frechet_distance, mean_cov
@@ -389,3 +390,84 @@ def test_compare_two_image_sets_json(env, capsys):
     metrics(images=other, **kw)
     cross = json.loads(capsys.readouterr().out)
     assert cross["fid"] > 1e-3 and set(cross) == {"fid", "kid", "pr_precision", "pr_recall"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Batch size fitted to memory.
+
+
+def test_batch_is_fitted_to_available_memory(monkeypatch):
+    from ganforge.metrics import features
+
+    opts = features.MetricOptions(device="cpu")
+    monkeypatch.setattr(features, "available_memory", lambda device: 1 << 30)  # 1 GiB free: a quarter is usable.
+    assert features.fit_batch(opts, 32 << 20) == 8  # 256 MiB / 32 MiB.
+    assert features.fit_batch(opts, 20 << 20) == 8  # 12.8 -> the power of two below.
+    assert features.fit_batch(opts, 1 << 40) == 1  # Never below one image.
+    assert features.fit_batch(opts, 1 << 10) == 64  # CPU cap.
+    assert features.fit_batch(features.MetricOptions(device="cpu", batch=5), 1 << 40) == 5  # An explicit --batch.
+    plan = make_plan("tiny", 32)
+    G = build_generator(plan)
+    assert features.generator_bytes_per_image(G) == 16 * max(c * h * w for c, (h, w) in
+                                                              zip(plan.channels, plan.block_sizes))
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_features(env, tiny_G, monkeypatch):
+    """A detector that fails above 3 images per call: the fitter shrinks to 2, and the features do not change."""
+    from ganforge.metrics import features
+
+    paths = {"inception": env["inception"]}
+    ref_opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths=paths, batch=16,
+                                      progress=False, cache=False)
+    ref_fake = features.fake_features(ref_opts, "inception", 20)
+    ref_real = features.real_features(ref_opts, "inception", 40, save=False)
+
+    original, sizes = detectors.Detector.embed, []
+
+    def limited(self, images, **kwargs):
+        sizes.append(len(images))
+        if len(images) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, images, **kwargs)
+
+    monkeypatch.setattr(detectors.Detector, "embed", limited)
+    monkeypatch.setattr(features, "available_memory", lambda device: 1 << 40)
+    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths=paths, progress=False,
+                                  cache=False)
+    fake = features.fake_features(opts, "inception", 20)
+    assert sizes[:4] == [20, 10, 5, 2] and set(sizes[4:]) == {2}  # All 20 at once (under the cap), halved to 2.
+    sizes.clear()
+    real = features.real_features(opts, "inception", 40, save=False)
+    assert sizes[:5] == [40, 20, 10, 5, 2] and set(sizes[5:]) == {2}
+    np.testing.assert_allclose(fake, ref_fake, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(real, ref_real, rtol=1e-5, atol=1e-6)
+
+
+def test_out_of_memory_with_one_image_names_the_fix(env, tiny_G, monkeypatch):
+    from ganforge.metrics import features
+
+    def always(self, images, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000000000 bytes")
+
+    monkeypatch.setattr(detectors.Detector, "embed", always)
+    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths={"inception": env["inception"]},
+                                  batch=2, progress=False, cache=False)
+    with pytest.raises(MemoryError, match="single image per batch.*--device"):
+        features.fake_features(opts, "inception", 4)
+
+
+def test_other_errors_are_not_retried(env, tiny_G, monkeypatch):
+    from ganforge.metrics import features
+
+    calls = []
+
+    def broken(self, images, **kwargs):
+        calls.append(len(images))
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(detectors.Detector, "embed", broken)
+    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths={"inception": env["inception"]},
+                                  batch=8, progress=False, cache=False)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        features.fake_features(opts, "inception", 16)
+    assert calls == [8]

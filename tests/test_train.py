@@ -220,3 +220,32 @@ def test_cli_train_with_toml_and_overrides(tmp_path):
     unknown.write_text("lerning_rate = 1\n")
     res = runner.invoke(app, ["train", "--config", str(unknown)])
     assert res.exit_code == 2 and "lerning_rate" in res.output
+
+
+@pytest.mark.parametrize("native, precision, expect", [(True, "auto", True), (False, "auto", False),
+                                                       (True, "fp32", False), (False, "bf16", True)])
+def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect):
+    """auto = bf16 top resolutions on CPUs with bf16 instructions, fp32 elsewhere; the setting ends with the run."""
+    import ganforge.models.generator as gen_module
+    import ganforge.train.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "cpu_has_native_bf16", lambda: native)
+    seen, lines = [], []
+    real_synthesis_forward = gen_module.SynthesisNetwork.forward
+
+    def spy(self, ws, **kw):
+        seen.append("cpu" in gen_module.REDUCED_PRECISION_DEVICES)
+        return real_synthesis_forward(self, ws, **kw)
+
+    monkeypatch.setattr(gen_module.SynthesisNetwork, "forward", spy)
+    state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, precision=precision, model={"num_fp16_res": 2}),
+                  MemDataset(), log=lines.append)
+    assert seen and all(s == expect for s in seen)
+    assert "cpu" not in gen_module.REDUCED_PRECISION_DEVICES  # Restored after the run.
+    text = next(line for line in lines if line.startswith("Training "))
+    assert ("bf16 in the top 2 resolution(s)" in text) == expect, text
+    assert weights_finite_all(state)
+
+
+def weights_finite_all(state) -> bool:
+    return all(torch.isfinite(p).all() for net in (state.G, state.D) for p in net.parameters())

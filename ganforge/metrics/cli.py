@@ -30,7 +30,8 @@ def metrics(
     detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full."),
     num_gen: int = typer.Option(None, min=2, help="Generated images per metric; default 50,000."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    batch: int = typer.Option(32, min=1, help="Images per generator/detector call (per GPU)."),
+    batch: int = typer.Option(None, min=1, help="Images per generator/detector call (per GPU); default: the largest "
+                                                "that fits memory, halved on out-of-memory errors."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     allow_download: bool = typer.Option(False, help="Download missing detector files into the cache folder."),
 ) -> None:

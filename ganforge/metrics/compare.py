@@ -19,7 +19,7 @@ SET_METRICS = ("fid", "kid", "pr")
 
 def compare_sets(images: str | Path, data: str | Path, names: list[str] | tuple[str, ...] = ("fid",),
                  max_images: int | None = None, detector_paths: dict | None = None,
-                 device: str | torch.device = "cpu", batch: int = 32, progress: bool = True,
+                 device: str | torch.device = "cpu", batch: int | None = None, progress: bool = True,
                  allow_download: bool = False) -> dict[str, float]:
     """Metrics of the image set `images` against the reference set `data` (each read as an ImageDataset)."""
     unknown = [n for n in names if n not in SET_METRICS]

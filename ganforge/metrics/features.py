@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ class MetricOptions:
     detector_paths: dict[str, str | None] = field(default_factory=dict)  # 'inception'/'vgg16' -> file; None = find.
     num_gen: int | None = None  # Generated images per metric; None = the metric's own count (50,000).
     device: str | torch.device = "cpu"  # Where G and the detectors run.
-    batch: int = 32  # Images per generator/detector call, per rank.
+    batch: int | None = None  # Images per generator/detector call, per rank; None = fitted to memory (fit_batch).
     progress: bool = True  # Show progress bars (rank 0 only).
     allow_download: bool = False  # Fetch missing detector files into the cache folder.
     cache: bool = True  # Read and write real-data features in the cache folder.
@@ -117,28 +117,121 @@ def progress_bar(total: int, label: str, show: bool):
     return (lambda k: bar.advance(task, k)), bar.stop
 
 
-@torch.no_grad()
-def extract(embed: Callable[[torch.Tensor], torch.Tensor], batches: Iterator[torch.Tensor], n: int, label: str,
-            opts: MetricOptions) -> np.ndarray:
-    """Features of this rank's uint8 batches, gathered over ranks => float32 [n, F] on every rank."""
-    advance, close = progress_bar(n, label, opts.progress)
-    parts = []
+# Peak memory per image of a no-grad detector call, fp32, with headroom: the real Inception network (299x299 after
+# the resize) measured ~15 MiB per image on a CPU (batch 8 -> 32); VGG16 at 224x224 from its layer sizes (~40 MiB).
+DETECTOR_BYTES_PER_IMAGE = {"inception": 32 << 20, "vgg16": 80 << 20}
+MAX_AUTO_BATCH = {"cpu": 64, "cuda": 256}
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A GPU (or CPU allocator) out-of-memory error, as opposed to any other failure."""
+    text = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes on the device: the GPU's free memory, or MemAvailable on a CPU (Linux; 8 GiB elsewhere)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
     try:
-        for images in batches:
-            parts.append(embed(images.to(opts.device)).float())
-            advance(len(images) * rank_world()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def generator_bytes_per_image(G: torch.nn.Module | None) -> int:
+    """No-grad peak per generated image, fp32: about four live tensors of the largest block output."""
+    plan = getattr(G, "plan", None)
+    if plan is None or not getattr(plan, "channels", None):
+        return 0
+    largest = max(c * h * w for c, (h, w) in zip(plan.channels, plan.block_sizes))
+    return 4 * 4 * largest
+
+
+def fit_batch(opts: MetricOptions, per_image_bytes: int) -> int:
+    """opts.batch, or the largest power of two whose estimated peak fits half the free GPU memory (a quarter of
+    the available RAM on CPUs), at most 256 (64 on CPUs). BatchFitter halves it further on out-of-memory errors."""
+    if opts.batch:
+        return opts.batch
+    device = torch.device(opts.device)
+    share = 0.5 if device.type == "cuda" else 0.25
+    n = int(available_memory(device) * share // max(per_image_bytes, 1))
+    cap = MAX_AUTO_BATCH.get(device.type, 64)
+    return max(1, min(cap, 1 << max(n, 1).bit_length() - 1))
+
+
+class BatchFitter:
+    """Runs items in batches of `size`; an out-of-memory error halves the size and retries the same items.
+
+    Results do not depend on the batch size: fakes are a function of their item index, reals of their position.
+    """
+
+    def __init__(self, size: int, device: str | torch.device):
+        self.size, self.device = max(1, size), torch.device(device)
+
+    def run(self, fn: Callable[[int, int], torch.Tensor], n: int, advance: Callable[[int], None]) -> list[torch.Tensor]:
+        out, start = [], 0
+        while start < n:
+            stop = min(start + self.size, n)
+            try:
+                out.append(fn(start, stop))
+            except Exception as e:
+                if not is_out_of_memory(e):
+                    raise
+                if stop - start == 1:
+                    raise MemoryError(f"out of memory on {self.device} with a single image per batch: free memory "
+                                      f"or run the metrics on another device (--device)") from e
+                self.size = (stop - start) // 2
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            advance(stop - start)
+            start = stop
+        return out
+
+
+@torch.no_grad()
+def extract(fn: Callable[[int, int], torch.Tensor], n_local: int, n: int, label: str, opts: MetricOptions,
+            fitter: BatchFitter) -> np.ndarray:
+    """Features of this rank's items [0, n_local) in fitted batches, gathered over ranks => float32 [n, F]."""
+    world = rank_world()[1]
+    advance, close = progress_bar(n, label, opts.progress)
+    try:
+        parts = [f.float() for f in fitter.run(fn, n_local, lambda k: advance(k * world))]
     finally:
         close()
     local = torch.cat(parts) if parts else torch.zeros([0, 0], device=opts.device)
     return gather_rows(local, n).cpu().numpy()
 
 
-def real_batches(opts: MetricOptions, n: int) -> Iterator[torch.Tensor]:
-    """This rank's share of the first n reals, as uint8 [B, C, H, W] batches."""
+class SequentialReader:
+    """Items [start, stop) of a DataLoader's image stream, asked for in order (a retry may ask for less again)."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader):
+        self.batches, self.held, self.offset = iter(loader), None, 0  # self.held[0] is item self.offset.
+
+    def take(self, start: int, stop: int) -> torch.Tensor:
+        if self.held is not None:
+            self.held, self.offset = self.held[start - self.offset :], start
+        while self.held is None or len(self.held) < stop - start:
+            images, _labels = next(self.batches)
+            self.held = images if self.held is None else torch.cat([self.held, images])
+        return self.held[: stop - start]
+
+
+def real_feature_rows(opts: MetricOptions, embed: Callable[[torch.Tensor], torch.Tensor], n: int, label: str,
+                      per_image_bytes: int) -> np.ndarray:
+    """Features of the first n reals: this rank's share decoded in chunks, embedded in fitted batches."""
     share = rank_share(n, *rank_world())
+    fitter = BatchFitter(fit_batch(opts, per_image_bytes), opts.device)
     subset = torch.utils.data.Subset(opts.dataset(), list(share))
-    loader = torch.utils.data.DataLoader(subset, batch_size=opts.batch, num_workers=opts.workers)
-    return (images for images, _labels in loader)
+    loader = torch.utils.data.DataLoader(subset, batch_size=max(fitter.size, 64), num_workers=opts.workers)
+    images = SequentialReader(loader)
+    return extract(lambda a, b: embed(images.take(a, b).to(opts.device)), len(share), n, label, opts, fitter)
 
 
 def fake_labels(opts: MetricOptions, n: int, c_dim: int) -> torch.Tensor | None:
@@ -159,17 +252,22 @@ def fake_latents(seed: int, items: range, z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(z)).to(torch.float32) if z else torch.zeros([0, z_dim])
 
 
-def fake_batches(opts: MetricOptions, n: int) -> Iterator[torch.Tensor]:
-    """This rank's share of n generated images, as uint8 [B, C, H, W] batches."""
+def fake_feature_rows(opts: MetricOptions, embed: Callable[[torch.Tensor], torch.Tensor], n: int, label: str,
+                      per_image_bytes: int) -> np.ndarray:
+    """Features of n generated images (item k from latent k), this rank's share in fitted batches."""
     G = opts.generator().to(opts.device)
     share = rank_share(n, *rank_world())
     labels = fake_labels(opts, n, getattr(G, "c_dim", 0))
-    for start in range(share.start, share.stop, opts.batch):
-        items = range(start, min(start + opts.batch, share.stop))
+    fitter = BatchFitter(fit_batch(opts, per_image_bytes + generator_bytes_per_image(G)), opts.device)
+
+    def features(start: int, stop: int) -> torch.Tensor:
+        items = range(share.start + start, share.start + stop)
         z = fake_latents(opts.seed, items, G.z_dim).to(opts.device)
         c = None if labels is None else labels[items.start : items.stop].to(opts.device)
         img = G(z, c, noise_mode="const") if hasattr(G, "mapping") else G(z, c)
-        yield to_uint8(img)
+        return embed(to_uint8(img))
+
+    return extract(features, len(share), n, label, opts, fitter)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -218,6 +316,10 @@ def cached(opts: MetricOptions, file: Path, compute: Callable[[], dict[str, np.n
 # What the metrics call.
 
 
+def detector_bytes_per_image(detector: Detector) -> int:
+    return DETECTOR_BYTES_PER_IMAGE.get(detector.name, 64 << 20)
+
+
 def call_name(detector: Detector, call_kwargs: dict) -> str:
     return f"{detector.name}:{detector.sha256}:{json.dumps(call_kwargs, sort_keys=True)}"
 
@@ -234,7 +336,8 @@ def real_features(opts: MetricOptions, detector_name: str, max_items: int | None
 
     def compute() -> dict[str, np.ndarray]:
         embed = lambda x: detector.embed(x, **call_kwargs)
-        return {"features": extract(embed, real_batches(opts, n), n, f"{detector.name} features of reals", opts)}
+        label = f"{detector.name} features of reals"
+        return {"features": real_feature_rows(opts, embed, n, label, detector_bytes_per_image(detector))}
 
     if save:
         file = cache_file(opts, detector, "features", dict(n=n, call=call_kwargs))
@@ -268,5 +371,5 @@ def fake_features(opts: MetricOptions, detector_name: str, num_gen: int, call_kw
     if memo_key not in opts.memo:
         embed = lambda x: detector.embed(x, **call_kwargs)
         label = f"{detector.name} features of {num_gen} generated images"
-        opts.memo[memo_key] = extract(embed, fake_batches(opts, num_gen), num_gen, label, opts)
+        opts.memo[memo_key] = fake_feature_rows(opts, embed, num_gen, label, detector_bytes_per_image(detector))
     return opts.memo[memo_key]

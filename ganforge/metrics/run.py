@@ -62,7 +62,7 @@ def compute_metrics(
     detector_paths: dict[str, str | None] | None = None,  # {'inception': PATH, 'vgg16': PATH}; None = look them up.
     num_gen: int | None = None,  # Generated images per metric; None = each metric's own count (50,000).
     device: str | torch.device = "cpu",
-    batch: int = 32,  # Images per generator/detector call (per rank).
+    batch: int | None = None,  # Images per generator/detector call (per rank); None = fitted to memory.
     progress: bool = True,
     allow_download: bool = False,  # Fetch missing detector files into the cache folder.
     cache: bool = True,  # Cache real-data features/statistics in the cache folder.

@@ -6,7 +6,9 @@ synthesis.b64.conv0.affine.weight, synthesis.b4.const, …); non-square blocks a
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -38,10 +40,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def enable_cpu_reduced_precision(enabled: bool = True) -> None:
-    """Opt-in: run the Plan's top `num_fp16_res` blocks in its reduced dtype (use bf16) on CPUs too.
+    """Run the Plan's top `num_fp16_res` blocks in its reduced dtype (bf16) on CPUs too, process-wide.
 
-    On a 2-core AVX512-BF16 CPU, bf16 trains ~1.5x faster than fp32 (benchmarks/vs_official.py) with G
-    outputs within ~1e-2 relative of fp32 (tests/test_precision.py allows 5e-2). fp32 stays the CPU default.
+    Training turns this on by default where the CPU has bf16 instructions (`cpu_reduced_precision`);
+    inference and generation stay fp32 on CPUs unless a caller opts in.
     """
     if enabled:
         REDUCED_PRECISION_DEVICES.add("cpu")
@@ -49,8 +51,19 @@ def enable_cpu_reduced_precision(enabled: bool = True) -> None:
         REDUCED_PRECISION_DEVICES.discard("cpu")
 
 
+@contextlib.contextmanager
+def cpu_reduced_precision(enabled: bool = True) -> Iterator[None]:
+    """Within the block, CPU reduced precision is on (or off); the previous setting comes back after."""
+    saved = "cpu" in REDUCED_PRECISION_DEVICES
+    enable_cpu_reduced_precision(enabled)
+    try:
+        yield
+    finally:
+        enable_cpu_reduced_precision(saved)
+
+
 def reduced_dtype(plan: Plan, use_fp16: bool, x: torch.Tensor, force_fp32: bool) -> torch.dtype:
-    """Reduced precision only on GPUs, only where the Plan asks for it; fp32 on the CPU."""
+    """Reduced precision where the Plan asks for it, on GPUs (and on CPUs where switched on); else fp32."""
     if not use_fp16 or force_fp32 or x.device.type not in REDUCED_PRECISION_DEVICES:
         return torch.float32
     return torch.bfloat16 if plan.fp16_dtype == "bf16" else torch.float16

@@ -61,7 +61,9 @@ class TrainConfig:
     unfreeze_every: float = 0.0  # Gradual unfreezing: release one resolution every N kimg; 0 = never.
     unfreeze_order: str = "top-down"  # top-down | bottom-up.
     # Performance.
-    precision: str = "auto"  # auto (bf16 on GPUs that support it, fp32 on CPU) | bf16 | fp16 | fp32.
+    # auto: the Plan's top num_fp16_res resolutions in bf16 on GPUs that support it (else fp16) and on CPUs with
+    # bf16 instructions (avx512_bf16 / amx_bf16; else fp32); fp32 master weights everywhere. | bf16 | fp16 | fp32.
+    precision: str = "auto"
     workers: int = 2  # DataLoader worker processes.
     deterministic: bool = False  # Deterministic algorithms (reproducible, slower).
     # I/O.

@@ -14,6 +14,7 @@ import torch
 
 from ganforge import checkpoint as ck
 from ganforge.augment import build_augment
+from ganforge.models.generator import cpu_has_native_bf16, cpu_reduced_precision
 from ganforge.plan import Plan, PlanError, compare_data, make_plan
 from ganforge.train import distributed as dist_utils
 from ganforge.train.config import TrainConfig
@@ -61,10 +62,31 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
     return plan
 
 
+def cpu_mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 for the Plan's top resolutions on a CPU: --precision auto where the CPU has bf16 instructions, or bf16."""
+    if device.type != "cpu":
+        return False
+    return cfg.precision in ("bf16", "fp16") or (cfg.precision == "auto" and cpu_has_native_bf16())
+
+
+def precision_text(plan: Plan, device: torch.device) -> str:
+    from ganforge.models.generator import REDUCED_PRECISION_DEVICES
+
+    n = min(plan.num_fp16_res, plan.num_blocks - 1)
+    if n <= 0 or device.type not in REDUCED_PRECISION_DEVICES:
+        return "fp32"
+    return f"{plan.fp16_dtype} in the top {n} resolution(s), fp32 weights"
+
+
 def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     """Train until cfg.kimg; returns the final state (state.run_dir). `dataset` overrides cfg.data (tests)."""
     cfg = cfg.resolved()
     dist, device = dist_utils.init_distributed(cfg.device)
+    with cpu_reduced_precision(cpu_mixed_precision(cfg, device)):
+        return _train(cfg, dataset, log, dist, device)
+
+
+def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainState:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     dataset = dataset if dataset is not None else open_dataset(cfg)
@@ -123,7 +145,7 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     if dist.is_main:
         log(f"Run directory: {run_dir}")
         log(f"Training {plan.family} {cfg.preset} at {plan.resolution_text}, batch {cfg.batch}, "
-            f"{cfg.kimg:g} kimg on {device} ({dist.world_size} process(es))")
+            f"{cfg.kimg:g} kimg on {device} ({dist.world_size} process(es)), {precision_text(plan, device)}")
         if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):
             save_snapshot(state, run_dir, dataset, sinks, cfg)
     tick_start_nimg, tick_start_time, start_time = state.cur_nimg, time.time(), time.time()
