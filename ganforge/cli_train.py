@@ -28,6 +28,8 @@ def train(
     kimg: float = typer.Option(None, min=0.001, help="Length of the run in thousands of images.",
                                rich_help_panel=H_MAIN),
     batch: int = typer.Option(None, min=1, help="Global batch size [default: preset].", rich_help_panel=H_MAIN),
+    batch_gpu: int = typer.Option(None, min=1, help="Images per pass per process; smaller than the per-process "
+                                  "batch = gradient accumulation (same batch, less memory).", rich_help_panel=H_PERF),
     seed: int = typer.Option(None, min=0, help="Random seed.", rich_help_panel=H_MAIN),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N.", rich_help_panel=H_MAIN),
     resume: str = typer.Option(None, metavar="latest|PATH", help="Continue a run.", rich_help_panel=H_MAIN),
@@ -92,7 +94,8 @@ def train(
     from ganforge.train.config import ConfigError, load_config_file, merge
 
     given = dict(data=data, outdir=outdir, run_name=run_name, preset=preset, resolution=resolution, family=family,
-                 cond=cond, patch_d=patch_d, kimg=kimg, batch=batch, seed=seed, device=device, resume=resume,
+                 cond=cond, patch_d=patch_d, kimg=kimg, batch=batch, batch_gpu=batch_gpu, seed=seed, device=device,
+                 resume=resume,
                  g_lr=g_lr, d_lr=d_lr, d_lr_mult=d_lr_mult, gamma=gamma, pl_weight=pl_weight,
                  style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision, workers=workers,
                  snap=snap, tick=tick, keep=keep, tensorboard=tensorboard, init=init, freeze=freeze,

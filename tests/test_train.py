@@ -249,3 +249,53 @@ def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect
 
 def weights_finite_all(state) -> bool:
     return all(torch.isfinite(p).all() for net in (state.G, state.D) for p in net.parameters())
+
+
+# ----------------------------------------------------------------------------
+# Gradient accumulation (--batch-gpu).
+
+
+@pytest.mark.parametrize("phase", ["Gmain", "Dmain", "Dreg"])
+def test_accumulation_rounds_add_up_to_the_whole_batch(phase):
+    """Without minibatch-std and style mixing every sample is independent: 4 rounds of 2 = one pass of 8."""
+    from ganforge import build_discriminator, build_generator, make_plan
+    from ganforge.train.loop import accumulate_rounds
+    from ganforge.train.loss import GeneratorStep
+
+    plan = make_plan("tiny", 16, mbstd_channels=0)
+    torch.manual_seed(0)
+    G, D = build_generator(plan), build_discriminator(plan)
+    loss = StyleGAN2Loss(GeneratorStep(G, style_mixing=0.0), D, r1_gamma=1.0)
+    batch = (torch.randn(8, 3, 16, 16), torch.zeros(8, 0), torch.randn(8, plan.z_dim), torch.zeros(8, 0))
+    net = G if phase == "Gmain" else D
+    grads = []
+    for rounds in (1, 4):
+        net.zero_grad(set_to_none=True)
+        net.requires_grad_(True)
+        accumulate_rounds(loss, phase, net, batch, rounds, gain=1.0)
+        net.requires_grad_(False)
+        # noise_strength's gradient is the random noise itself, drawn per pass: every other gradient must agree.
+        grads.append([p.grad.clone() for name, p in net.named_parameters()
+                      if p.grad is not None and not name.endswith("noise_strength")])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_gpu_trains_with_accumulation(tmp_path):
+    lines = []
+    state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, batch=8, batch_gpu=4), MemDataset(), log=lines.append)
+    assert any("(2 rounds of 4 per process)" in line for line in lines), lines
+    assert state.cur_nimg == 16 and weights_finite_all(state)
+
+
+@pytest.mark.parametrize("kw, message", [(dict(batch=8, batch_gpu=3), "--batch-gpu 3 must divide the per-process "
+                                                                        "batch 8 .*use one of 1, 2, 4, 8"),
+                                         (dict(batch=12, batch_gpu=6, model={"mbstd_group": 4}),
+                                          "--batch-gpu 6 is not a multiple of the minibatch-std group 4: use "
+                                          "--batch-gpu 4")])
+def test_batch_gpu_errors_name_the_fix(tmp_path, kw, message):
+    from ganforge.plan import PlanError
+
+    with pytest.raises(PlanError, match=message):
+        train(cfg_for(tmp_path, **kw), MemDataset(), log=quiet)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent('''
@@ -15,7 +16,8 @@ SCRIPT = textwrap.dedent('''
     from ganforge.train.loop import train
 
     cfg = TrainConfig(data="mem", outdir={out!r}, run_name="ddp", preset="tiny", resolution="16", kimg=0.064,
-                      batch=8, snap=0.064, tick=0.032, workers=0, tensorboard=False, seed=5, device="cpu")
+                      batch=8, batch_gpu={batch_gpu}, snap=0.064, tick=0.032, workers=0, tensorboard=False, seed=5,
+                      device="cpu")
     state = train(cfg, MemDataset(), log=lambda *a: None)
     rank = int(os.environ["RANK"])
     params = {{f"G.{{k}}": v for k, v in state.G.named_parameters()}}
@@ -24,12 +26,13 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_two_process_gloo_keeps_weights_identical(tmp_path):
+@pytest.mark.parametrize("batch_gpu, port", [(None, 29517), (2, 29518)])  # 2: two accumulation rounds (no_sync).
+def test_two_process_gloo_keeps_weights_identical(tmp_path, batch_gpu, port):
     tests = os.path.dirname(os.path.abspath(__file__))
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=tests, out=str(tmp_path)))
+    script.write_text(SCRIPT.format(tests=tests, out=str(tmp_path), batch_gpu=batch_gpu))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(script)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -32,6 +32,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # Plan overrides: cbase, cmax, z_dim, g_architecture, …
     kimg: float = 25000.0  # Length of the run in thousands of real images shown to D.
     batch: int | None = None  # Global batch size; None = preset.
+    batch_gpu: int | None = None  # Images per forward/backward pass per process (gradient accumulation); None = all.
     seed: int = 0  # Seeds data order, latents and noise (with rank and step).
     device: str = "auto"  # auto | cpu | cuda | cuda:N.
     # Hyperparameters.
@@ -102,6 +103,7 @@ class TrainConfig:
         checks = [
             (self.family in ("stylegan2", "dcgan"), "--family must be stylegan2 or dcgan"),
             (self.batch is None or self.batch >= 1, f"--batch must be >= 1, got {self.batch}"),
+            (self.batch_gpu is None or self.batch_gpu >= 1, f"--batch-gpu must be >= 1, got {self.batch_gpu}"),
             (self.kimg > 0, f"--kimg must be > 0, got {self.kimg}"),
             (self.snap > 0, f"--snap must be > 0 kimg, got {self.snap}"),
             (self.tick > 0, f"--tick must be > 0 kimg, got {self.tick}"),

@@ -6,6 +6,7 @@ Every step reseeds from (seed, rank, step, failures), and the data order is a pu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -69,6 +70,35 @@ def cpu_mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.precision in ("bf16", "fp16") or (cfg.precision == "auto" and cpu_has_native_bf16())
 
 
+def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
+    """Forward/backward passes per phase and process: batch_gpu / --batch-gpu, checked against mbstd groups."""
+    size = cfg.batch_gpu or batch_gpu
+    if batch_gpu % size:
+        raise PlanError(f"--batch-gpu {size} must divide the per-process batch {batch_gpu} (--batch {cfg.batch}): "
+                        f"use one of {', '.join(str(d) for d in range(1, batch_gpu + 1) if batch_gpu % d == 0)}")
+    group = min(plan.mbstd_group, size) if plan.family == "stylegan2" and plan.mbstd_group else 0
+    if group and size % group:
+        world = cfg.batch // batch_gpu
+        fix = f"--batch-gpu {plan.mbstd_group}" if cfg.batch_gpu else f"--batch {plan.mbstd_group * world * 2}"
+        raise PlanError(f"{'--batch-gpu' if cfg.batch_gpu else 'the per-process batch'} {size} is not a multiple of "
+                        f"the minibatch-std group {plan.mbstd_group}: use {fix} or a multiple")
+    return batch_gpu // size
+
+
+def accumulate_rounds(loss: StyleGAN2Loss, phase: str, trainee: torch.nn.Module, batch: tuple[torch.Tensor, ...],
+                      rounds: int, gain: float, report=None) -> None:
+    """One phase's gradients from `rounds` equal slices of (real, real_c, z, c), each weighted 1/rounds, so that
+    they add up to the whole batch's (up to minibatch-std groups, which form within a slice). Under DDP the
+    gradients are reduced once, after the last slice."""
+    for k, part in enumerate(zip(*(t.chunk(rounds) for t in batch))):
+        last = k == rounds - 1
+        with contextlib.nullcontext() if last or not hasattr(trainee, "no_sync") else trainee.no_sync():
+            if report is None:
+                loss.accumulate(phase, *part, gain=gain / rounds)
+            else:
+                loss.accumulate(phase, *part, gain=gain / rounds, report=report)
+
+
 def precision_text(plan: Plan, device: torch.device) -> str:
     from ganforge.models.generator import REDUCED_PRECISION_DEVICES
 
@@ -95,9 +125,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     if cfg.batch % dist.world_size:
         raise PlanError(f"--batch {cfg.batch} must be a multiple of the number of processes ({dist.world_size})")
     batch_gpu = cfg.batch // dist.world_size
-    if plan.family == "stylegan2" and plan.mbstd_group and batch_gpu % min(plan.mbstd_group, batch_gpu):
-        raise PlanError(f"the per-GPU batch {batch_gpu} is not a multiple of the minibatch-std group "
-                        f"{plan.mbstd_group}: use --batch {plan.mbstd_group * dist.world_size * 2} or a multiple")
+    rounds = accumulation_rounds(cfg, plan, batch_gpu)
     run_dir, resume_path = resolve_run_dir(cfg, plan)
 
     # Networks, optimizers, resume.
@@ -144,7 +172,8 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     total_nimg = int(cfg.kimg * 1000)
     if dist.is_main:
         log(f"Run directory: {run_dir}")
-        log(f"Training {plan.family} {cfg.preset} at {plan.resolution_text}, batch {cfg.batch}, "
+        accumulate = f" ({rounds} rounds of {batch_gpu // rounds} per process)" if rounds > 1 else ""
+        log(f"Training {plan.family} {cfg.preset} at {plan.resolution_text}, batch {cfg.batch}{accumulate}, "
             f"{cfg.kimg:g} kimg on {device} ({dist.world_size} process(es)), {precision_text(plan, device)}")
         if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):
             save_snapshot(state, run_dir, dataset, sinks, cfg)
@@ -180,7 +209,8 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             opt.zero_grad(set_to_none=True)
             net.requires_grad_(True)
             apply_freeze(net, frozen[phase.net])
-            loss.accumulate(phase.name, real, real_c, z, c, gain=phase.interval, report=stats.report)
+            accumulate_rounds(loss, phase.name, G_train if phase.net == "G" else D_train, (real, real_c, z, c),
+                              rounds, phase.interval, stats.report)
             net.requires_grad_(False)
             drop_frozen_grads(net, frozen[phase.net])
             for p in net.parameters():
