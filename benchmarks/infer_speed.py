@@ -26,6 +26,7 @@ import torch
 import ganforge.models.generator as generator_module
 from ganforge import build_generator
 from ganforge.nn import ops
+from ganforge.nn.compile import compiled
 from ganforge.plan import make_plan
 
 
@@ -67,6 +68,7 @@ def measure(args, batch: int) -> dict:
     torch.manual_seed(0)
     with ops.reference_ops() if args.ops == "reference" else contextlib.nullcontext():
         G = build_generator(make_plan_from(args)).eval().requires_grad_(False).to(device)
+        G = compiled(G, args.compile)  # Compiling happens in the warm-up call, outside the timing.
         z = torch.randn([batch, G.z_dim], device=device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -115,7 +117,8 @@ def run(args) -> dict:
     ok = [r for r in rows if "error" not in r]
     best = max(ok, key=lambda r: r["img_per_s"]) if ok else None
     return {"preset": args.preset, "resolution": plan.resolution_text, "channels": list(plan.channels),
-            "device": args.device, "ops": args.ops, "precision": args.precision, "iters": args.iters,
+            "device": args.device, "ops": args.ops, "precision": args.precision, "compile": args.compile,
+            "iters": args.iters,
             "threads": torch.get_num_threads(), "rows": rows, "best": best,
             "largest_batch": ok[-1]["batch"] if ok else None}
 
@@ -131,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                     help="reduced precision for the plan's top num_fp16_res blocks (on CPUs: opt-in)")
     ap.add_argument("--ops", default="fast", choices=["fast", "reference"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the generator (eager fallback)")
     ap.add_argument("--min-batch", type=int, default=1)
     ap.add_argument("--max-batch", type=int, default=64, help="cap on the batch size")
     ap.add_argument("--mem-fraction", type=float, default=0.8, help="CPU: stop before this share of free memory")

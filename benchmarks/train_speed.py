@@ -54,10 +54,8 @@ class Trainer:
         pipe, _ = build_augment("fixed" if augment == "ada" else "none", pipe="bgc", p=ada_p)
         self.loss = StyleGAN2Loss(self.G_step, self.state.D, r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight,
                                   pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay,
-                                  augment=pipe.to(device) if pipe is not None else None).to(device)
-        if use_compile:
-            self.state.G.synthesis = torch.compile(self.state.G.synthesis)
-            self.state.D = torch.compile(self.state.D)
+                                  augment=pipe.to(device) if pipe is not None else None,
+                                  compile=use_compile).to(device)
         self.phases = make_phases(cfg, True)
         self.real = torch.rand([self.batch, plan.img_channels, plan.height, plan.width], device=device) * 2 - 1
         self.c = torch.zeros([self.batch, 0], device=device)

@@ -70,6 +70,8 @@ def train(
                                          rich_help_panel=H_HYPER),
     unfreeze_order: str = typer.Option(None, help="top-down or bottom-up.", rich_help_panel=H_HYPER),
     precision: str = typer.Option(None, help="auto, bf16, fp16 or fp32.", rich_help_panel=H_PERF),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the main phases (eager "
+                                 "fallback if compiling fails).", rich_help_panel=H_PERF),
     workers: int = typer.Option(None, min=0, help="Data loader processes.", rich_help_panel=H_PERF),
     snap: float = typer.Option(None, help="kimg between checkpoints and sample grids.", rich_help_panel=H_IO),
     tick: float = typer.Option(None, help="kimg between progress lines.", rich_help_panel=H_IO),
@@ -97,7 +99,8 @@ def train(
                  cond=cond, patch_d=patch_d, kimg=kimg, batch=batch, batch_gpu=batch_gpu, seed=seed, device=device,
                  resume=resume,
                  g_lr=g_lr, d_lr=d_lr, d_lr_mult=d_lr_mult, gamma=gamma, pl_weight=pl_weight,
-                 style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision, workers=workers,
+                 style_mixing=style_mixing, ema_kimg=ema_kimg, mirror=mirror, precision=precision,
+                 compile=compile, workers=workers,
                  snap=snap, tick=tick, keep=keep, tensorboard=tensorboard, init=init, freeze=freeze,
                  freeze_d=freeze_d, unfreeze_every=unfreeze_every, unfreeze_order=unfreeze_order, aug=aug,
                  aug_pipe=aug_pipe, aug_p=aug_p, ada_target=ada_target, ada_kimg=ada_kimg, diffaugment=diffaugment,

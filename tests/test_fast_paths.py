@@ -242,3 +242,98 @@ def test_discriminator_accepts_any_layout_and_generator_returns_nchw():
     a = D(img)
     b = D(img.contiguous(memory_format=torch.channels_last))
     assert rel(a, b) < FP32_TOL
+
+
+# ----------------------------------------------------------------------------
+# bf16 (CPU mixed precision) and torch.compile against the fp32 eager reference.
+
+BF16_TOL = 5e-2  # bf16 keeps 8 mantissa bits: ~4e-3 per rounding, a few roundings deep through a network.
+
+
+def test_bf16_fast_paths_match_the_fp32_reference():
+    """The top blocks in bf16 with the fast paths (the CPU training default on bf16 CPUs) vs fp32 reference ops."""
+    from ganforge.models.generator import cpu_reduced_precision
+
+    torch.manual_seed(0)
+    plan = make_plan("tiny", 16, num_fp16_res=2, conv_clamp=256)
+    G, D = build_generator(plan).eval(), build_discriminator(plan)
+    z = torch.randn(4, G.z_dim)
+    with ops.reference_ops():
+        ref_img = G(z, noise_mode="const")
+        ref_logits = D(ref_img)
+    with cpu_reduced_precision():
+        img = G(z, noise_mode="const")
+        logits = D(ref_img)
+        x = ref_img.detach().requires_grad_(True)
+        penalty = r1_penalty(D(x), x)
+    assert img.dtype == logits.dtype == torch.float32
+    assert 0 < rel(img, ref_img) < BF16_TOL  # Non-zero: bf16 really ran.
+    assert (logits - ref_logits).abs().max() <= BF16_TOL * ref_logits.abs().max() + 1e-3
+    assert torch.isfinite(penalty).all()
+
+
+@pytest.fixture
+def eager_compile_backend(monkeypatch):
+    """torch.compile's graph capture and AOTAutograd without a C++ build (fast; inductor needs a compiler)."""
+    from ganforge.nn import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "DEFAULT_BACKEND", "aot_eager")
+
+
+def test_compiled_generator_matches_eager(eager_compile_backend):
+    from ganforge.nn.compile import compiled
+
+    torch.manual_seed(0)
+    G = build_generator(tiny_plan("skip")).eval()
+    z = torch.randn(4, G.z_dim)
+    Gc = compiled(G)
+    with torch.no_grad():
+        out, ref = Gc(z, noise_mode="const"), G(z, noise_mode="const")
+    assert Gc.error is None and Gc.z_dim == G.z_dim  # Compiled (no fallback); attributes pass through.
+    assert rel(out, ref) < FP32_TOL
+    assert set(G.state_dict()) == set(build_generator(tiny_plan("skip")).state_dict())  # Checkpoints unchanged.
+
+
+def test_compiled_main_phases_match_eager(eager_compile_backend):
+    """Gmain and Dmain through torch.compile give the eager gradients; R1 (double backward) stays eager."""
+    from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
+
+    torch.manual_seed(0)
+    plan = tiny_plan("resnet")
+    G, D = build_generator(plan), build_discriminator(plan)
+    real, z, c = torch.randn(4, 3, 16, 16), torch.randn(4, G.z_dim), torch.zeros(4, 0)
+
+    def phase_grads(compile_main: bool) -> list[torch.Tensor]:
+        g, d = copy.deepcopy(G), copy.deepcopy(D)
+        loss = StyleGAN2Loss(GeneratorStep(g, style_mixing=0.0), d, r1_gamma=1.0, compile=compile_main)
+        out = []
+        for phase, net in (("Gmain", g), ("Dmain", d), ("Dreg", d)):
+            net.zero_grad(set_to_none=True)
+            net.requires_grad_(True)
+            torch.manual_seed(3)  # The same noise draws on both sides.
+            loss.accumulate(phase, real, c, z, c, gain=1.0)
+            net.requires_grad_(False)
+            out += grads(net)
+        return out
+
+    compiled_grads, eager_grads = phase_grads(True), phase_grads(False)
+    assert len(compiled_grads) == len(eager_grads) > 0
+    for a, b in zip(compiled_grads, eager_grads):
+        assert rel(a, b) < GRAD_TOL
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning():
+    from ganforge.nn.compile import compiled
+
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    torch._dynamo.reset()
+    G = build_generator(tiny_plan("skip")).eval()
+    z = torch.randn(2, G.z_dim)
+    Gc = compiled(G, backend=broken_backend)
+    with pytest.warns(UserWarning, match="failed, running Generator eagerly"):
+        out = Gc(z, noise_mode="const")
+    assert Gc.error is not None
+    assert torch.equal(out, G(z, noise_mode="const"))
+    torch._dynamo.reset()

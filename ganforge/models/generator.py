@@ -10,7 +10,6 @@ import contextlib
 import math
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -303,9 +302,9 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             x = self.conv1(x, next(w_iter), **kw)
         elif self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
+            y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w_iter), **kw)
-            x = self.conv1(x, next(w_iter), gain=np.sqrt(0.5), **kw)
+            x = self.conv1(x, next(w_iter), gain=math.sqrt(0.5), **kw)
             x = y + x
         else:
             x = self.conv0(x, next(w_iter), **kw)

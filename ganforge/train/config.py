@@ -65,6 +65,7 @@ class TrainConfig:
     # auto: the Plan's top num_fp16_res resolutions in bf16 on GPUs that support it (else fp16) and on CPUs with
     # bf16 instructions (avx512_bf16 / amx_bf16; else fp32); fp32 master weights everywhere. | bf16 | fp16 | fp32.
     precision: str = "auto"
+    compile: bool = False  # torch.compile the main phases (G main, D main); regularization runs eager.
     workers: int = 2  # DataLoader worker processes.
     deterministic: bool = False  # Deterministic algorithms (reproducible, slower).
     # I/O.

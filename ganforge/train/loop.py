@@ -161,7 +161,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         state.D.requires_grad_(False)
     loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=state.schedule("gamma"), pl_weight=cfg.pl_weight,
                          pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay,
-                         augment=augment).to(device)
+                         augment=augment, compile=cfg.compile).to(device)
     if state.augment_ctrl is not None:
         loss.real_logits_hook = state.augment_ctrl.accumulate
     loss.pl_mean.copy_(state.pl_mean)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.nn.compile import compiled
+
 Report = Callable[[str, torch.Tensor], None]
 
 
@@ -89,10 +91,14 @@ class StyleGAN2Loss(nn.Module):
         pl_weight: float = 2.0,  # Path-length weight; 0 = off.
         pl_batch_shrink: int = 2,  # Path-length batch = N // this.
         pl_decay: float = 0.01,  # EMA decay of the path-length mean.
+        compile: bool = False,  # torch.compile the networks of the main phases (regularization stays eager).
     ):
         super().__init__()
         self.G, self.D = G, D
         self.G_train, self.D_train = G_train or G, D_train or D
+        # Main phases (one backward) may run compiled; R1 and path length need double backward: always eager.
+        self.main = {name: compiled(net, compile) for name, net in
+                     (("G_train", self.G_train), ("D_train", self.D_train), ("G", self.G), ("D", self.D))}
         self.augment = augment
         self.r1_gamma = r1_gamma
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
@@ -109,8 +115,8 @@ class StyleGAN2Loss(nn.Module):
                    gen_c: torch.Tensor, gain: float, report: Report = _noop) -> None:
         """Backpropagate one phase's loss × gain into the grads of the phase's network."""
         if phase == "Gmain":
-            img, _ = self.G_train(gen_z, gen_c)
-            logits = self.run_D(self.D, img, gen_c)
+            img, _ = self.main["G_train"](gen_z, gen_c)
+            logits = self.run_D(self.main["D"], img, gen_c)
             loss = F.softplus(-logits)  # -log(sigmoid(D(G(z))))
             report("Loss/scores/fake", logits.detach())
             report("Loss/G/loss", loss.detach())
@@ -128,11 +134,11 @@ class StyleGAN2Loss(nn.Module):
             (img[:, 0, 0, 0] * 0 + penalty * self.pl_weight).mean().mul(gain).backward()
         elif phase == "Dmain":
             with torch.no_grad():
-                img, _ = self.G(gen_z, gen_c)
-            logits = self.run_D(self.D_train, img, gen_c)
+                img, _ = self.main["G"](gen_z, gen_c)
+            logits = self.run_D(self.main["D_train"], img, gen_c)
             report("Loss/scores/fake", logits.detach())
             F.softplus(logits).mean().mul(gain).backward()  # -log(1 - sigmoid(D(G(z))))
-            real_logits = self.run_D(self.D_train, real.detach(), real_c)
+            real_logits = self.run_D(self.main["D_train"], real.detach(), real_c)
             loss_real = F.softplus(-real_logits)  # -log(sigmoid(D(x)))
             report("Loss/scores/real", real_logits.detach())
             report("Loss/signs/real", real_logits.detach().sign())
