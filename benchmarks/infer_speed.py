@@ -28,23 +28,13 @@ from ganforge import build_generator
 from ganforge.nn import ops
 from ganforge.nn.compile import compiled
 from ganforge.plan import make_plan
-
-
-def peak_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+from ganforge.resources import available_ram_bytes, peak_rss_gb
 
 
 def available_gb() -> float:
-    """MemAvailable from /proc/meminfo (Linux); infinity elsewhere."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return float("inf")
+    """Free RAM in GiB (infinity where the system does not say)."""
+    free = available_ram_bytes()
+    return float("inf") if free is None else free / 2**30
 
 
 def make_plan_from(args):

@@ -9,9 +9,9 @@ Training: one iteration with every phase (G main, path length, D main, R1) after
 seconds per iteration are cycle-weighted: Gmain + Dmain + Greg / 4 + Dreg / 16. Inference: G_ema forward,
 const noise. Memory is the peak above the process's resident memory before the networks were built.
 
-Inspector estimate (ganforge.inspector.inspect_plan): training = train_state_bytes (16 bytes per G and D
-parameter) + batch x (G + D activation_bytes_per_image); inference = 4 bytes per G parameter + batch x
-G activation_bytes_per_image.
+Inspector estimate (`ganforge inspect`, ganforge.inspector.memory_model): training = 30 bytes per G and D
+parameter + 4 per G parameter (G_ema) + 96 MiB + batch x 2.8 x (G + D activation_bytes_per_image); inference =
+4 bytes per G parameter + 96 MiB + batch x G activation_bytes_per_image.
 
     python -m benchmarks.scaling --device cpu                     # about 5 minutes on 2 CPU cores
     python -m benchmarks.scaling --device cuda --train-batch 8 --max-seconds 300 --json
@@ -29,35 +29,15 @@ from pathlib import Path
 
 import torch
 
+from ganforge.resources import available_ram_bytes, peak_rss_gb, rss_gb
+
 RESOLUTIONS = (32, 64, 128, 256, 512, 1024)
 CAPACITIES = ("config-f", "M", "L", "XL", "XXL", "XXXL")
 
 
-def rss_gb() -> float:
-    """Current resident memory (Linux /proc; 0 elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
-
-
-def peak_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def available_gb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return float("inf")
+    free = available_ram_bytes()
+    return float("inf") if free is None else free / 2**30
 
 
 # ----------------------------------------------------------------------------
@@ -65,7 +45,7 @@ def available_gb() -> float:
 
 
 def estimate(preset: str, res: int, train_batch: int, infer_batch: int) -> dict:
-    from ganforge.inspector import inspect_plan
+    from ganforge.inspector import estimate_peak_bytes, inspect_plan
     from ganforge.plan import make_plan
 
     info = inspect_plan(make_plan(preset, res))
@@ -79,9 +59,8 @@ def estimate(preset: str, res: int, train_batch: int, infer_batch: int) -> dict:
     return {
         "params_G": g["params"], "params_D": d["params"],
         "act_G": g["activation_bytes_per_image"], "act_D": d["activation_bytes_per_image"],
-        "train_gb": (info["train_state_bytes"] + train_batch * (g["activation_bytes_per_image"]
-                                                                + d["activation_bytes_per_image"])) / 2**30,
-        "infer_gb": (4 * g["params"] + infer_batch * g["activation_bytes_per_image"]) / 2**30,
+        "train_gb": estimate_peak_bytes(info, "train", train_batch) / 2**30,
+        "infer_gb": estimate_peak_bytes(info, "infer", infer_batch) / 2**30,
         "macs_per_image": macs,
     }
 
@@ -148,7 +127,9 @@ def spawn(spec: dict, timeout: float) -> dict:
 def rows_for(args) -> list[tuple[str, str, int]]:
     if args.quick:
         return [("resolution", "tiny", r) for r in (16, 32)] + [("capacity", p, 32) for p in ("tiny", "config-f")]
-    return [("resolution", "config-f", r) for r in RESOLUTIONS] + [("capacity", p, 1024) for p in CAPACITIES[1:]]
+    resolutions = [int(r) for r in args.resolutions.split(",") if r]
+    capacities = [p for p in args.capacities.split(",") if p and p != "none"]
+    return [("resolution", "config-f", r) for r in resolutions] + [("capacity", p, 1024) for p in capacities]
 
 
 def run(args) -> dict:
@@ -216,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--mem-fraction", type=float, default=0.7, help="skip rows whose estimate exceeds this share "
                                                                        "of the available memory")
     ap.add_argument("--mem-margin", type=float, default=2.0, help="safety factor on the inspector's estimate")
+    ap.add_argument("--resolutions", default=",".join(map(str, RESOLUTIONS)), help="config-f resolutions")
+    ap.add_argument("--capacities", default=",".join(CAPACITIES[1:]), help="presets at 1024 (or none)")
     ap.add_argument("--quick", action="store_true", help="tiny models: a smoke test")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", help=argparse.SUPPRESS)

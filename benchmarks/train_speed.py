@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import time
 from collections import defaultdict
 
@@ -25,16 +24,12 @@ from ganforge.augment import build_augment
 from ganforge.models.generator import cpu_reduced_precision
 from ganforge.nn import ops
 from ganforge.plan import Plan, make_plan
+from ganforge.resources import peak_rss_gb
 from ganforge.train.config import TrainConfig
 from ganforge.train.ema import ema_beta, update_ema
 from ganforge.train.loop import cpu_mixed_precision
 from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
 from ganforge.train.state import TrainState, build_state, make_phases
-
-
-def peak_rss_gb() -> float:
-    """High-water mark of this process's resident memory (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def sync(device: torch.device) -> None:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from ganforge.resources import peak_rss_gb
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -187,12 +189,6 @@ def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def peak_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
 def set_ganforge_precision(precision: str) -> None:

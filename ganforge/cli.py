@@ -106,6 +106,10 @@ def inspect(
                   f"channels per block: {list(plan.channels)}")
     console.print(f"G+D: {info['total_params']:,} parameters ({format_count(info['total_params'])}); "
                   f"Adam training state ~{format_bytes(info['train_state_bytes'])}")
+    m = info["memory_estimate"]
+    console.print(f"Estimated peak memory (fp32): training {format_bytes(m['train_base_bytes'])} + "
+                  f"{format_bytes(m['train_bytes_per_image'])} per image of the per-GPU batch; inference "
+                  f"{format_bytes(m['infer_base_bytes'])} + {format_bytes(m['infer_bytes_per_image'])} per image")
 
 
 @app.command()

@@ -108,8 +108,36 @@ def inspect_plan(plan: Plan, batch: int = 2) -> dict:
         "total_params": g.params + d.params,
         # Adam training keeps weights, grads and two moments in fp32: 16 bytes per parameter.
         "train_state_bytes": 16 * (g.params + d.params),
+        "memory_estimate": memory_model(g.params, d.params, g.activation_bytes, d.activation_bytes),
     }
     return out
+
+
+# Peak-memory model, fp32, one process; checked against measured peaks by benchmarks/scaling.py (within 25% on the
+# CPU from config-f at 32 px to XXXL at 1024 px). Training, per parameter: weights, gradients and two Adam moments
+# (16 bytes), the gain-scaled weight copies that backward keeps and their gradients (8), optimizer temporaries (~6);
+# plus G_ema (4 per G parameter). Per image: backward keeps pre-activations, modulated inputs and the double-backward
+# graphs of R1 and path length beside the layer outputs, about 2.8x the inspector's sum of layer outputs.
+# Inference: the G weights and one image's layer outputs per image. Both: ~96 MiB of allocator and thread scratch.
+TRAIN_BYTES_PER_PARAM = 30
+TRAIN_ACTIVATION_FACTOR = 2.8
+RUNTIME_BYTES = 96 << 20
+
+
+def memory_model(g_params: int, d_params: int, g_act: int, d_act: int) -> dict:
+    """Estimated peak bytes = base + batch x per_image, for training (G and D) and G inference."""
+    return {
+        "train_base_bytes": TRAIN_BYTES_PER_PARAM * (g_params + d_params) + 4 * g_params + RUNTIME_BYTES,
+        "train_bytes_per_image": int(TRAIN_ACTIVATION_FACTOR * (g_act + d_act)),
+        "infer_base_bytes": 4 * g_params + RUNTIME_BYTES,
+        "infer_bytes_per_image": g_act,
+    }
+
+
+def estimate_peak_bytes(info: dict, task: str, batch: int) -> int:
+    """The memory model of an inspect_plan() answer at a batch size: task 'train' or 'infer'."""
+    m = info["memory_estimate"]
+    return m[f"{task}_base_bytes"] + batch * m[f"{task}_bytes_per_image"]
 
 
 def format_bytes(n: float) -> str:

@@ -22,7 +22,7 @@ def test_train_speed_tiny(capsys):
     r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--iters", "2", "--warmup", "1",
                           "--device", "cpu", "--json"])
     assert r["img_per_s"] > 0 and r["peak_rss_gb"] > 0
-    assert set(r["phase_seconds"]) == {"Gmain", "Dmain"}  # Iterations 1 and 2: no lazy regularization.
+    assert set(r["phase_seconds"]) == {"Gmain", "Dmain", "ema"}  # Iterations 1 and 2: no lazy regularization.
     assert json.loads(capsys.readouterr().out)["iters"] == 2
 
 
@@ -30,8 +30,22 @@ def test_train_speed_reference_ops_and_table(capsys):
     r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--iters", "2", "--warmup", "0",
                           "--ops", "reference", "--device", "cpu"])
     assert r["ops"] == "reference"
-    assert set(r["phase_seconds"]) == {"Gmain", "Greg", "Dmain", "Dreg"}  # Iteration 0 runs every phase.
+    assert set(r["phase_seconds"]) == {"Gmain", "Greg", "Dmain", "Dreg", "ema"}  # Iteration 0 runs every phase.
     assert "img/s" in capsys.readouterr().out
+
+
+def test_train_speed_sampled_cycle_with_ada_and_compile(capsys, monkeypatch):
+    """The composed 16-iteration cycle (every phase timed), ADA on, the main phases through torch.compile."""
+    from ganforge.nn import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "DEFAULT_BACKEND", "aot_eager")
+    r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--sampled", "1", "--augment",
+                          "ada", "--compile", "--device", "cpu", "--json"])
+    assert r["augment"] == "ada" and r["compile"] and r["mode"].startswith("sampled cycle")
+    ph = r["phase_seconds"]
+    assert set(ph) == {"Gmain", "Greg", "Dmain", "Dreg", "ema"}
+    cycle = 16 * (ph["Gmain"] + ph["Dmain"] + ph["ema"]) + 4 * ph["Greg"] + ph["Dreg"]
+    assert r["seconds"] == pytest.approx(cycle) and r["img_per_s"] == pytest.approx(16 * 4 / cycle)
 
 
 def test_infer_speed_tiny_in_subprocesses():
@@ -64,10 +78,16 @@ def test_scaling_quick():
                     reason=f"official StyleGAN2-ADA code not found at {OFFICIAL}")
 def test_vs_official_quick():
     r = vs_official.main(["--official", str(OFFICIAL), "--quick", "--configs", "narrow", "--infer-res", "16",
-                          "--train-iters", "1", "--json"])
+                          "--reps", "1", "--json"])
     assert r["train_ratio"] > 0 and r["infer_ratio"] > 0 and r["peak_rss_ratio"] > 0
+    assert r["fp32_train_ratio"] > 0 and r["fp32_peak_rss_ratio"] > 0
     assert r["parity_ok"], r["parity"]
     assert {row["task"] for row in r["rows"]} == {"train", "infer"}
+    assert [row["default"] for row in r["rows"] if row["task"] == "infer"] == [True]  # Inference: fp32 either way.
+    for row in r["rows"]:  # Both tools report the phases of one cycle.
+        if row["task"] == "train":
+            assert {"Gmain", "Greg", "Dmain", "Dreg", "ema"} <= set(row["official_phase_seconds"])
+            assert {"Gmain", "Greg", "Dmain", "Dreg", "ema"} <= set(row["ganforge_phase_seconds"])
 
 
 def test_vs_official_summary_without_workers():
@@ -82,4 +102,11 @@ def test_vs_official_summary_without_workers():
     ]
     s = vs_official.summarize(results, "plain")
     assert s["train_ratio"] == 2.0 and s["infer_ratio"] == 1.2 and s["peak_rss_ratio"] == 1.0 and s["parity_ok"]
+    assert s["fp32_train_ratio"] == 2.0  # Without a 'default' flag, the fp32 rows are ganforge's default.
     vs_official.print_table(s, "header")
+    bf16 = dict(common, task="train", tool="ganforge", precision="bf16", default=True, img_per_s=3.0,
+                peak_rss_gb=1.0)
+    results = [{**r, "default": False} if r.get("precision") == "fp32" and r["tool"] == "ganforge" else r
+               for r in results] + [bf16]
+    s = vs_official.summarize(results, "plain")
+    assert s["train_ratio"] == 3.0 and s["fp32_train_ratio"] == 2.0 and s["default_precision"]["train"] == "bf16"

@@ -287,6 +287,8 @@ def test_batch_gpu_trains_with_accumulation(tmp_path):
     state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, batch=8, batch_gpu=4), MemDataset(), log=lines.append)
     assert any("(2 rounds of 4 per process)" in line for line in lines), lines
     assert state.cur_nimg == 16 and weights_finite_all(state)
+    waits = [s["Timing/data_wait_pct"] for s in read_stats(state.run_dir / "stats.jsonl")]
+    assert waits and all(0 <= w <= 100 for w in waits)  # The loader's share of each tick is measured.
 
 
 @pytest.mark.parametrize("kw, message", [(dict(batch=8, batch_gpu=3), "--batch-gpu 3 must divide the per-process "

@@ -24,6 +24,7 @@ import torch
 
 from ganforge.images import to_uint8
 from ganforge.metrics.detectors import Detector, cache_dir, load_detector
+from ganforge.resources import available_ram_bytes
 
 CACHE_VERSION = 1  # Bump when the cached content or its key changes.
 
@@ -131,16 +132,11 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 
 def available_memory(device: torch.device) -> int:
-    """Free bytes on the device: the GPU's free memory, or MemAvailable on a CPU (Linux; 8 GiB elsewhere)."""
+    """Free bytes on the device: the GPU's free memory, or MemAvailable on a CPU (8 GiB where unknown)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
+    free = available_ram_bytes()
+    return free if free is not None else 8 << 30
 
 
 def generator_bytes_per_image(G: torch.nn.Module | None) -> int:

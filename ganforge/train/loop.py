@@ -178,12 +178,15 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):
             save_snapshot(state, run_dir, dataset, sinks, cfg)
     tick_start_nimg, tick_start_time, start_time = state.cur_nimg, time.time(), time.time()
+    data_wait = 0.0  # Seconds spent in next(loader) during this tick.
     next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
 
     while state.cur_nimg < total_nimg:
         # Fetch data and latents; seed the step.
         torch.manual_seed(step_seed(cfg.seed, dist.rank, state.batch_idx, state.failures))
+        t_fetch = time.perf_counter()
         real, real_c = next(loader)
+        data_wait += time.perf_counter() - t_fetch
         real = real.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1
         real_c = real_c.to(device)[:, :c_dim] if c_dim else torch.zeros([real.shape[0], 0], device=device)
         all_z = torch.randn([len(phases), batch_gpu, plan.z_dim], device=device)
@@ -230,6 +233,9 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         now = time.time()
         tick_kimg = (state.cur_nimg - tick_start_nimg) / 1000
         stats.report("Timing/sec_per_kimg", (now - tick_start_time) / max(tick_kimg, 1e-8))
+        # Share of the tick spent waiting for the loader: near 0 when data loading keeps up with the step.
+        stats.report("Timing/data_wait_pct", 100 * data_wait / max(now - tick_start_time, 1e-8))
+        data_wait = 0.0
         if device.type == "cuda":
             stats.report("Resources/peak_gpu_mem_gb", torch.cuda.max_memory_allocated(device) / 2**30)
             torch.cuda.reset_peak_memory_stats(device)
