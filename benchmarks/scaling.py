@@ -10,8 +10,8 @@ seconds per iteration are cycle-weighted: Gmain + Dmain + Greg / 4 + Dreg / 16. 
 const noise. Memory is the peak above the process's resident memory before the networks were built.
 
 Inspector estimate (`ganforge inspect`, ganforge.inspector.memory_model): training = 30 bytes per G and D
-parameter + 4 per G parameter (G_ema) + 96 MiB + batch x 2.8 x (G + D activation_bytes_per_image); inference =
-4 bytes per G parameter + 96 MiB + batch x G activation_bytes_per_image.
+parameter + 4 per G parameter (G_ema) + 112 MiB + batch x 2.8 x (G + D activation_bytes_per_image); inference =
+4 bytes per G parameter + 112 MiB + batch x G activation_bytes_per_image.
 
     python -m benchmarks.scaling --device cpu                     # about 5 minutes on 2 CPU cores
     python -m benchmarks.scaling --device cuda --train-batch 8 --max-seconds 300 --json

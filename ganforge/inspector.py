@@ -118,10 +118,10 @@ def inspect_plan(plan: Plan, batch: int = 2) -> dict:
 # (16 bytes), the gain-scaled weight copies that backward keeps and their gradients (8), optimizer temporaries (~6);
 # plus G_ema (4 per G parameter). Per image: backward keeps pre-activations, modulated inputs and the double-backward
 # graphs of R1 and path length beside the layer outputs, about 2.8x the inspector's sum of layer outputs.
-# Inference: the G weights and one image's layer outputs per image. Both: ~96 MiB of allocator and thread scratch.
+# Inference: the G weights and one image's layer outputs per image. Both: ~112 MiB of allocator and thread scratch.
 TRAIN_BYTES_PER_PARAM = 30
 TRAIN_ACTIVATION_FACTOR = 2.8
-RUNTIME_BYTES = 96 << 20
+RUNTIME_BYTES = 112 << 20
 
 
 def memory_model(g_params: int, d_params: int, g_act: int, d_act: int) -> dict:
