@@ -13,15 +13,13 @@ import sys
 from enum import Enum
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ganforge.config import PRESETS
+from ganforge.console import console, fail
 from ganforge.plan import PlanError, make_plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="StyleGAN2-family GANs at any resolution.")
-console = Console()
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -39,10 +37,6 @@ class Arch(str, Enum):
     skip = "skip"
     resnet = "resnet"
 
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def model_overrides(

@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from ganforge.console import console, fail
 from ganforge.plan import PlanError
 
 H_MAIN, H_HYPER, H_PERF, H_IO = "Main", "Hyperparameters", "Performance", "Input/output"
@@ -92,7 +93,7 @@ def train(
       ganforge train --data faces.zip --preset paper256 --kimg 25000 --resume latest
       torchrun --nproc_per_node 8 -m ganforge train --data faces.zip --preset paper1024 --batch 32
     """
-    from ganforge.cli import fail
+
     from ganforge.train.config import ConfigError, load_config_file, merge
 
     given = dict(data=data, outdir=outdir, run_name=run_name, preset=preset, resolution=resolution, family=family,
@@ -128,7 +129,6 @@ def train(
 
 def run_training(cfg) -> None:
     from ganforge.checkpoint import CheckpointError
-    from ganforge.cli import fail
     from ganforge.train.config import ConfigError
     from ganforge.train.loop import train as train_loop
     from ganforge.train.run import TrainingDiverged
@@ -183,11 +183,9 @@ def transfer(
       ganforge train --data faces-1024.zip --init big.safetensors --freeze "G<=512,D<=512" --unfreeze-every 200
       ganforge transfer ckpt.safetensors --input noconst --out noconst.safetensors
     """
-    from rich.console import Console
     from rich.table import Table
 
     from ganforge.checkpoint import CheckpointError
-    from ganforge.cli import fail
     from ganforge.tools.transfer import transfer as do_transfer
 
     overrides = {k: v for k, v in dict(cbase=cbase, cmax=cmax, g_input=g_input).items() if v is not None}
@@ -200,7 +198,6 @@ def transfer(
         table.add_column(col)
     for net, counts in report.counts().items():
         table.add_row(net, str(counts["copied"]), str(counts["new"]), str(counts["dropped"]))
-    console = Console()
     console.print(table)
     for net in ("G", "D"):
         if report.new.get(net):

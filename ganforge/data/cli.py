@@ -14,16 +14,15 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ganforge.console import console, fail, warn
 
 dataset_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Prepare image datasets in the StyleGAN2-ADA layout and check them against a model.",
 )
-console = Console()
-err = Console(stderr=True)
 
 
 class Fit(str, Enum):
@@ -37,13 +36,6 @@ class Small(str, Enum):
     skip = "skip"
 
 
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 @dataset_app.command()

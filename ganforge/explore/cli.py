@@ -11,15 +11,8 @@ from __future__ import annotations
 import socket
 
 import typer
-from rich.console import Console
 
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
+from ganforge.console import console, err, fail
 
 
 def port_free(host: str, port: int) -> bool:

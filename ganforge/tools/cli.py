@@ -16,10 +16,8 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
-err = Console(stderr=True)
+from ganforge.console import console, err, fail
 
 
 class NoiseMode(str, Enum):
@@ -42,10 +40,6 @@ class Loss(str, Enum):
     lpips = "lpips"
     mse = "mse"
 
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
