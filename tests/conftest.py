@@ -1,5 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
+
+from ganforge import build_generator, make_plan
+from ganforge.checkpoint import save_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +39,43 @@ class MemDataset(torch.utils.data.Dataset):
 @pytest.fixture
 def mem_dataset():
     return MemDataset()
+
+
+def tiny_generator(c_dim: int = 0, resolution: int | str = 16, seed: int = 0) -> torch.nn.Module:
+    """A tiny StyleGAN2 G (num_ws = 6 at 16 px) with weights from a seeded generator and a non-zero w_avg."""
+    torch.manual_seed(seed)
+    plan = make_plan("tiny", resolution, c_dim=c_dim)
+    G = build_generator(plan).eval()
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, G.z_dim), None if c_dim == 0 else
+                                        torch.eye(c_dim)[torch.arange(256) % c_dim])[:, 0].mean(0))
+        for name, p in G.named_parameters():  # Visible noise: noise_strength starts at 0 in a fresh network.
+            if name.endswith("noise_strength"):
+                p.fill_(0.3)
+    return G.requires_grad_(False)
+
+
+def save_tiny(G: torch.nn.Module, path: Path) -> Path:
+    """An export checkpoint that load_generator reads."""
+    save_checkpoint(path, {f"G_ema.{k}": v for k, v in G.state_dict().items()},
+                    {"kind": "export", "plan": G.plan.to_dict()})
+    return path
+
+
+def tiny_checkpoint(tmp_path_factory, c_dim: int = 0) -> tuple[torch.nn.Module, Path]:
+    """(G, checkpoint path): the unconditional tiny 16 px model, or a conditional one (seeded differently)."""
+    G = tiny_generator(c_dim=c_dim, seed=c_dim)
+    return G, save_tiny(G, tmp_path_factory.mktemp("tiny") / f"tiny-c{c_dim}.safetensors")
+
+
+# The tiny checkpoints of the tools tests: one per test module.
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_cond(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    return tiny_checkpoint(tmp_path_factory, c_dim=3)

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 import typer
 from PIL import Image
-from test_tools_generate import tiny_checkpoint
 from typer.testing import CliRunner
 
 from ganforge.tools import cli
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory)
-
 
 app = typer.Typer()
 app.command("style-mix")(cli.style_mix)

@@ -7,7 +7,6 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from test_tools_generate import tiny_checkpoint
 
 from ganforge.tools import export
 from ganforge.tools.export import (
@@ -18,17 +17,6 @@ from ganforge.tools.export import (
     export_checkpoint,
     export_generator,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_cond(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory, c_dim=3)
-
 
 TOL = 1e-4
 needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript")

@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_tools_generate import tiny_checkpoint
 
 from ganforge.tools.generate import generate
 from ganforge.tools.mix import check_layers, mixed_ws, parse_layers, style_mix, style_mix_file
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_cond(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory, c_dim=3)
 
 
 def cell(grid: np.ndarray, row: int, col: int, size: int = 16) -> np.ndarray:

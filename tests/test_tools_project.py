@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from test_tools_generate import tiny_checkpoint
 
 from ganforge.tools.generate import generate
 from ganforge.tools.project import (
@@ -24,12 +23,6 @@ from ganforge.tools.project import (
     video_steps,
     w_noise_scale,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory)
-
 
 STEPS = 40
 

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_tools_generate import tiny_checkpoint
 
 from ganforge.tools import video
 from ganforge.tools.generate import generate
 from ganforge.tools.video import loop_times, slerp, split_walks, walk_frames, walk_video, walk_ws, write_video
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory)
-
 
 needs_ffmpeg = pytest.mark.skipif(not video.have_ffmpeg(), reason="imageio + imageio-ffmpeg are not installed")
 
