@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-import ganforge.models.generator as generator_module
 from ganforge import build_generator
+from ganforge.models.generator import enable_cpu_reduced_precision
 from ganforge.nn import ops
 from ganforge.nn.compile import compiled
 from ganforge.plan import make_plan
@@ -54,7 +54,7 @@ def measure(args, batch: int) -> dict:
     """img/s of G(z, noise_mode='const') at one batch size, in this process."""
     device = torch.device(args.device)
     if args.precision != "fp32" and device.type == "cpu":
-        generator_module.REDUCED_PRECISION_DEVICES.add("cpu")  # Opt-in reduced precision on CPUs.
+        enable_cpu_reduced_precision()  # Opt-in reduced precision on CPUs.
     torch.manual_seed(0)
     with ops.reference_ops() if args.ops == "reference" else contextlib.nullcontext():
         G = build_generator(make_plan_from(args)).eval().requires_grad_(False).to(device)

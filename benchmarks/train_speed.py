@@ -131,9 +131,8 @@ def effective_precision(precision: str, device: torch.device, plan: Plan) -> str
     """What `ganforge train --precision P` runs on this device: 'fp32', or the reduced dtype of the top blocks."""
     if plan.num_fp16_res == 0 or precision == "fp32":
         return "fp32"
-    cfg = TrainConfig(precision=precision)
     if device.type == "cpu":
-        return plan.fp16_dtype if cpu_mixed_precision(cfg, device) else "fp32"
+        return plan.fp16_dtype if cpu_mixed_precision(precision, device) else "fp32"
     return plan.fp16_dtype
 
 

@@ -7,6 +7,7 @@ synthesis.b64.conv0.affine.weight, synthesis.b4.const, …); non-square blocks a
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ def assert_shape(x: torch.Tensor, shape: list[int | None], what: str = "tensor")
 REDUCED_PRECISION_DEVICES = {"cuda"}
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """bf16 dot-product instructions on this CPU (avx512_bf16 or amx_bf16 in /proc/cpuinfo; False elsewhere)."""
     try:

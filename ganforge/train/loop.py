@@ -21,7 +21,7 @@ from ganforge.train import distributed as dist_utils
 from ganforge.train.config import TrainConfig
 from ganforge.train.ema import ema_beta, update_ema
 from ganforge.train.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
-from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
+from ganforge.train.loss import GeneratorStep, Report, StyleGAN2Loss
 from ganforge.train.run import (
     TrainingDiverged,
     build_loader,
@@ -63,11 +63,12 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
     return plan
 
 
-def cpu_mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
-    """bf16 for the Plan's top resolutions on a CPU: --precision auto where the CPU has bf16 instructions, or bf16."""
+def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
+    """Reduced precision for the Plan's top resolutions on a CPU: --precision auto where the CPU has bf16
+    instructions, or an explicit bf16/fp16."""
     if device.type != "cpu":
         return False
-    return cfg.precision in ("bf16", "fp16") or (cfg.precision == "auto" and cpu_has_native_bf16())
+    return precision in ("bf16", "fp16") or (precision == "auto" and cpu_has_native_bf16())
 
 
 def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
@@ -86,17 +87,14 @@ def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
 
 
 def accumulate_rounds(loss: StyleGAN2Loss, phase: str, trainee: torch.nn.Module, batch: tuple[torch.Tensor, ...],
-                      rounds: int, gain: float, report=None) -> None:
+                      rounds: int, gain: float, report: Report | None = None) -> None:
     """One phase's gradients from `rounds` equal slices of (real, real_c, z, c), each weighted 1/rounds, so that
     they add up to the whole batch's (up to minibatch-std groups, which form within a slice). Under DDP the
     gradients are reduced once, after the last slice."""
     for k, part in enumerate(zip(*(t.chunk(rounds) for t in batch))):
         last = k == rounds - 1
         with contextlib.nullcontext() if last or not hasattr(trainee, "no_sync") else trainee.no_sync():
-            if report is None:
-                loss.accumulate(phase, *part, gain=gain / rounds)
-            else:
-                loss.accumulate(phase, *part, gain=gain / rounds, report=report)
+            loss.accumulate(phase, *part, gain=gain / rounds, report=report)
 
 
 def precision_text(plan: Plan, device: torch.device) -> str:
@@ -112,7 +110,7 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     """Train until cfg.kimg; returns the final state (state.run_dir). `dataset` overrides cfg.data (tests)."""
     cfg = cfg.resolved()
     dist, device = dist_utils.init_distributed(cfg.device)
-    with cpu_reduced_precision(cpu_mixed_precision(cfg, device)):
+    with cpu_reduced_precision(cpu_mixed_precision(cfg.precision, device)):
         return _train(cfg, dataset, log, dist, device)
 
 

@@ -112,8 +112,9 @@ class StyleGAN2Loss(nn.Module):
         return logits.flatten(1).mean(1, keepdim=True) if logits.ndim > 2 else logits  # PatchGAN: mean of patches
 
     def accumulate(self, phase: str, real: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                   gen_c: torch.Tensor, gain: float, report: Report = _noop) -> None:
-        """Backpropagate one phase's loss × gain into the grads of the phase's network."""
+                   gen_c: torch.Tensor, gain: float, report: Report | None = None) -> None:
+        """Backpropagate one phase's loss × gain into the grads of the phase's network (report: statistics sink)."""
+        report = report or _noop
         if phase == "Gmain":
             img, _ = self.main["G_train"](gen_z, gen_c)
             logits = self.run_D(self.main["D"], img, gen_c)
