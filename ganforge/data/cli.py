@@ -74,23 +74,23 @@ def prepare(
                   f"({report['images_per_second']} images/s); skipped {c['skipped']}, duplicates {c['duplicates']}, "
                   f"adjusted {c['adjusted']}; report: {report_path(dest)}", highlight=False, soft_wrap=True)
     if report["reasons"] and not quiet:
-        table = Table(title="files skipped or adjusted")
-        table.add_column("reason")
-        table.add_column("files", justify="right")
-        for kind, n in report["reasons"].items():
-            table.add_row(kind, str(n))
-        console.print(table)
+        print_counts("files skipped or adjusted", "reason", "files", report["reasons"])
+
+
+def print_counts(title: str, key: str, unit: str, counts: dict) -> None:
+    """A two-column table: each key and its count."""
+    table = Table(title=title)
+    table.add_column(key)
+    table.add_column(unit, justify="right")
+    for name, n in counts.items():
+        table.add_row(str(name), str(n))
+    console.print(table)
 
 
 def _print_summary(s) -> None:
     console.print(f"{s.path}: {s.images} images, layout {s.layout}, {s.channels} channel(s) for the loader",
                   highlight=False)
-    table = Table(title="sizes (WxH)")
-    table.add_column("size")
-    table.add_column("images", justify="right")
-    for size, n in s.sizes.items():
-        table.add_row(size, str(n))
-    console.print(table)
+    print_counts("sizes (WxH)", "size", "images", s.sizes)
     console.print("modes: " + ", ".join(f"{m} {n}" for m, n in s.modes.items()), highlight=False)
     if s.classes:
         counts = ", ".join(f"{k}: {n}" for k, n in s.label_counts.items())
@@ -170,9 +170,4 @@ def curate(
     console.print(f"kept {summary['kept']} of {summary['read']} images in {dest} ({summary['seconds']:.1f} s); "
                   f"scores: {summary['csv']}{sheet}", highlight=False, soft_wrap=True)
     if summary["reasons"] and not quiet:
-        table = Table(title="rejections")
-        table.add_column("reason")
-        table.add_column("files", justify="right")
-        for kind, n in summary["reasons"].items():
-            table.add_row(kind, str(n))
-        console.print(table)
+        print_counts("rejections", "reason", "files", summary["reasons"])
