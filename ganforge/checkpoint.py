@@ -22,12 +22,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ganforge.errors import GanforgeError
+
 FORMAT = "ganforge-checkpoint"
 VERSION = 1
 CKPT_RE = re.compile(r"checkpoint-(\d{12})\.safetensors$")  # Number = images shown to D.
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GanforgeError, ValueError):
     """A checkpoint that cannot be read or does not fit; the message says what to do."""
 
 

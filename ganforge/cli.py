@@ -16,10 +16,11 @@ import typer
 from rich.table import Table
 
 from ganforge.config import PRESETS
-from ganforge.console import console, fail
+from ganforge.console import console, fail, run_cli
 from ganforge.plan import PlanError, make_plan
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="StyleGAN2-family GANs at any resolution.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="StyleGAN2-family GANs at any resolution.")
 
 
 @app.callback()
@@ -175,8 +176,8 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    app()
+def main(args: list[str] | None = None) -> None:
+    run_cli(app, args)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,97 @@
-"""The command line's consoles and its one way of failing: a red one-line error on stderr and an exit code."""
+"""The command line's consoles and its one way of failing: `error: <sentence>` on stderr and an exit code.
+
+Rich markup is off on both consoles: paths and messages print exactly as written (a folder named `[/x]`
+or a message quoting `[bold]` stays as it is). Styling goes through Text objects, never through markup.
+"""
 
 from __future__ import annotations
 
+import errno
+import sys
 from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-console = Console()
-err = Console(stderr=True)
+from ganforge.errors import GanforgeError
+
+console = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
+
+
+def styled(label: str, style: str, message: str) -> Text:
+    """`label message` with only the label styled (the message is never parsed as markup)."""
+    return Text.assemble((label, style), " ", message)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print `error: message` to stderr (unwrapped, so paths and commands stay whole) and exit with `code`."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(styled("error:", "bold red", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(styled("warning:", "bold yellow", message), soft_wrap=True)
+
+
+def os_error_sentence(e: OSError) -> str:
+    """A sentence for an OSError that names the path and the usual fix."""
+    path = e.filename if e.filename is not None else ""
+    where = f"{path}: " if path else ""
+    fixes = {
+        errno.ENOENT: "check the path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+        errno.EISDIR: "it is a folder: give a file",
+        errno.EACCES: "check its permissions or choose another path",
+        errno.EPERM: "check its permissions or choose another path",
+        errno.ENOSPC: "the disk is full: free space or choose another output folder",
+        errno.EROFS: "the file system is read-only: choose another output folder",
+        errno.EEXIST: "it already exists: remove it or choose another path",
+        errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+    }
+    reason = e.strerror or type(e).__name__
+    fix = fixes.get(e.errno, "check the path and try again")
+    return f"{where}{reason.lower()}: {fix}"
+
+
+def run_cli(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
+    """Run the Typer app; expected failures become one line on stderr (exit 1, or 2 for usage errors).
+
+    A GanforgeError, an OSError (missing path, full disk …) and running out of memory are expected and
+    print one sentence. Anything else is a bug in ganforge and keeps its traceback.
+    """
+    try:  # Typer >= 0.22 vendors click.
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors
+
+    try:
+        code = app(args=args, standalone_mode=False)
+    except typer.Exit as e:
+        code = e.exit_code
+    except typer.Abort:
+        err.print(styled("error:", "bold red", "interrupted"), soft_wrap=True)
+        code = 130
+    except click_errors.ClickException as e:  # Usage errors: a bad flag, a missing argument, a value of the wrong type.
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err.print(styled("error:", "bold red", e.format_message().replace("\n", " ") + hint), soft_wrap=True)
+        code = e.exit_code
+    except GanforgeError as e:
+        err.print(styled("error:", "bold red", str(e)), soft_wrap=True)
+        code = 1
+    except OSError as e:
+        err.print(styled("error:", "bold red", os_error_sentence(e)), soft_wrap=True)
+        code = 1
+    except MemoryError:
+        err.print(styled("error:", "bold red", "out of memory: use a smaller batch (--batch-gpu) or resolution, "
+                         "or fewer images at once"), soft_wrap=True)
+        code = 1
+    except KeyboardInterrupt:
+        err.print(styled("error:", "bold red", "interrupted"), soft_wrap=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

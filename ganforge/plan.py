@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass, field
 
 from ganforge.config import PRESETS, ModelPreset
+from ganforge.errors import GanforgeError
 
 
-class PlanError(ValueError):
+class PlanError(GanforgeError, ValueError):
     """A configuration that cannot be built; the message says what to change."""
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ganforge.console import console, fail, warn
+from ganforge.console import console, fail, styled, warn
 
 dataset_app = typer.Typer(
     add_completion=False,
@@ -98,9 +98,9 @@ def _print_summary(s) -> None:
     else:
         console.print("labels: none")
     for sentence in s.mismatches:
-        console.print(f"[bold red]mismatch:[/] {sentence}", highlight=False, soft_wrap=True)
+        console.print(styled("mismatch:", "bold red", sentence), soft_wrap=True)
     if s.ok:
-        console.print("[bold green]ok:[/] no mismatches")
+        console.print(styled("ok:", "bold green", "no mismatches"))
 
 
 @dataset_app.command()

@@ -40,6 +40,7 @@ from ganforge.data.prepare import _check_paths
 from ganforge.data.quality import FACE_REGION, blur_score, symmetry_score
 from ganforge.data.source import LABELS_NAME, LabelLookup, Source
 from ganforge.data.writer import Writer, output_name, remove, write_atomic
+from ganforge.errors import GanforgeError
 from ganforge.plan import parse_resolution
 
 __all__ = ["CurateError", "CurateOptions", "NothingKept", "Row", "curate_dataset", "curate_paths", "contact_sheet"]
@@ -50,7 +51,7 @@ THUMB = 128  # Contact sheet thumbnail side, pixels.
 SHEET_COLUMNS = 8
 
 
-class CurateError(ValueError):
+class CurateError(GanforgeError, ValueError):
     """The job cannot run as asked; the message says what to change."""
 
 

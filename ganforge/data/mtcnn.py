@@ -25,6 +25,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ganforge.data.faces import Face
+from ganforge.errors import GanforgeError
 
 WEIGHT_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
 THRESHOLDS = (0.6, 0.7, 0.7)  # Face probability each stage keeps (P-, R-, O-Net).
@@ -32,7 +33,7 @@ SCALE_FACTOR = 0.709  # Pyramid step: about 1/sqrt(2) in area.
 MIN_FACE = 20  # Smallest face searched for, pixels.
 
 
-class WeightsMissing(FileNotFoundError):
+class WeightsMissing(GanforgeError, FileNotFoundError):
     """The MTCNN weight files are not where they were looked for; the message says where to get them."""
 
 

@@ -41,6 +41,7 @@ from ganforge.data.convert import (
 )
 from ganforge.data.source import IMAGE_EXTENSIONS, LABELS_NAME, LabelLookup, Source, load_labels_file
 from ganforge.data.writer import Writer, output_name, report_path
+from ganforge.errors import GanforgeError
 from ganforge.plan import decompose, format_resolution, nearest_valid, parse_resolution
 
 __all__ = ["NothingUsable", "PrepareError", "PrepareOptions", "convert_one", "prepare_dataset", "report_path"]
@@ -63,7 +64,7 @@ SKIP_HINTS = {
 }
 
 
-class PrepareError(ValueError):
+class PrepareError(GanforgeError, ValueError):
     """The job cannot run as asked; the message says what to change."""
 
 

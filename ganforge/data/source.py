@@ -15,6 +15,8 @@ import os
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from ganforge.errors import GanforgeError
+
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
      ".pbm", ".pnm", ".tga"}
@@ -22,7 +24,7 @@ IMAGE_EXTENSIONS = frozenset(
 LABELS_NAME = "dataset.json"  # The official StyleGAN2-ADA labels file at the dataset root.
 
 
-class SourceError(ValueError):
+class SourceError(GanforgeError, ValueError):
     """A dataset path or labels file that cannot be used; the message says what to change."""
 
 

@@ -12,7 +12,7 @@ import socket
 
 import typer
 
-from ganforge.console import console, err, fail
+from ganforge.console import console, fail, warn
 
 
 def port_free(host: str, port: int) -> bool:
@@ -50,8 +50,7 @@ def explore(
         fail(f"--port {port} is already in use on {host}: pass another --port")
     shown = f"[{host}]" if ":" in host else host
     if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]warning:[/] --host {host} makes the explorer reachable from other machines",
-                  highlight=False)
+        warn(f"--host {host} makes the explorer reachable from other machines")
     console.print(f"ganforge explore: http://{shown}:{port}/  (runs: http://{shown}:{port}/runs; Ctrl-C stops)",
                   highlight=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
+from ganforge.errors import GanforgeError
+
 MAX_SEED = 2**32 - 1
 PSI_RANGE = (-2.0, 2.0)
 WALK_RANGE = (-1.0, 1.0)
@@ -16,7 +18,7 @@ WALK_SPACES = ("z", "w")
 DEFAULT_MAX_GRID = 16
 
 
-class ParamError(ValueError):
+class ParamError(GanforgeError, ValueError):
     """A request parameter the server refuses; `status` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 400):

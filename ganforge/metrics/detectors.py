@@ -30,10 +30,12 @@ from pathlib import Path
 
 import torch
 
+from ganforge.errors import GanforgeError
+
 __all__ = ["DetectorError", "Detector", "load_detector", "resolve_detector", "cache_dir", "tf_resize_bilinear"]
 
 
-class DetectorError(RuntimeError):
+class DetectorError(GanforgeError, RuntimeError):
     """A detector file is missing, unreadable or not TorchScript."""
 
 

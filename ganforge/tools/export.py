@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganforge.errors import GanforgeError
 from ganforge.tools.mix import require_stylegan
 
 FORMATS = ("torchscript", "onnx")
@@ -32,7 +33,7 @@ CHECK_PSI = 0.7
 MAX_SINGLE_FILE = 1.8e9  # Bytes; protobuf caps one .onnx file at 2 GB, larger weights go to FILE.data.
 
 
-class ExportError(RuntimeError):
+class ExportError(GanforgeError, RuntimeError):
     """An export that failed or did not reproduce the eager network; the message says what to do."""
 
 

@@ -26,8 +26,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from ganforge.errors import GanforgeError
 
-class OfficialPickleError(ValueError):
+
+class OfficialPickleError(GanforgeError, ValueError):
     """An official pickle that ganforge cannot read or map; the message says why and what to do."""
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganforge.config import PRESETS
+from ganforge.errors import GanforgeError
 
 
-class ConfigError(ValueError):
+class ConfigError(GanforgeError, ValueError):
     """An invalid training option; the message names the option and the fix."""
 
 

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ganforge.errors import GanforgeError
+
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "=": operator.eq}
 _SPEC = re.compile(r"^(G|D)\s*(<=|>=|<|>|=)\s*(\d+)$")
 
 
-class FreezeError(ValueError):
+class FreezeError(GanforgeError, ValueError):
     pass
 
 

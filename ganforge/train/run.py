@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ganforge import checkpoint as ck
+from ganforge.errors import GanforgeError
 from ganforge.images import make_grid, save_png, to_uint8
 from ganforge.latents import z_from_seeds
 from ganforge.plan import Plan
@@ -15,7 +16,7 @@ from ganforge.train.config import ConfigError, TrainConfig
 from ganforge.train.state import TrainState, save_state
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(GanforgeError, RuntimeError):
     """Non-finite losses or weights more often than --max-failures allows."""
 
 

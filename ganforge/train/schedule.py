@@ -12,8 +12,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from ganforge.errors import GanforgeError
 
-class ScheduleError(ValueError):
+
+class ScheduleError(GanforgeError, ValueError):
     pass
 
 
