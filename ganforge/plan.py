@@ -185,14 +185,33 @@ class Plan:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> Plan:
+    def from_dict(cls, d: object, source: str = "the plan") -> Plan:
+        """A Plan from untrusted JSON (checkpoint metadata): every field type- and range-checked first."""
+        if not isinstance(d, dict):
+            raise PlanError(f"{source} is a {type(d).__name__}, not an object of plan fields: the file is damaged")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise PlanError(f"unknown plan fields {sorted(unknown)}: this file was written by a newer ganforge")
+            shown = sorted(str(k)[:40] for k in unknown)[:5]
+            raise PlanError(f"{source} has unknown fields {shown}: it was written by a newer ganforge or is damaged")
+        missing = {"family", "preset", "height", "width", "base_h", "base_w", "channels"} - set(d)
+        if missing:
+            raise PlanError(f"{source} lacks the fields {sorted(missing)}: the file is damaged")
         d = dict(d)
-        d["channels"] = tuple(d.get("channels", ()))
-        return cls(**d)
+        channels = d["channels"]
+        if not isinstance(channels, (list, tuple)) or len(channels) > MAX_BLOCKS:
+            raise PlanError(f"{source}: channels must be a list of at most {MAX_BLOCKS} block widths: "
+                            "the file is damaged")
+        d["channels"] = tuple(channels)
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                _check_field_type(f.name, d[f.name], source)
+        plan = cls(**d)
+        try:
+            validate(plan)
+        except PlanError as e:
+            raise PlanError(f"{source}: {e}") from None
+        return plan
 
 
 def channels_for(
@@ -285,21 +304,60 @@ def make_plan(
     return plan
 
 
+# Sane bounds on every numeric Plan field: far above any published model (XXXL: z 1024, 1024 channels,
+# 8 mapping layers), far below what would exhaust a machine when a hostile file asks for it.
+MAX_BLOCKS = 13  # 4 * 2**12 = 16384 = MAX_SIDE.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "height": (1, MAX_SIDE), "width": (1, MAX_SIDE), "base_h": (1, MAX_LONG_BASE), "base_w": (1, MAX_LONG_BASE),
+    "img_channels": (1, 16), "c_dim": (0, 100_000), "z_dim": (1, 8192), "w_dim": (1, 8192),
+    "mapping_layers": (1, 64), "mapping_lr_mult": (1e-8, 100.0), "w_avg_beta": (0.0, 1.0),
+    "cbase": (0, 2**24), "cmax": (0, 16384), "num_fp16_res": (0, MAX_BLOCKS + 1), "conv_clamp": (1e-6, 1e9),
+    "mbstd_group": (0, 4096), "mbstd_channels": (0, 256), "cmap_dim": (1, 16384), "d_mapping_layers": (0, 64),
+}
+MAX_CHANNELS = 16384  # Feature maps of one block.
+_FLOAT_FIELDS = ("mapping_lr_mult", "w_avg_beta", "conv_clamp")
+_OPTIONAL_FIELDS = ("conv_clamp", "cmap_dim")
+
+
+def _check_field_type(name: str, value: object, source: str) -> None:
+    """JSON types of one Plan field: strings where strings, ints where ints (never bool), finite floats."""
+    if value is None and name in _OPTIONAL_FIELDS:
+        return
+    if name == "channels":
+        bad = [c for c in value if isinstance(c, bool) or not isinstance(c, int)]
+        if bad:
+            raise PlanError(f"{source}: channels holds {bad[0]!r}, not a whole number: the file is damaged")
+        return
+    if name in _CHOICES or name == "preset":
+        if not isinstance(value, str) or len(value) > 64:
+            raise PlanError(f"{source}: {name} must be a short string, got {type(value).__name__}: the file is damaged")
+        return
+    if name in _FLOAT_FIELDS:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok:
+        kind = "a finite number" if name in _FLOAT_FIELDS else "a whole number"
+        raise PlanError(f"{source}: {name}={str(value)[:40]!r} is not {kind}: the file is damaged")
+
+
 def validate(plan: Plan) -> None:
-    """Raise PlanError with a readable sentence for any inconsistent field."""
+    """Raise PlanError with a readable sentence for any inconsistent or out-of-range field."""
     for name, choices in _CHOICES.items():
         value = getattr(plan, name)
         if value not in choices:
             raise PlanError(f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}")
-    for name in ("z_dim", "w_dim", "img_channels"):
-        if getattr(plan, name) < 1:
-            raise PlanError(f"{name} must be >= 1, got {getattr(plan, name)}")
-    if plan.c_dim < 0:
-        raise PlanError(f"c_dim must be >= 0, got {plan.c_dim}")
-    if plan.mapping_layers < 1:
-        raise PlanError(f"mapping_layers must be >= 1, got {plan.mapping_layers}")
-    if plan.num_fp16_res < 0:
-        raise PlanError(f"num_fp16_res must be >= 0, got {plan.num_fp16_res}")
+    for name, (lo, hi) in BOUNDS.items():
+        value = getattr(plan, name)
+        if value is None and name in _OPTIONAL_FIELDS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (lo <= value <= hi):
+            raise PlanError(f"{name} must be a number in {lo:g}..{hi:g}, got {str(value)[:40]}")
+    if not 1 <= len(plan.channels) <= MAX_BLOCKS:
+        raise PlanError(f"the plan has {len(plan.channels)} blocks; a model has 1..{MAX_BLOCKS}")
+    for c in plan.channels:
+        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_CHANNELS:
+            raise PlanError(f"a block of {str(c)[:40]} channels is out of range: each block has 1..{MAX_CHANNELS}")
     if plan.g_input == "noconst" and (plan.base_h % 2 or plan.base_w % 2):
         raise PlanError(
             f"g_input='noconst' grows the first block from a half-size map, so its base "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganforge.devices import parse_device
 from ganforge.explore.params import ParamError, RenderSettings, check_for_model
 from ganforge.images import make_grid, to_uint8
 from ganforge.latents import z_from_seeds
@@ -65,16 +66,8 @@ class LoadedModel:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' = the first CUDA GPU when there is one, else the CPU; anything else must name a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a torch device: use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r}: no CUDA GPU is visible here; use --device cpu")
-    return device
+    """'auto' = the first CUDA GPU when there is one, else the CPU; anything else must name a device here."""
+    return parse_device(name)
 
 
 def load_model(key: str, checkpoint: Path, device: torch.device, max_pixels: int) -> LoadedModel:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ganforge.devices import parse_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -25,14 +27,7 @@ class Dist:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} was asked for but no CUDA GPU is visible: use --device cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
+    return parse_device(name, local_rank)
 
 
 def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
