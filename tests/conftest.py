@@ -79,3 +79,18 @@ def tiny(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
 @pytest.fixture(scope="module")
 def tiny_cond(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
     return tiny_checkpoint(tmp_path_factory, c_dim=3)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `ganforge ARGS` in-process through the real entry point: (exit code, stdout, stderr)."""
+    from ganforge.cli import main
+
+    def run(*args) -> tuple[int, str, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return exit_info.value.code, out, err
+
+    return run

@@ -195,7 +195,7 @@ def test_dcgan_family_trains_non_square(tmp_path, patch_d):
     assert imgs.shape == (2, 3, 24, 32) and imgs.dtype == torch.uint8
 
 
-def test_cli_train_with_toml_and_overrides(tmp_path):
+def test_cli_train_with_toml_and_overrides(tmp_path, cli):
     from typer.testing import CliRunner
 
     from ganforge.cli import app
@@ -214,12 +214,13 @@ def test_cli_train_with_toml_and_overrides(tmp_path):
     assert result.exit_code == 0, result.output
     meta = ck.read_meta(ck.latest_checkpoint(tmp_path / "cli"))
     assert meta["plan"]["channels"] == [16, 16, 16] and meta["config"]["gamma"] == 0.5
-    bad = runner.invoke(app, ["train", "--config", str(toml), "--run-name", "bad", "--resolution", "100"])
-    assert bad.exit_code == 1 and "nearest valid sizes" in " ".join(bad.output.split())
+    code, _, err = cli("train", "--config", toml, "--run-name", "bad", "--resolution", "100")
+    assert code == 1 and err.startswith("error: ") and "nearest valid sizes" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()  # A refused start leaves no run folder.
     unknown = tmp_path / "bad.toml"
     unknown.write_text("lerning_rate = 1\n")
-    res = runner.invoke(app, ["train", "--config", str(unknown)])
-    assert res.exit_code == 2 and "lerning_rate" in res.output
+    code, _, err = cli("train", "--config", unknown)
+    assert code == 2 and "lerning_rate" in err
 
 
 @pytest.mark.parametrize("native, precision, expect", [(True, "auto", True), (False, "auto", False),

@@ -102,10 +102,15 @@ class AdaController:
                 "rt": None if math.isnan(self.rt) else self.rt}
 
     def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"AdaController state is a {type(state).__name__}, not a dict")
         missing = {"p", "sign_sum", "count", "steps"} - set(state)
         if missing:
             raise ValueError(f"AdaController state lacks {sorted(missing)}; pass the dict from state_dict()")
-        self.pipe.p.fill_(float(state["p"]))
+        p = float(state["p"])
+        if not 0 <= p <= 1:  # Also refuses NaN.
+            raise ValueError(f"AdaController state has p={p}, outside 0..1")
+        self.pipe.p.fill_(p)
         self.steps = int(state["steps"])
         self.rt = math.nan if state.get("rt") is None else float(state["rt"])
         has_partial = float(state["count"]) > 0

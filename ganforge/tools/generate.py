@@ -8,9 +8,9 @@ import torch
 
 from ganforge import build_generator
 from ganforge import checkpoint as ck
+from ganforge import checkpoint_check as check
 from ganforge.images import make_grid, save_png, to_uint8
 from ganforge.latents import z_from_seeds
-from ganforge.plan import Plan
 
 
 def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
@@ -27,14 +27,14 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
         if G is None:
             raise ck.CheckpointError(f"{path} has no {which} network")
         return G.eval().requires_grad_(False)
-    tensors, meta = ck.load_checkpoint(path)
-    plan = Plan.from_dict(meta["plan"])
-    G = build_generator(plan)
-    part = ck.split(tensors, which)
-    if not part:
-        have = sorted({k.split(".", 1)[0] for k in tensors})
-        raise ck.CheckpointError(f"{path} holds no {which} network (it has {', '.join(have)})")
-    G.load_state_dict(part, strict=True)
+    # Metadata, Plan and every tensor shape are checked before the network is built (bounded memory).
+    contents = check.inspect_file(path)
+    if which not in contents.nets:
+        have = ", ".join(contents.nets)
+        raise ck.CheckpointError(f"{path} holds no {which} network (it has {have})")
+    part = ck.split(contents.file.read(parts=(which,)), which)
+    G = build_generator(contents.plan)
+    check.load_into(G, part, f"{which} in {path}")
     return G.eval().requires_grad_(False)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ganforge import build_discriminator, build_generator
 from ganforge import checkpoint as ck
+from ganforge import checkpoint_check as check
 from ganforge.plan import Plan, make_plan
 
 # Plan fields a transfer keeps from the source unless told otherwise.
@@ -65,8 +66,8 @@ def copy_matching(dst: torch.nn.Module, src_state: dict[str, torch.Tensor]) -> t
 def transfer(src: str | Path, out: str | Path, resolution=None, preset: str | None = None,
              **overrides) -> tuple[Plan, TransferReport]:
     """Build the new model from the checkpoint `src`, copy what fits, and write an export checkpoint to `out`."""
-    tensors, meta = ck.load_checkpoint(src)
-    src_plan = Plan.from_dict(meta["plan"])
+    contents = check.inspect_file(src)  # Metadata and shapes checked before anything is built.
+    tensors, src_plan = contents.file.read(parts=("G", "D", "G_ema")), contents.plan
     plan = target_plan(src_plan, resolution, preset, **overrides)
     torch.manual_seed(0)
     nets = {"G": build_generator(plan), "D": build_discriminator(plan)}

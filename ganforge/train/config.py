@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the main phases (G main, D main); regularization runs eager.
     workers: int = 2  # DataLoader worker processes.
     deterministic: bool = False  # Deterministic algorithms (reproducible, slower).
+    memory_check: bool = True  # Refuse a start whose estimated peak memory does not fit the device.
     # I/O.
     snap: float = 50.0  # kimg between checkpoints and sample grids.
     tick: float = 4.0  # kimg between progress lines and stats.
@@ -121,6 +123,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self._check_finite()
         from ganforge.train.schedule import ScheduleError, parse_schedule
 
         bounds = {"g_lr": (0, None), "d_lr": (0, None), "gamma": (0, None), "style_mixing": (0, 1),
@@ -137,6 +140,22 @@ class TrainConfig:
                 if v < lo or (hi is not None and v > hi):
                     rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
                     raise ConfigError(f"--{name.replace('_', '-')} value {v:g} is out of range: it must be {rng}")
+
+    def _check_finite(self) -> None:
+        """Numbers must be finite (NaN slips through every comparison) and of the declared kind."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give a finite number")
+        for name in ("batch", "batch_gpu", "seed", "keep", "workers", "freeze_d", "max_failures", "r1_interval",
+                     "pl_interval", "pl_batch_shrink", "metrics_num_gen"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: give a whole number")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed {self.seed} is out of range: use 0..4294967295")
+        if self.kimg > 1e9 or self.snap > 1e9 or self.tick > 1e9:
+            raise ConfigError("--kimg, --snap and --tick must be at most 1e9 kimg")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

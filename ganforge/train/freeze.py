@@ -74,6 +74,11 @@ def _matches(spec: str, net: str, name: str) -> bool:
     return net == net_spec and param_block(name) == block
 
 
+def matches_any(spec: str, names: dict[str, list[str]]) -> bool:
+    """Whether `spec` covers at least one of the names ({'G': [...], 'D': [...]} state-dict names)."""
+    return any(_matches(spec, net, name) for net, net_names in names.items() for name in net_names)
+
+
 @dataclass(frozen=True)
 class FreezePlan:
     specs: tuple[str, ...] = ()  # Freeze specs (see module docstring).

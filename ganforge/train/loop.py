@@ -7,60 +7,37 @@ Every step reseeds from (seed, rank, step, failures), and the data order is a pu
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from ganforge import checkpoint as ck
+from ganforge import checkpoint_check as check
 from ganforge.augment import build_augment
 from ganforge.models.generator import cpu_has_native_bf16, cpu_reduced_precision
-from ganforge.plan import Plan, PlanError, compare_data, make_plan
+from ganforge.plan import Plan, PlanError
 from ganforge.train import distributed as dist_utils
 from ganforge.train.config import TrainConfig
 from ganforge.train.ema import ema_beta, update_ema
 from ganforge.train.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
 from ganforge.train.loss import GeneratorStep, Report, StyleGAN2Loss
+from ganforge.train.preflight import accumulation_rounds, check_freeze, check_memory, training_plan
 from ganforge.train.run import (
     TrainingDiverged,
     build_loader,
+    create_run_dir,
     fake_labels,
+    find_resume,
+    log_event,
     open_dataset,
     progress_line,
-    resolve_run_dir,
+    run_name,
     save_snapshot,
     step_seed,
 )
 from ganforge.train.state import TrainState, build_state, load_state, make_phases, weights_finite
 from ganforge.train.stats import Collector, Sinks
-
-
-def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: torch.device):
-    """Plan from the config (or the --init checkpoint), resolution 'auto' from the data; mismatches fail here."""
-    if cfg.init:
-        plan = Plan.from_dict(ck.read_meta(cfg.init)["plan"])
-        rep = compare_data(plan, data_shape, c_dim)
-        if not rep.ok:
-            raise PlanError(f"--init {cfg.init}: {rep}")
-        return plan
-    res = (data_shape[1], data_shape[2]) if cfg.resolution == "auto" else cfg.resolution
-    overrides = dict(cfg.model)
-    if cfg.precision == "fp32":
-        overrides["num_fp16_res"] = 0
-    elif cfg.precision in ("bf16", "fp16"):
-        overrides["fp16_dtype"] = cfg.precision
-    elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        overrides["fp16_dtype"] = "fp16"
-    try:
-        plan = make_plan(cfg.preset, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, **overrides)
-    except PlanError as e:
-        hint = " (taken from the data: prepare the data at a valid size)" if cfg.resolution == "auto" else ""
-        raise PlanError(f"{e}{hint}") from e
-    rep = compare_data(plan, data_shape, c_dim)
-    if not rep.ok:
-        raise PlanError(str(rep))
-    return plan
 
 
 def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
@@ -69,21 +46,6 @@ def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
     if device.type != "cpu":
         return False
     return precision in ("bf16", "fp16") or (precision == "auto" and cpu_has_native_bf16())
-
-
-def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
-    """Forward/backward passes per phase and process: batch_gpu / --batch-gpu, checked against mbstd groups."""
-    size = cfg.batch_gpu or batch_gpu
-    if batch_gpu % size:
-        raise PlanError(f"--batch-gpu {size} must divide the per-process batch {batch_gpu} (--batch {cfg.batch}): "
-                        f"use one of {', '.join(str(d) for d in range(1, batch_gpu + 1) if batch_gpu % d == 0)}")
-    group = min(plan.mbstd_group, size) if plan.family == "stylegan2" and plan.mbstd_group else 0
-    if group and size % group:
-        world = cfg.batch // batch_gpu
-        fix = f"--batch-gpu {plan.mbstd_group}" if cfg.batch_gpu else f"--batch {plan.mbstd_group * world * 2}"
-        raise PlanError(f"{'--batch-gpu' if cfg.batch_gpu else 'the per-process batch'} {size} is not a multiple of "
-                        f"the minibatch-std group {plan.mbstd_group}: use {fix} or a multiple")
-    return batch_gpu // size
 
 
 def accumulate_rounds(loss: StyleGAN2Loss, phase: str, trainee: torch.nn.Module, batch: tuple[torch.Tensor, ...],
@@ -124,7 +86,13 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         raise PlanError(f"--batch {cfg.batch} must be a multiple of the number of processes ({dist.world_size})")
     batch_gpu = cfg.batch // dist.world_size
     rounds = accumulation_rounds(cfg, plan, batch_gpu)
-    run_dir, resume_path = resolve_run_dir(cfg, plan)
+    freeze_specs = parse_specs(cfg.freeze)
+    check_freeze(cfg, plan, freeze_specs)
+    run_dir = Path(cfg.outdir) / run_name(cfg, plan)
+    resume_path, skipped = find_resume(cfg, run_dir)
+    check_memory(cfg, plan, batch_gpu, rounds, device)
+    # Nothing was written before this line: a refused start leaves no run directory behind.
+    create_run_dir(cfg, plan, run_dir, resume_path, skipped if dist.is_main else [], log if dist.is_main else _quiet)
 
     # Networks, optimizers, resume.
     torch.manual_seed(cfg.seed)  # Same initial weights on every rank and for every rerun.
@@ -137,11 +105,11 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         augment.to(device)
     if resume_path is not None:
         load_state(state, resume_path)
-        log(f"Resumed from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
+        log(f"Resuming from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
     elif cfg.init:
         init_weights(state, cfg.init)
         log(f"Initialized G, D and G_ema from {cfg.init}")
-    freeze = FreezePlan(tuple(parse_specs(cfg.freeze)), cfg.freeze_d, cfg.unfreeze_every, cfg.unfreeze_order)
+    freeze = FreezePlan(tuple(freeze_specs), cfg.freeze_d, cfg.unfreeze_every, cfg.unfreeze_order)
     frozen = freeze.frozen(state.G, state.D, state.kimg)
     G_step = GeneratorStep(state.G, state.schedule("style_mixing"))
     G_train, D_train = G_step, state.D
@@ -287,31 +255,30 @@ def snapshot_metrics_for(state: TrainState, cfg: TrainConfig, device: torch.devi
 
 def init_weights(state: TrainState, path: str) -> None:
     """G, D, G_ema from a checkpoint (training or export) for a new run; optimizers start fresh."""
-    tensors, meta = ck.load_checkpoint(path)
+    tensors = check.inspect_file(path).file.read()
     for name in ("G", "D", "G_ema"):
-        part = ck.split(tensors, name)
+        part = ck.split(tensors, name) or (ck.split(tensors, "G") if name == "G_ema" else {})
         if part:
-            getattr(state, name).load_state_dict(part, strict=True)
-        elif name == "G_ema" and ck.split(tensors, "G"):
-            state.G_ema.load_state_dict(ck.split(tensors, "G"), strict=True)
+            check.load_into(getattr(state, name), part, f"{name} of --init {path}")
         elif name != "D":
-            raise ck.CheckpointError(f"--init {path} holds no {name} weights")
+            raise ck.CheckpointError(f"--init {path} holds no {name} weights: give a checkpoint with a generator")
 
 
 def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, sinks, log, device) -> None:
-    """Restore the last good checkpoint, lower the learning rate, count the failure (or give up)."""
+    """Restore the newest good checkpoint (verified, finite weights), lower the learning rate, count the failure
+    (or give up, naming that checkpoint)."""
     failures = state.failures + 1
     bad = {k: v for k, v in means.items() if k.startswith("Loss/")}
-    path = ck.latest_checkpoint(run_dir)
+    path, skipped = check.newest_good(run_dir)
     event = {"event": "divergence", "kimg": state.cur_nimg / 1000, "failures": failures, "losses": repr(bad),
-             "restored": str(path.name) if path else None}
+             "restored": str(path.name) if path else None, "skipped": {p.name: why for p, why in skipped}}
     if sinks is not None:
-        with open(run_dir / "events.jsonl", "a") as f:
-            f.write(json.dumps(event) + "\n")
+        log_event(run_dir, event)
     if failures > cfg.max_failures or path is None:
+        last = f"the last good checkpoint is {path}" if path else f"no good checkpoint is left in {run_dir}"
         raise TrainingDiverged(
             f"training diverged {failures} time(s) (non-finite losses or weights at {state.cur_nimg / 1000:.3f} kimg); "
-            f"the last good checkpoint is {path}: lower --g-lr/--d-lr or raise --gamma, then resume from it"
+            f"{last}: lower --g-lr/--d-lr or raise --gamma, then resume from it"
         )
     lr_scale = state.lr_scale * cfg.rollback_lr_mult
     load_state(state, path)
@@ -319,3 +286,7 @@ def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, 
     state.set_lr()
     log(f"Divergence at kimg {event['kimg']:.3f} ({failures}/{cfg.max_failures}): restored {path.name}, "
         f"learning rates x{lr_scale:g}")
+
+
+def _quiet(*_args) -> None:
+    pass

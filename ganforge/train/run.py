@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
 
 from ganforge import checkpoint as ck
+from ganforge import checkpoint_check as check
 from ganforge.errors import GanforgeError
 from ganforge.images import make_grid, save_png, to_uint8
 from ganforge.latents import z_from_seeds
@@ -20,6 +22,10 @@ class TrainingDiverged(GanforgeError, RuntimeError):
     """Non-finite losses or weights more often than --max-failures allows."""
 
 
+class CheckpointWriteError(GanforgeError, OSError):
+    """A checkpoint that does not read back right after it was written."""
+
+
 # ----------------------------------------------------------------------------
 # Run directory.
 
@@ -29,24 +35,51 @@ def run_name(cfg: TrainConfig, plan: Plan) -> str:
     return cfg.run_name or f"{cfg.family}-{cfg.preset}-{plan.resolution_text}-{data}"
 
 
-def resolve_run_dir(cfg: TrainConfig, plan: Plan) -> tuple[Path, Path | None]:
-    """(run directory, checkpoint to resume from). Refuses to mix a new run into an old one."""
-    run_dir = Path(cfg.outdir) / run_name(cfg, plan)
-    resume = None
+def find_resume(cfg: TrainConfig, run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(checkpoint to resume from or None, [(newer checkpoint skipped, why)]); nothing is written.
+
+    Refuses to mix a new run into an old one, and never starts over silently: with --resume latest and
+    checkpoints present but none usable, it lists them and stops.
+    """
     if cfg.resume == "latest":
-        resume = ck.latest_checkpoint(run_dir)  # None: nothing to resume yet, start fresh
-    elif cfg.resume:
-        resume = Path(cfg.resume)
-        if not resume.is_file():
+        good, skipped = check.newest_good(run_dir)
+        if good is None and skipped:
+            listing = "; ".join(f"{p.name}: {why}" for p, why in skipped[:5])
+            raise ConfigError(f"--resume latest found no usable checkpoint in {run_dir} ({listing}); resume from a "
+                              f"good copy with --resume PATH, or start a new run with another --outdir or --run-name")
+        return good, skipped
+    if cfg.resume:
+        path = Path(cfg.resume)
+        if not path.is_file():
             raise ConfigError(f"--resume {cfg.resume}: no such checkpoint file; use --resume latest or a file path")
-    elif ck.list_checkpoints(run_dir):
+        why = check.problem(path)
+        if why is not None:
+            raise ConfigError(f"--resume {cfg.resume} cannot be used: {why}")
+        return path, []
+    if ck.list_checkpoints(run_dir):
         raise ConfigError(f"{run_dir} already holds checkpoints: add --resume latest to continue that run, "
                           f"or choose another --run-name / --outdir")
+    return None, []
+
+
+def create_run_dir(cfg: TrainConfig, plan: Plan, run_dir: Path, resume: Path | None,
+                   skipped: list[tuple[Path, str]], log) -> None:
+    """Make the run directory, write config.json for a new run, and log (events.jsonl) what resume skipped."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume is None or not (run_dir / "config.json").exists():
         ck.atomic_write_text(run_dir / "config.json", json.dumps(
             {"config": cfg.to_dict(), "plan": plan.to_dict()}, indent=2))
-    return run_dir, resume
+    for path, why in skipped:
+        log(f"warning: skipped {path.name}: {why}")
+        log_event(run_dir, {"event": "resume_skipped", "file": path.name, "reason": why})
+    if resume is not None:
+        log_event(run_dir, {"event": "resume", "file": resume.name})
+
+
+def log_event(run_dir: Path, event: dict) -> None:
+    """One line of events.jsonl: resumes, skipped checkpoints, rollbacks."""
+    with open(run_dir / "events.jsonl", "a") as f:
+        f.write(json.dumps({"time": round(time.time(), 3), **event}) + "\n")
 
 
 # ----------------------------------------------------------------------------
@@ -54,12 +87,17 @@ def resolve_run_dir(cfg: TrainConfig, plan: Plan) -> tuple[Path, Path | None]:
 
 
 def open_dataset(cfg: TrainConfig):
+    """The training images as stored: the loop never resizes them (a size that does not fit is refused)."""
     from ganforge.data.dataset import ImageDataset
 
     if not cfg.data:
         raise ConfigError("--data is required: a folder or zip of images (see `ganforge dataset prepare`)")
-    res = None if cfg.resolution == "auto" else cfg.resolution
-    return ImageDataset(cfg.data, resolution=res, use_labels=cfg.cond, xflip=cfg.mirror)
+    try:
+        return ImageDataset(cfg.data, resolution=None, use_labels=cfg.cond, xflip=cfg.mirror)
+    except GanforgeError:
+        raise
+    except (ValueError, OSError) as e:  # Empty folders, unreadable images, mixed sizes: the dataset's sentence.
+        raise ConfigError(f"--data {cfg.data}: {e}") from None
 
 
 def step_seed(seed: int, rank: int, step: int, failures: int = 0) -> int:
@@ -151,8 +189,13 @@ def save_snapshot(state: TrainState, run_dir: Path, dataset, sinks, cfg: TrainCo
         n = min(len(dataset), cfg.grid[0] * cfg.grid[1])
         reals = torch.stack([dataset[i][0] for i in range(n)])
         save_png(make_grid(reals, cols=cfg.grid[0]), run_dir / "reals.png")
-    save_state(state, run_dir / ck.checkpoint_name(state.cur_nimg))
-    ck.prune(run_dir, cfg.keep)
+    path = run_dir / ck.checkpoint_name(state.cur_nimg)
+    save_state(state, path)
+    why = check.problem(path)  # Read back what was written: a disk that corrupts writes is caught now.
+    if why is not None:
+        raise CheckpointWriteError(f"the checkpoint just written does not read back ({why}): check the disk "
+                                   f"of {run_dir}, then continue with --resume latest")
+    check.prune(run_dir, cfg.keep)
 
 
 def format_time(seconds: float) -> str:

@@ -10,6 +10,7 @@ Written on the command line as comma-separated points, `VALUE` or `VALUE@KIMG`:
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 from ganforge.errors import GanforgeError
@@ -45,7 +46,9 @@ class Schedule:
 
 def parse_schedule(value: float | int | str, name: str = "value") -> Schedule:
     """A number or a schedule string (see the module docstring) -> Schedule; errors name the option."""
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ScheduleError(f"{name} {value}: give a finite number")
         return Schedule(((0.0, float(value)),))
     text = str(value).strip()
     mode = "step"
@@ -66,6 +69,9 @@ def parse_schedule(value: float | int | str, name: str = "value") -> Schedule:
                 f"{name}: {part!r} in {value!r} is not VALUE or VALUE@KIMG; write e.g. '0.002,0.0002@10000' "
                 f"or 'linear:10,5@5000'"
             ) from None
+    bad = [x for point in points for x in point if not math.isfinite(x)]
+    if bad:
+        raise ScheduleError(f"{name}: {value!r} holds {bad[0]}: values and kimg points must be finite numbers")
     if not points or points[0][0] != 0:
         raise ScheduleError(f"{name}: {value!r} must start with a plain value (the value at 0 kimg)")
     if any(b[0] <= a[0] for a, b in zip(points, points[1:])):

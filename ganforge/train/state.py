@@ -11,6 +11,7 @@ from torch import nn
 
 from ganforge import build_discriminator, build_generator
 from ganforge import checkpoint as ck
+from ganforge import checkpoint_check as check
 from ganforge.plan import Plan, compare_plans
 from ganforge.train.config import TrainConfig
 from ganforge.train.schedule import parse_schedule
@@ -120,22 +121,32 @@ def save_state(state: TrainState, path: Path) -> None:
 
 def load_state(state: TrainState, path: Path) -> None:
     """Restore a training checkpoint into `state` (networks must match the checkpoint's Plan)."""
-    tensors, meta = ck.load_checkpoint(path)
-    if meta.get("kind") != "training":
-        raise ck.CheckpointError(f"{path} is an inference export, not a training checkpoint: it cannot be resumed")
-    rep = compare_plans(Plan.from_dict(meta["plan"]), state.plan)
+    contents = check.inspect_file(path)
+    meta = contents.file.meta
+    if contents.kind != "training":
+        raise ck.CheckpointError(f"{path} is an inference export, not a training checkpoint: it cannot be resumed; "
+                                 f"start a new run from it with --init {path}")
+    rep = compare_plans(contents.plan, state.plan)
     if not rep.ok:
         raise ck.CheckpointError(f"cannot resume from {path}: {rep}")
+    tensors = contents.file.read()
     for name in ("G", "D", "G_ema"):
-        getattr(state, name).load_state_dict(ck.split(tensors, name), strict=True)
-    ck.optimizer_from_tensors(state.opt_G, ck.split(tensors, "opt_G"), meta["opt_G"])
-    ck.optimizer_from_tensors(state.opt_D, ck.split(tensors, "opt_D"), meta["opt_D"])
+        check.load_into(getattr(state, name), ck.split(tensors, name), f"{name} in {path}")
+    try:
+        ck.optimizer_from_tensors(state.opt_G, ck.split(tensors, "opt_G"), meta["opt_G"])
+        ck.optimizer_from_tensors(state.opt_D, ck.split(tensors, "opt_D"), meta["opt_D"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise ck.CheckpointError(f"{path}: its optimizer state does not fit this model ({e}): the file is damaged "
+                                 f"or from another model; resume from an earlier checkpoint") from None
     state.pl_mean.copy_(tensors["loss.pl_mean"])
-    state.cur_nimg, state.batch_idx = int(meta["cur_nimg"]), int(meta["batch_idx"])
-    state.lr_scale, state.failures = float(meta["lr_scale"]), int(meta["failures"])
+    state.cur_nimg, state.batch_idx = meta["cur_nimg"], meta["batch_idx"]
+    state.lr_scale, state.failures = float(meta["lr_scale"]), meta["failures"]
     state.extra = dict(meta.get("extra", {}))
     if state.augment_ctrl is not None and "ada" in state.extra:
-        state.augment_ctrl.load_state_dict(state.extra["ada"])
+        try:
+            state.augment_ctrl.load_state_dict(state.extra["ada"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ck.CheckpointError(f"{path}: its ADA state is malformed ({e}): the file is damaged") from None
     state.set_lr()
 
 
