@@ -33,7 +33,7 @@ from ganforge.errors import GanforgeError
 FORMAT = "ganforge-checkpoint"
 VERSION = 2  # 2: ganforge_sha256. Version 1 files (no checksum) still load.
 CKPT_RE = re.compile(r"checkpoint-(\d{12})\.safetensors$")  # Number = images shown to D.
-MAX_HEADER_BYTES = 100 * 2**20  # The safetensors limit; ganforge headers are a few hundred KB.
+MAX_HEADER_BYTES = 16 * 2**20  # ganforge headers are a few hundred KB; JSON parsing costs ~10x its bytes.
 MAX_DIMS = 8
 CHUNK = 16 * 2**20  # Read and hash granularity.
 DTYPES = {
@@ -164,7 +164,11 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
         if t.dtype not in DTYPE_NAMES:
             raise TypeError(f"checkpoint entry {name!r} has dtype {t.dtype}, which checkpoints do not store")
         clean[name] = t.detach().to("cpu").contiguous()
-    meta_text = json.dumps({"format": FORMAT, "version": VERSION, **meta}, allow_nan=False)
+    write_raw(path, clean, json.dumps({"format": FORMAT, "version": VERSION, **meta}, allow_nan=False))
+
+
+def write_raw(path: str | Path, clean: dict[str, torch.Tensor], meta_text: str) -> None:
+    """The writer itself: contiguous CPU tensors and the metadata JSON text, with its checksum, atomically."""
     # Largest elements first (then by name), so that every tensor starts aligned to its element size.
     order = sorted(clean, key=lambda k: (-clean[k].element_size(), k))
     entries, offset = {}, 0

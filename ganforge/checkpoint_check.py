@@ -130,8 +130,10 @@ def problem(path: str | Path) -> str | None:
     path = Path(path)
     try:
         st = path.stat()
+    except FileNotFoundError:
+        return f"{path} does not exist: check the path"
     except OSError as e:
-        return f"cannot be read ({e.strerror})"
+        return f"{path} cannot be read ({e.strerror})"
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _verified:
         _verified[key] = _problem(path)

@@ -364,9 +364,12 @@ def validate(plan: Plan) -> None:
             f"{plan.base_w}x{plan.base_h} must have even sides; use a const input or another resolution"
         )
     if check_resolution(plan.height, plan.width)[:2] != (plan.base_h, plan.base_w):
-        raise PlanError("plan base does not match its resolution: rebuild it with make_plan")
+        raise PlanError(f"the plan's base {plan.base_w}x{plan.base_h} does not fit its size {plan.resolution_text}: "
+                        f"a plan must come from make_plan (a file holding this one is damaged)")
     if len(plan.channels) != check_resolution(plan.height, plan.width)[2] + 1:
-        raise PlanError("plan channel list does not match its number of blocks: rebuild it with make_plan")
+        raise PlanError(f"the plan lists {len(plan.channels)} block widths but its size {plan.resolution_text} has "
+                        f"{check_resolution(plan.height, plan.width)[2] + 1} blocks: a plan must come from make_plan "
+                        f"(a file holding this one is damaged)")
 
 
 # ----------------------------------------------------------------------------

@@ -20,6 +20,13 @@ class ConfigError(GanforgeError, ValueError):
     """An invalid training option; the message names the option and the fix."""
 
 
+_NUMBER = (int, float)
+_KINDS = {"str": str, "int": int, "float": _NUMBER, "bool": bool, "None": type(None), "dict": dict,
+          "tuple[int, int]": (tuple, list)}
+_KIND_WORDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
+               "None": "nothing", "dict": "a table", "tuple[int, int]": "two whole numbers"}
+
+
 @dataclass
 class TrainConfig:
     # Main.
@@ -104,6 +111,7 @@ class TrainConfig:
         return c
 
     def validate(self) -> None:
+        self._check_types()
         checks = [
             (self.family in ("stylegan2", "dcgan"), "--family must be stylegan2 or dcgan"),
             (self.batch is None or self.batch >= 1, f"--batch must be >= 1, got {self.batch}"),
@@ -123,7 +131,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        self._check_finite()
         from ganforge.train.schedule import ScheduleError, parse_schedule
 
         bounds = {"g_lr": (0, None), "d_lr": (0, None), "gamma": (0, None), "style_mixing": (0, 1),
@@ -141,17 +148,18 @@ class TrainConfig:
                     rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
                     raise ConfigError(f"--{name.replace('_', '-')} value {v:g} is out of range: it must be {rng}")
 
-    def _check_finite(self) -> None:
-        """Numbers must be finite (NaN slips through every comparison) and of the declared kind."""
+    def _check_types(self) -> None:
+        """Every value of its declared JSON kind (TOML and checkpoints are untrusted), numbers finite."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            kinds = [_KINDS[k.strip()] for k in str(f.type).split("|")]
+            ok = any(isinstance(value, k) and not (isinstance(value, bool) and k in (int, _NUMBER)) for k in kinds)
+            flag = f"--{f.name.replace('_', '-')}"
+            if not ok:
+                wanted = " or ".join(_KIND_WORDS[k.strip()] for k in str(f.type).split("|") if k.strip() != "None")
+                raise ConfigError(f"{flag} {value!r}: give {wanted}")
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give a finite number")
-        for name in ("batch", "batch_gpu", "seed", "keep", "workers", "freeze_d", "max_failures", "r1_interval",
-                     "pl_interval", "pl_batch_shrink", "metrics_num_gen"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: give a whole number")
+                raise ConfigError(f"{flag} {value}: give a finite number")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"--seed {self.seed} is out of range: use 0..4294967295")
         if self.kimg > 1e9 or self.snap > 1e9 or self.tick > 1e9:
