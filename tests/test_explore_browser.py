@@ -114,3 +114,28 @@ def test_runs_page_draws_curves_and_snapshots(server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "explore-runs.png"), full_page=True)
     assert Path(tmp_path / "explore-runs.png").stat().st_size > 0 and not errors
     page.close()
+
+
+def test_runs_page_shows_a_broken_run_beside_a_good_one(browser, tmp_path):
+    runs = fake_runs(tmp_path)
+    broken = runs / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"config": "hello"}')
+    (broken / "stats.jsonl").write_bytes(b'{"kimg": 0, "Loss/G/loss": 1}\nnot json\n{"kimg": 1, "Loss/G/loss": NaN}\n')
+    with LiveServer(create_app(runs=runs, device="cpu", save_dir=tmp_path / "saves")) as live:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(live.url + "/runs?id=broken")
+        page.wait_for_selector("#problems li", timeout=TIMEOUT_MS)
+        problems = page.text_content("#problems")
+        assert "'config' is a string" in problems and "1 line(s) skipped" in problems
+        series = "path.line[data-series='Loss/G/loss']"  # Its stats still draw (a lone point has no visible line).
+        page.wait_for_selector(series, state="attached", timeout=TIMEOUT_MS)
+        assert "broken: config.json" in page.text_content("#runs a.broken")
+        assert page.locator("#runs a.broken").count() == 1
+        page.click("#runs a[href='/runs?id=exp1']")
+        page.wait_for_selector("path.line[data-series='Loss/D/loss']", timeout=TIMEOUT_MS)
+        page.wait_for_function("() => document.getElementById('problems').hidden", timeout=TIMEOUT_MS)
+        assert not page.is_visible("#error") and not errors
+        page.close()

@@ -9,7 +9,9 @@
     GET  /api/run/file?id=&path=fakes-….png           a file inside that run, nothing else
     GET  /api/status            render counters
 
-Every refused parameter is a 4xx with {"error": sentence}; nothing a client sends can reach a 500.
+Every refused parameter is a 4xx with {"error": sentence}; nothing a client sends can reach a 500. A file that
+cannot be used (a damaged checkpoint, a broken run folder) is a 4xx with the sentence, or listed as broken; a
+request that needs more memory than there is gets 507; a save past the session's budget gets 429.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ganforge.errors import GanforgeError
 from ganforge.explore.coalesce import Superseded
 from ganforge.explore.params import ParamError, RenderSettings, parse_settings
 from ganforge.explore.paths import inside, safe_file
-from ganforge.explore.render import digest, encode_png, image_array, render, resolve_device
+from ganforge.explore.render import digest, encode_png, image_array, out_of_memory, render, resolve_device
 from ganforge.explore.runs import parse_since, read_stats, run_info, run_summary
 from ganforge.explore.saves import save_render
 from ganforge.explore.state import Explorer, Limits
@@ -52,7 +55,7 @@ def error(message: str, status: int = 400, **extra) -> JSONResponse:
 
 def json_reply(data: dict, request: Request | None = None) -> Response:
     """JSON with an ETag; a request whose If-None-Match matches gets 304 and no body (cheap polling)."""
-    body = json.dumps(data).encode()
+    body = json.dumps(data, allow_nan=False).encode()  # Run files are read with NaN as 'nan': strict JSON.
     etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
     if request is not None and request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, **NO_STORE})
@@ -136,12 +139,13 @@ def build_routes(ex: Explorer) -> list:
 
     async def api_save(request: Request) -> Response:
         model, settings = await settings_and_model(ex, request)
+        ex.saves.check()  # Past the count or the bytes: 429 before anything is rendered.
 
         def save() -> dict:
             with ex.render_lock:
                 array = image_array(render(model, settings))
             return save_render(ex.save_dir, model.checkpoint, model.key, settings, array, digest(array),
-                               str(model.device))
+                               str(model.device), ex.saves)
 
         return JSONResponse(await run_in_threadpool(save), headers=NO_STORE)
 
@@ -168,6 +172,11 @@ def build_routes(ex: Explorer) -> list:
         path = safe_file(run, query.get("path", ""))
         if not inside(path, ex.runs_root):  # A run folder reached through a link: its files stay unserved.
             raise ParamError(f"path={query.get('path')!r} is outside --runs: refused", status=403)
+        try:  # Checked here: once the reply has started, a failed open can only drop the connection.
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise ParamError(f"path={query.get('path')!r} cannot be read ({e.strerror})", status=403) from None
         return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     return [
@@ -182,6 +191,17 @@ def build_routes(ex: Explorer) -> list:
 
 async def on_param_error(request: Request, exc: ParamError) -> Response:
     return error(str(exc), exc.status)
+
+
+async def on_ganforge_error(request: Request, exc: GanforgeError) -> Response:
+    return error(str(exc), 422)
+
+
+async def on_memory_error(request: Request, exc: Exception) -> Response:
+    if not out_of_memory(exc):
+        raise exc  # A RuntimeError that is a bug: on to on_crash, which logs its traceback.
+    return error("there is not enough memory for this request: ask for fewer images (grid), or restart the explorer "
+                 "on a device with more memory", 507)
 
 
 async def on_value_error(request: Request, exc: ValueError) -> Response:
@@ -220,7 +240,8 @@ def create_app(checkpoint: str | Path | None = None, runs: str | Path | None = N
     app = Starlette(
         routes=build_routes(ex),
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(SameOriginOnly)],
-        exception_handlers={ParamError: on_param_error, ValueError: on_value_error, HTTPException: on_http_error,
+        exception_handlers={ParamError: on_param_error, GanforgeError: on_ganforge_error, ValueError: on_value_error,
+                            HTTPException: on_http_error, MemoryError: on_memory_error, RuntimeError: on_memory_error,
                             Exception: on_crash},
         lifespan=lifespan,
     )

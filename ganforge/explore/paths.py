@@ -17,7 +17,7 @@ def inside(path: Path, root: Path) -> bool:
     """True when the resolved path is root or below it."""
     try:
         path.resolve().relative_to(root.resolve())
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13).
         return False
     return True
 
@@ -37,6 +37,10 @@ def safe_file(root: Path, relative: str, suffixes: tuple[str, ...] = SERVED_SUFF
     target = root / pure
     if not inside(target, root):
         raise ParamError(f"path={text!r} leads out of the run folder (a symlink?): refused", status=403)
-    if not target.resolve().is_file():
-        raise ParamError(f"path={text!r} does not exist in this run", status=404)
-    return target.resolve()
+    try:
+        found = target.resolve()
+        if found.is_file():
+            return found
+    except (OSError, RuntimeError):  # A name too long for the filesystem, a loop: nothing to serve either way.
+        pass
+    raise ParamError(f"path={text[:80]!r} does not exist in this run", status=404)

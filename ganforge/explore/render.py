@@ -45,6 +45,11 @@ class LoadedModel:
         return int(getattr(self.G, "c_dim", 0) or 0)
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of weights and buffers: what keeping this model loaded costs."""
+        return sum(t.numel() * t.element_size() for t in (*self.G.parameters(), *self.G.buffers()))
+
+    @property
     def img_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.G.img_shape)
 
@@ -63,6 +68,12 @@ class LoadedModel:
         return dict(model=self.key, checkpoint=self.checkpoint.name, z_dim=int(self.G.z_dim), c_dim=self.c_dim,
                     w_dim=int(getattr(self.G, "w_dim", 0) or 0), num_ws=self.num_ws, img_shape=[c, h, w],
                     stylegan=self.stylegan, layers=layer_labels(self.G), device=str(self.device))
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """MemoryError, a CUDA out-of-memory error, or the CPU allocator's failure (torch raises RuntimeError there)."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(e, (MemoryError, oom)) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
 
 
 def resolve_device(name: str) -> torch.device:

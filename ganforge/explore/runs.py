@@ -2,41 +2,72 @@
 
 A run is a folder holding stats.jsonl or checkpoint-*.safetensors. Its id is its path relative to the --runs
 root ('.' for the root itself); requests name runs by id only, and an id is looked up, never joined to a path.
+
+A run whose files cannot all be used is still listed, with `broken` (the first problem, one sentence) and
+`problems` (all of them): nothing in one run folder can fail the list or another run.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import math
 import os
 import re
 from pathlib import Path
 
-from ganforge.checkpoint import list_checkpoints
-from ganforge.explore.params import ParamError
+from ganforge.checkpoint import CKPT_RE, list_checkpoints
+from ganforge.checkpoint_check import inspect_file
+from ganforge.errors import GanforgeError
 from ganforge.explore.paths import inside
+from ganforge.explore.runfiles import FileProblem, open_run_file, parse_since, read_config, read_metrics, read_stats
 
-SNAPSHOT_RE = re.compile(r"^fakes-(\d+)\.png$")
-NIMG_RE = re.compile(r"(\d{6,})")
+__all__ = ["discover_runs", "parse_since", "read_stats", "run_info", "run_summary", "usable_checkpoint"]
+
+SNAPSHOT_RE = re.compile(r"^fakes-(\d{1,18})\.png$")  # 18 digits: far past any run (and a kimg float).
+NIMG_RE = re.compile(r"(?<!\d)(\d{6,18})(?!\d)")
 SCHEDULED = ("g_lr", "d_lr", "gamma", "style_mixing", "ada_target")
 MAX_DEPTH = 4  # Folders below --runs searched for runs.
-MAX_STATS_BYTES = 8 * 1024 * 1024  # Per stats request; a client pages on with ?since=.
-
-
-def is_run(folder: Path) -> bool:
-    return (folder / "stats.jsonl").is_file() or bool(list_checkpoints(folder))
+MAX_FOLDERS = 10_000  # Folders visited per listing: a huge tree below --runs costs a bounded time per request.
+MAX_CHECKPOINT_TRIES = 8  # Newest checkpoints of a run probed for one that reads; older ones are not looked at.
+log = logging.getLogger("ganforge.explore")
 
 
 def discover_runs(root: Path, max_depth: int = MAX_DEPTH) -> dict[str, Path]:
-    """{run id: folder} for every run at most max_depth below root; symlinked folders are not followed."""
+    """{run id: folder} for every run at most max_depth below root; symlinked folders are not followed.
+
+    A folder that cannot be read is listed too (it may be a run), so the page can say why it shows nothing.
+    """
     root = Path(root)
     runs: dict[str, Path] = {}
-    for folder, subdirs, _ in os.walk(root, followlinks=False):
+
+    def unreadable(e: OSError) -> None:
+        if e.filename is not None and inside(Path(e.filename), root):
+            runs[Path(e.filename).relative_to(root).as_posix()] = Path(e.filename)
+
+    for visited, (folder, subdirs, files) in enumerate(os.walk(root, onerror=unreadable, followlinks=False)):
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and depth < max_depth)
-        if is_run(here) and inside(here, root):
+        if "stats.jsonl" in files or any(CKPT_RE.search(f) for f in files):
             runs[here.relative_to(root).as_posix()] = here
-    return runs
+        if visited >= MAX_FOLDERS:
+            break
+    return dict(sorted(runs.items()))
+
+
+def folder_problem(run: Path) -> str | None:
+    try:
+        with os.scandir(run):
+            return None
+    except OSError as e:
+        return f"the folder cannot be read ({e.strerror}): give the explorer read access to it"
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # A folder without search permission: its files cannot be served either.
+        return False
 
 
 def nimg_of(name: str) -> int | None:
@@ -50,15 +81,37 @@ def snapshots(run: Path) -> list[dict]:
     return [dict(file=name, nimg=nimg, kimg=nimg / 1000) for nimg, name in sorted(found)]
 
 
-def read_config(run: Path) -> dict:
-    path = run / "config.json"
-    if not path.is_file():
-        return {}
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the explorer cannot load a checkpoint, or None when its header, Plan and tensor shapes all check.
+
+    No tensor is read, so listing a folder of large or hostile checkpoints costs a header each.
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return {"error": f"config.json could not be read: {e}"}
-    return data if isinstance(data, dict) else {"error": "config.json is not a JSON object"}
+        contents = inspect_file(path)
+    except GanforgeError as e:
+        return str(e).replace(str(path), path.name)
+    except OSError as e:
+        return f"{path.name} cannot be read ({e.strerror}): check the file and its permissions"
+    except Exception as e:  # A parser bug must not take the run list down with it; it is logged with its trace.
+        log.error("checking %s raised an unexpected %s", path, type(e).__name__, exc_info=e)
+        return f"{path.name} could not be checked ({type(e).__name__}): use an earlier checkpoint"
+    if "G_ema" not in contents.nets:
+        return f"{path.name} holds no G_ema network (it has {', '.join(contents.nets)}): export the run's G_ema"
+    return None
+
+
+def usable_checkpoint(run: Path) -> tuple[Path | None, list[str]]:
+    """(the newest of the run's checkpoints that checks, or None; the problems of the newer ones)."""
+    found = list_checkpoints(run)
+    problems = []
+    for path in list(reversed(found))[:MAX_CHECKPOINT_TRIES]:
+        why = checkpoint_problem(path)
+        if why is None:
+            return path, problems
+        problems.append(why)
+    if len(found) > MAX_CHECKPOINT_TRIES:
+        problems.append(f"the newest {MAX_CHECKPOINT_TRIES} checkpoints are all unusable; older ones were not tried")
+    return None, problems
 
 
 def describe_schedule(name: str, value, mult: float = 1.0) -> dict:
@@ -67,104 +120,98 @@ def describe_schedule(name: str, value, mult: float = 1.0) -> dict:
 
     try:
         sched = parse_schedule(value, name)
-    except (ScheduleError, TypeError) as e:
-        return dict(name=name, text=str(value), error=str(e))
+    except (ScheduleError, TypeError, ValueError) as e:
+        return dict(name=name, text=str(value)[:200], error=str(e)[:300])
     points = [[k, v * mult] for k, v in sched.points]
+    if not all(math.isfinite(x) for point in points for x in point):
+        return dict(name=name, text=str(value)[:200], error=f"{name}: {str(value)[:80]!r} is not finite")
     text = str(sched) + (f" × {mult:g}" if mult != 1 else "")
     return dict(name=name, text=text, mode=sched.mode, points=points)
 
 
+def training_config(config: dict) -> dict:
+    """The training options of a config.json: its 'config' object (or the file itself, for flat configs)."""
+    cfg = config.get("config", config)
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def schedules(config: dict) -> list[dict]:
-    """Learning rates, γ and the other schedulable options of a run's config (D's rate with d_lr_mult)."""
-    cfg = config.get("config", config) if isinstance(config, dict) else {}
+    """Learning rates, γ and the other schedulable options of a checked config (D's rate with d_lr_mult)."""
+    cfg = training_config(config)
     out = []
     for name in SCHEDULED:
         value = cfg.get(name)
         if value is None or value == "":
             continue
-        mult = float(cfg.get("d_lr_mult", 1.0) or 1.0) if name == "d_lr" else 1.0
+        mult = float(cfg.get("d_lr_mult") or 1.0) if name == "d_lr" else 1.0
         out.append(describe_schedule(name, value, mult))
     return out
 
 
-def run_summary(run_id: str, run: Path) -> dict:
-    stats = run / "stats.jsonl"
-    cfg = read_config(run).get("config", {})
-    return dict(id=run_id, name=run.name if run_id != "." else run.resolve().name,
-                updated=stats.stat().st_mtime if stats.is_file() else None,
+def plan_text(config: dict) -> str | None:
+    plan = config.get("plan")
+    if not isinstance(plan, dict) or not plan.get("preset"):
+        return None
+    return f"{plan.get('family', '?')} {plan['preset']} {plan.get('width', '?')}×{plan.get('height', '?')}"
+
+
+def inspect_run(run: Path) -> tuple[dict, Path | None, list[str]]:
+    """(config.json's object, or {} when unusable; the checkpoint to load; every problem found, as sentences)."""
+    problem = folder_problem(run)
+    if problem:
+        return {}, None, [problem]
+    config, problem = read_config(run)
+    problems = [problem] if problem else []
+    if problem:
+        config = {}  # Shown as the file says nothing: none of its fields is trusted once one is wrong.
+    checkpoint, ckpt_problems = usable_checkpoint(run)
+    return config, checkpoint, problems + stats_problems(run) + ckpt_problems
+
+
+def stats_problems(run: Path) -> list[str]:
+    """Whether stats.jsonl opens (its lines are checked as they are read, by read_stats)."""
+    try:
+        f = open_run_file(run, "stats.jsonl")
+    except FileProblem as e:
+        return [str(e)]
+    if f is not None:
+        f.close()
+    return []
+
+
+def broken_text(problems: list[str]) -> str | None:
+    if not problems:
+        return None
+    return problems[0] + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else "")
+
+
+def summary_of(run_id: str, run: Path, config: dict, problems: list[str]) -> dict:
+    try:
+        updated = (run / "stats.jsonl").stat().st_mtime
+    except OSError:
+        updated = None
+    cfg = training_config(config)
+    return dict(id=run_id, name=run.name if run_id != "." else run.resolve().name, updated=updated,
                 checkpoints=len(list_checkpoints(run)), snapshots=len(snapshots(run)),
-                preset=cfg.get("preset"), target_kimg=cfg.get("kimg"))
+                preset=cfg.get("preset"), target_kimg=cfg.get("kimg"), model=plan_text(config),
+                broken=broken_text(problems))
+
+
+def run_summary(run_id: str, run: Path) -> dict:
+    config, _, problems = inspect_run(run)
+    return summary_of(run_id, run, config, problems)
 
 
 def run_info(run_id: str, run: Path) -> dict:
     """Everything the runs page shows except the stats records (which come by offset)."""
-    config = read_config(run)
-    ckpts = list_checkpoints(run)
+    config, checkpoint, problems = inspect_run(run)
+    metrics, metric_problems = read_metrics(run, nimg_of)
+    problems += metric_problems
     return dict(
-        id=run_id, summary=run_summary(run_id, run), config=config, schedules=schedules(config),
-        snapshots=snapshots(run), checkpoints=[dict(file=p.name, nimg=nimg_of(p.name)) for p in ckpts],
-        latest="fakes_latest.png" if (run / "fakes_latest.png").is_file() else None,
-        reals="reals.png" if (run / "reals.png").is_file() else None,
-        metrics=read_metrics(run),
+        id=run_id, summary=summary_of(run_id, run, config, problems), config=config, schedules=schedules(config),
+        snapshots=snapshots(run), checkpoints=[dict(file=p.name, nimg=nimg_of(p.name)) for p in list_checkpoints(run)],
+        model_checkpoint=checkpoint.name if checkpoint else None,
+        latest="fakes_latest.png" if is_file(run / "fakes_latest.png") else None,
+        reals="reals.png" if is_file(run / "reals.png") else None,
+        metrics=metrics, broken=broken_text(problems), problems=problems,
     )
-
-
-def read_stats(run: Path, since: int = 0, max_bytes: int = MAX_STATS_BYTES) -> dict:
-    """Records of stats.jsonl from byte offset `since` up to the last complete line.
-
-    Returns {records, offset, reset, more}: the next request passes `offset` back; reset=True means the file
-    shrank (a new run in the same folder) and the records start again from the top; more=True means the reply
-    stopped at max_bytes and the client should ask again at once.
-    """
-    path = run / "stats.jsonl"
-    if not path.is_file():
-        return dict(records=[], offset=0, reset=since > 0, more=False)
-    size = path.stat().st_size
-    reset = since > size
-    start = 0 if reset else since
-    with open(path, "rb") as f:
-        f.seek(start)
-        chunk = f.read(max_bytes)
-    end = chunk.rfind(b"\n") + 1  # A line still being written stays for the next poll.
-    records = []
-    for line in chunk[:end].splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return dict(records=records, offset=start + end, reset=reset, more=start + end < size and end > 0)
-
-
-def read_metrics(run: Path) -> dict[str, list[list[float]]]:
-    """{result name: [[kimg, value]…]} from metric-<name>.jsonl (kimg from the snapshot name, else the order)."""
-    series: dict[str, list[list[float]]] = {}
-    for path in sorted(run.glob("metric-*.jsonl")):
-        try:
-            lines = path.read_text().splitlines()
-        except OSError:
-            continue
-        for i, line in enumerate(lines):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            nimg = nimg_of(str(record.get("snapshot") or ""))
-            x = nimg / 1000 if nimg is not None else float(i)
-            for key, value in (record.get("results") or {}).items():
-                if isinstance(value, (int, float)):
-                    series.setdefault(key, []).append([x, float(value)])
-    return series
-
-
-def parse_since(text: str | None) -> int:
-    if text is None or text == "":
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        raise ParamError(f"since={text!r} is not a byte offset: pass the 'offset' of the previous reply") from None
-    if value < 0:
-        raise ParamError(f"since={value} is negative: pass the 'offset' of the previous reply (0 = from the top)")
-    return value

@@ -2,23 +2,64 @@
 
 `command` is a `ganforge generate` line whenever the image is plain seeds (no walk, no style mix); it writes
 `command_output`. `reproduce_command` works for every saved image, walks and mixes included.
+
+Saves are bounded per server session (count and bytes, SaveBudget): a page or a script calling /api/save in a
+loop gets 429 before it fills the disk. Both files are encoded first and written only when they fit.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import shlex
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from ganforge.checkpoint import atomic_write_text
-from ganforge.explore.params import RenderSettings
-from ganforge.images import save_png
+from ganforge.checkpoint import atomic_write
+from ganforge.explore.params import ParamError, RenderSettings
 
 FORMAT = "ganforge-explore-save"
 VERSION = 1
+
+
+@dataclass
+class SaveBudget:
+    max_saves: int  # Saves per server session.
+    max_bytes: int  # Bytes written per server session (PNG + JSON).
+    count: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Held while a save writes.
+
+    def check(self, nbytes: int = 0) -> None:
+        """ParamError 429 when one more save of nbytes would pass either limit."""
+        if self.count >= self.max_saves:
+            raise ParamError(f"this server has saved {self.count} images, its limit per session: restart "
+                             "`ganforge explore` to save more (after moving the saved files away)", status=429)
+        if self.bytes + nbytes > self.max_bytes:
+            raise ParamError(f"this save ({nbytes:,} bytes) would pass the server's limit of {self.max_bytes:,} bytes "
+                             f"written per session ({self.bytes:,} so far): restart `ganforge explore` to save "
+                             "more", status=429)
+
+
+def write_failure(save_dir: Path, e: OSError) -> ParamError:
+    """507 when the disk or quota is full, 503 when the folder cannot be written at all."""
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return ParamError(f"the save folder {save_dir} is full ({e.strerror}): free some space, or restart with "
+                          "another --save-dir", status=507)
+    return ParamError(f"the save folder {save_dir} cannot be written ({e.strerror or e}): restart with a "
+                      "--save-dir the explorer may write", status=503)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def file_stem(s: RenderSettings) -> str:
@@ -59,15 +100,10 @@ def generate_command(checkpoint: Path, s: RenderSettings, outdir: Path, device: 
     return shlex.join(args), str(output)
 
 
-def save_render(save_dir: Path, checkpoint: Path, model_key: str, s: RenderSettings, array: np.ndarray,
-                pixel_digest: str, device: str) -> dict:
-    """Write <stem>.png and <stem>.json into save_dir; returns the JSON record (with both paths)."""
-    save_dir = Path(save_dir).resolve()
-    save_dir.mkdir(parents=True, exist_ok=True)
-    stem = unique_stem(save_dir, file_stem(s))
+def save_record(save_dir: Path, stem: str, checkpoint: Path, model_key: str, s: RenderSettings,
+                array: np.ndarray, pixel_digest: str, device: str) -> dict:
+    """The JSON written beside <stem>.png."""
     png, meta = save_dir / f"{stem}.png", save_dir / f"{stem}.json"
-    save_png(array, png)
-    checkpoint = Path(checkpoint).resolve()
     command, output = generate_command(checkpoint, s, save_dir / f"{stem}-generate", device)
     record = dict(
         format=FORMAT, version=VERSION, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -79,5 +115,36 @@ def save_render(save_dir: Path, checkpoint: Path, model_key: str, s: RenderSetti
     )
     if s.noise == "random":
         record["note"] = "noise_mode random draws new noise on every run: regenerated images differ in detail"
-    atomic_write_text(meta, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def save_render(save_dir: Path, checkpoint: Path, model_key: str, s: RenderSettings, array: np.ndarray,
+                pixel_digest: str, device: str, budget: SaveBudget) -> dict:
+    """Write <stem>.png and <stem>.json into save_dir within the budget; returns the JSON record (with both paths).
+
+    ParamError 429 past the budget, 507 for a full disk, 503 for a folder that cannot be written; a failed save
+    leaves no file behind.
+    """
+    save_dir = Path(save_dir).resolve()
+    image = png_bytes(array)
+    with budget.lock:
+        budget.check(len(image))
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            stem = unique_stem(save_dir, file_stem(s))
+            record = save_record(save_dir, stem, Path(checkpoint).resolve(), model_key, s, array, pixel_digest,
+                                 device)
+            text = (json.dumps(record, indent=2) + "\n").encode()
+            budget.check(len(image) + len(text))
+            png, meta = save_dir / f"{stem}.png", save_dir / f"{stem}.json"
+            atomic_write(png, lambda tmp: Path(tmp).write_bytes(image))
+            try:
+                atomic_write(meta, lambda tmp: Path(tmp).write_bytes(text))
+            except BaseException:
+                png.unlink(missing_ok=True)
+                raise
+        except OSError as e:
+            raise write_failure(save_dir, e) from None
+        budget.count += 1
+        budget.bytes += len(image) + len(text)
     return dict(record, png=str(png), json=str(meta))

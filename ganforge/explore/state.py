@@ -6,6 +6,7 @@ start (or finds below --runs), so no request ever builds a path to a checkpoint 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -13,20 +14,26 @@ from pathlib import Path
 
 import torch
 
-from ganforge.checkpoint import latest_checkpoint
+from ganforge.errors import GanforgeError
 from ganforge.explore.coalesce import LatestWins
 from ganforge.explore.params import DEFAULT_MAX_GRID, ParamError
-from ganforge.explore.render import DEFAULT_MAX_PIXELS, LoadedModel, load_model
-from ganforge.explore.runs import discover_runs
+from ganforge.explore.render import DEFAULT_MAX_PIXELS, LoadedModel, load_model, out_of_memory
+from ganforge.explore.runs import discover_runs, usable_checkpoint
+from ganforge.explore.saves import SaveBudget
 
 MAIN = "main"  # The model key of --checkpoint.
-MODEL_CACHE = 2  # Generators kept loaded (a config-f 1024 G_ema is ~120 MB).
+GiB = 2**30
+log = logging.getLogger("ganforge.explore")
 
 
 @dataclass
 class Limits:
     max_grid: int = DEFAULT_MAX_GRID  # Images per render request.
     max_pixels: int = DEFAULT_MAX_PIXELS  # Output pixels per render request (grid × H × W).
+    model_cache: int = 2  # Generators kept loaded (a config-f 1024 G_ema is ~120 MB).
+    model_cache_bytes: int = 2 * GiB  # Weights kept loaded; the model in use stays even when it alone is more.
+    max_saves: int = 1000  # /api/save calls per server session; past it 429.
+    max_save_bytes: int = 1 * GiB  # PNG + JSON bytes written per server session; past it 429.
 
 
 @dataclass
@@ -39,6 +46,7 @@ class Explorer:
     renders: int = 0  # Images rendered for /api/render (superseded requests never get here).
 
     def __post_init__(self):
+        self.saves = SaveBudget(self.limits.max_saves, self.limits.max_save_bytes)
         self.worker = LatestWins()
         self.render_lock = threading.Lock()  # One forward pass at a time: the worker's and a save's.
         self._load_lock = threading.Lock()
@@ -60,10 +68,13 @@ class Explorer:
     # Models.
 
     def model_keys(self) -> list[dict]:
-        """The models a page can pick: 'main' first, then each run that has a loadable checkpoint."""
+        """The models a page can pick: 'main' first, then each run with a checkpoint whose header reads.
+
+        Only headers are read here; a network is built when a page asks for that model (one at a time).
+        """
         keys = [dict(key=MAIN, label=self.checkpoint.name)] if self.checkpoint is not None else []
         for run_id, folder in self.runs().items():
-            ckpt = latest_checkpoint(folder)
+            ckpt, _ = usable_checkpoint(folder)
             if ckpt is not None:
                 keys.append(dict(key=run_id, label=f"{run_id} / {ckpt.name}"))
         return keys
@@ -81,10 +92,13 @@ class Explorer:
             return MAIN, self.checkpoint
         run = self.runs().get(key) if key != MAIN else None
         if run is None:
-            raise ParamError(f"model={key!r} is not a model of this server: pick one from /api/models", status=404)
-        ckpt = latest_checkpoint(run)
+            raise ParamError(f"model={key[:80]!r} is not a model of this server: pick one from /api/models",
+                             status=404)
+        ckpt, problems = usable_checkpoint(run)
         if ckpt is None:
-            raise ParamError(f"model={key!r} has no loadable checkpoint: pick one from /api/models", status=404)
+            why = f" ({problems[0]})" if problems else ""
+            raise ParamError(f"model={key!r} has no loadable checkpoint{why}: pick another from /api/models",
+                             status=404)
         return key, ckpt
 
     def model(self, key: str | None) -> LoadedModel:
@@ -101,19 +115,49 @@ class Explorer:
                 model = load_model(key, ckpt, self.device, self.limits.max_pixels)
             except ParamError:
                 raise
-            except (ValueError, OSError) as e:
-                raise ParamError(f"model={key!r}: {ckpt.name} could not be loaded: {e}", status=422) from None
+            except Exception as e:  # The file decides what fails here: see load_failure.
+                raise load_failure(key, ckpt, e) from None
             self._models[(key, ckpt)] = model
-            while len(self._models) > MODEL_CACHE:
-                self._models.popitem(last=False)
+            self._trim_cache()
             return model
+
+    def _trim_cache(self) -> None:
+        """Drop the least recently used models past the count or byte limit (the newest one always stays)."""
+        def total() -> int:
+            return sum(m.nbytes for m in self._models.values())
+
+        while len(self._models) > 1 and (len(self._models) > self.limits.model_cache
+                                         or total() > self.limits.model_cache_bytes):
+            self._models.popitem(last=False)
 
     def status(self) -> dict:
         with self._load_lock:
             loaded = [key for key, _ in self._models]
         return dict(renders=self.renders, completed=self.worker.completed, superseded=self.worker.superseded,
-                    device=str(self.device), models_loaded=loaded,
+                    device=str(self.device), models_loaded=loaded, saves=self.saves.count,
+                    saved_bytes=self.saves.bytes,
                     max_grid=self.limits.max_grid, max_pixels=self.limits.max_pixels, save_dir=str(self.save_dir))
 
     def close(self) -> None:
         self.worker.close()
+
+
+def load_failure(key: str, ckpt: Path, e: Exception) -> ParamError:
+    """The answer for a checkpoint that did not load: 507 when memory ran out, else 422 with the sentence.
+
+    Every exception here comes from a file a client picked, so none may become a 500. Expected failures are
+    GanforgeErrors (damaged, foreign, hostile files); anything else is also answered 422 but logged with its
+    traceback, since it means the loader let a bad file through to code that was not meant to see it.
+    """
+    if out_of_memory(e):
+        return ParamError(f"model={key!r}: there is not enough memory to load {ckpt.name}: close other programs, "
+                          "or use a smaller model or another --device", status=507)
+    if isinstance(e, GanforgeError):
+        why = str(e).replace(str(ckpt), ckpt.name)
+        why = why if ckpt.name in why else f"{ckpt.name}: {why}"
+    elif isinstance(e, OSError):
+        why = f"{ckpt.name} cannot be read ({e.strerror or e}): check the file and its permissions"
+    else:
+        log.error("loading %s raised an unexpected %s", ckpt, type(e).__name__, exc_info=e)
+        why = f"{ckpt.name} does not hold a model ganforge can build ({type(e).__name__}: {str(e)[:200]})"
+    return ParamError(f"model={key!r} cannot be loaded: {why}", status=422)

@@ -8,7 +8,8 @@ const COMBINED = [
   ["D scores: real, fake", ["Loss/scores/real", "Loss/scores/fake"]],
   ["ADA p (Augment/p)", ["Augment/p"]],
 ];
-const run = { id: null, info: null, etag: null, records: [], offset: 0, followLatest: true };
+const run = { id: null, info: null, etag: null, records: [], offset: 0, followLatest: true, skipped: 0, skipReason: null,
+  statsProblem: null };
 
 const num = (v) => (typeof v === "number" ? v : Number(v)); // "nan"/"inf" strings -> NaN/Infinity: line gaps.
 const fileUrl = (path, version = "") =>
@@ -24,6 +25,11 @@ async function loadRuns() {
   box.replaceChildren(...data.runs.map((r) => {
     const link = el("a", { href: `/runs?id=${encodeURIComponent(r.id)}`, class: r.id === run.id ? "here" : "" },
       r.id, el("br"), el("small", { text: `${r.preset || ""} · ${r.snapshots} grids · ${r.checkpoints} ckpts` }));
+    if (r.broken) { // Listed like the others, so the reason is one click away; the rest of the list is unaffected.
+      link.classList.add("broken");
+      link.title = r.broken;
+      link.append(el("br"), el("small", { class: "reason", text: `broken: ${r.broken}` }));
+    }
     link.addEventListener("click", (ev) => { ev.preventDefault(); selectRun(r.id); });
     return link;
   }));
@@ -31,10 +37,11 @@ async function loadRuns() {
 }
 
 function selectRun(id) {
-  Object.assign(run, { id, info: null, etag: null, records: [], offset: 0, followLatest: true });
+  Object.assign(run, { id, info: null, etag: null, records: [], offset: 0, followLatest: true, skipped: 0,
+    skipReason: null, statsProblem: null });
   history.replaceState(null, "", `/runs?id=${encodeURIComponent(id)}`);
   for (const a of document.querySelectorAll("#runs a")) {
-    a.className = a.getAttribute("href") === `/runs?id=${encodeURIComponent(id)}` ? "here" : "";
+    a.classList.toggle("here", a.getAttribute("href") === `/runs?id=${encodeURIComponent(id)}`);
   }
   $("#run-title").textContent = id;
   $("#charts").replaceChildren();
@@ -54,8 +61,11 @@ async function loadStats() {
   let changed = false;
   for (;;) { // Pages through a long stats.jsonl; afterwards each poll brings only the new lines.
     const { data } = await getJSON(`/api/run/stats?id=${encodeURIComponent(run.id)}&since=${run.offset}`);
-    if (data.reset) run.records = [];
+    if (data.reset) Object.assign(run, { records: [], skipped: 0, skipReason: null });
     run.records.push(...data.records);
+    run.skipped += data.skipped || 0;
+    run.skipReason = run.skipReason || data.skip_reason;
+    run.statsProblem = data.problem;
     run.offset = data.offset;
     changed = changed || data.records.length > 0 || data.reset;
     if (!data.more || !data.records.length) return changed;
@@ -96,13 +106,11 @@ function latest(key) {
 }
 
 function summaryTable(info) {
-  const cfg = (info.config && info.config.config) || {};
-  const plan = (info.config && info.config.plan) || {};
   const updated = info.summary.updated;
   const age = updated ? Date.now() / 1000 - updated : null;
   const rows = [
-    ["progress", `${formatNumber(lastKimg())} / ${cfg.kimg ?? "?"} kimg`],
-    ["model", plan.preset ? `${plan.family} ${plan.preset} ${plan.width}×${plan.height}` : "?"],
+    ["progress", `${formatNumber(lastKimg())} / ${info.summary.target_kimg ?? "?"} kimg`],
+    ["model", info.summary.model || "?"],
     ["ADA p", latest("Augment/p")],
     ["sec/kimg", latest("Timing/sec_per_kimg")],
     ["checkpoints", `${info.checkpoints.length}` + (info.checkpoints.length ? ` (latest ${info.checkpoints.at(-1).file})` : "")],
@@ -111,13 +119,22 @@ function summaryTable(info) {
   const table = el("table", { class: "kv" }, ...rows.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v }))));
   const extra = [];
   if (age !== null && age < 120) extra.push(el("span", { class: "badge", text: "training" }));
-  if (info.checkpoints.length) extra.push(" ", el("a", { href: `/?model=${encodeURIComponent(info.id)}`, text: "open the latest checkpoint in the model page" }));
+  if (info.model_checkpoint) extra.push(" ", el("a", { href: `/?model=${encodeURIComponent(info.id)}`, text: `open ${info.model_checkpoint} in the model page` }));
   return [table, el("p", {}, ...extra)];
 }
 
+// What is wrong with this run (config, checkpoints, metric files) and which stats lines were left out.
+function drawProblems(info) {
+  const notes = [...(info.problems || [])];
+  if (run.statsProblem) notes.push(run.statsProblem);
+  if (run.skipped) notes.push(`stats.jsonl: ${run.skipped} line(s) skipped (the first: ${run.skipReason})`);
+  const box = $("#problems");
+  box.hidden = !notes.length;
+  box.replaceChildren(...notes.map((n) => el("li", { text: n })));
+}
+
 function drawSchedules(info) {
-  const cfg = (info.config && info.config.config) || {};
-  const xMax = Math.max(num(cfg.kimg) || 0, lastKimg(), ...info.schedules.flatMap((s) => (s.points || []).map((p) => p[0])));
+  const xMax = Math.max(num(info.summary.target_kimg) || 0, lastKimg(), ...info.schedules.flatMap((s) => (s.points || []).map((p) => p[0])));
   $("#schedules").replaceChildren(el("table", { class: "kv" }, ...info.schedules.map((s) =>
     el("tr", {}, el("td", { text: s.name }), el("td", { text: s.error ? `${s.text} (${s.error})` : s.text })))));
   $("#schedule-charts").replaceChildren(...info.schedules.filter((s) => s.points && s.points.length > 1).map((s) =>
@@ -154,6 +171,7 @@ async function refresh() {
     if (infoChanged) { drawSchedules(run.info); drawSamples(run.info); }
     if (statsChanged || infoChanged) drawCharts();
     $("#summary").replaceChildren(...summaryTable(run.info));
+    drawProblems(run.info);
     $("#live").textContent = `live · ${run.records.length} ticks · checked ${new Date().toLocaleTimeString()}`;
     showError("");
   } catch (e) {
