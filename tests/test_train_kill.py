@@ -39,10 +39,10 @@ def test_sigkill_then_resume_finishes(tmp_path):
 
     result = subprocess.run(command(data, tmp_path), capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "Resumed from" in result.stdout
+    assert "Resuming from" in result.stdout
     final = ck.latest_checkpoint(run)
     assert ck.read_meta(final)["cur_nimg"] >= 192
-    resumed_at = float(re.search(r"Resumed from .* at ([0-9.]+) kimg", result.stdout).group(1))
+    resumed_at = float(re.search(r"Resuming from .* at ([0-9.]+) kimg", result.stdout).group(1))
     assert resumed_at >= killed_at - SNAP - 1e-9  # lost at most one snapshot interval
     kimgs = [json.loads(x)["kimg"] for x in (run / "stats.jsonl").read_text().splitlines()]
     assert max(a - b for a, b in zip(kimgs, kimgs[1:])) <= SNAP + 1e-9  # the counter never went back further
