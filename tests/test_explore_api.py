@@ -28,7 +28,7 @@ import ganforge  # noqa: E402
 from ganforge.checkpoint import save_checkpoint  # noqa: E402
 from ganforge.explore.app import create_app  # noqa: E402
 from ganforge.explore.coalesce import LatestWins, Superseded  # noqa: E402
-from ganforge.explore.runs import read_stats  # noqa: E402
+from ganforge.explore.runfiles import read_stats  # noqa: E402
 from ganforge.explore.state import Limits  # noqa: E402
 
 BASE = "http://127.0.0.1"

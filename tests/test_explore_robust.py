@@ -43,6 +43,7 @@ BROKEN_CONFIGS = {
     "cfg-nan": (b'{"config": {"kimg": NaN}}', "config.kimg"),
     "cfg-schedule": (b'{"config": {"g_lr": {"a": 1}}}', "config.g_lr"),
     "cfg-width": (b'{"plan": {"width": -3}}', "plan.width"),
+    "cfg-bigint": (b'{"config": {"kimg": ' + b"9" * 400 + b"}}", "config.kimg"),
     "cfg-deep": (b"[" * 100_000, "nested too deeply"),
     "cfg-binary": (bytes(range(256)) * 4, "not valid JSON"),
 }
@@ -50,7 +51,7 @@ BROKEN_CONFIGS = {
 STATS_LINES = [
     b'{"kimg": 0, "Loss/G/loss": 1.0}', b"not json", b"[1, 2]", b'"text"', b'{"kimg": "x"}', b'{"kimg": NaN}',
     b'{"kimg": 1, "a": Infinity, "b": "hello", "c": [1], "d": 1e999, "e": -Infinity, "f": NaN, "g": 2.5}',
-    b"\xff\xfe\x00garbage", b"[" * 50_000, b"1" * 5000, b'{"kimg": 2, "z": 3}',
+    b"\xff\xfe\x00garbage", b"[" * 50_000, b"1" * 5000, b'{"kimg": 2, "z": 3, "big": ' + b"9" * 400 + b"}",
 ]
 METRIC_LINES = [b"nope", b"[1]", b'{"results": "x"}', b'{"results": {"fid50k_full": NaN}}',
                 b'{"results": {"fid50k_full": 12.5}, "snapshot": "checkpoint-000000004000.safetensors"}',
@@ -72,6 +73,14 @@ def mismatched_checkpoint(path: Path) -> Path:
     G = ganforge.build_generator(ganforge.make_plan("tiny", 16))
     save_checkpoint(path, {f"G_ema.{k}": v for k, v in G.state_dict().items()},
                     {"kind": "export", "plan": ganforge.make_plan("tiny", 32).to_dict()})
+    return path
+
+
+def big_header(path: Path) -> Path:
+    """A sparse file whose safetensors header claims 20 MB: the explorer does not parse it."""
+    with open(path, "wb") as f:
+        f.write((20 * 2**20).to_bytes(8, "little") + b'{"')
+        f.truncate(21 * 2**20)
     return path
 
 
@@ -110,6 +119,7 @@ def add_broken_file_runs(root: Path, good_ckpt: Path) -> None:
     rot = bytearray(good_ckpt.read_bytes())  # A flipped bit in the weights: only loading (the checksum) finds it.
     rot[-100] ^= 1
     (new_run(root, "ckpt-bitrot") / "checkpoint-000000001000.safetensors").write_bytes(rot)
+    big_header(new_run(root, "ckpt-bighead") / "checkpoint-000000001000.safetensors")
     (root / "loopdir").symlink_to("loopdir")
 
 
@@ -150,7 +160,7 @@ def test_a_broken_run_folder_beside_a_good_one(client):
         "cfg-fifo": "not a regular file", "cfg-outside": "outside the run folder",
         "stats-fifo": "stats.jsonl is not a regular file", "stats-loop": "stats.jsonl cannot be opened",
         "ckpt-damaged": "checkpoint-000000001000.safetensors", "ckpt-fallback": "checkpoint-000000002000",
-        "ckpt-many": "G_ema in checkpoint-000000000019.safetensors"}
+        "ckpt-many": "G_ema in checkpoint-000000000019.safetensors", "ckpt-bighead": "header of 20 MB"}
     for name, phrase in expected.items():
         assert phrase in (runs[name]["broken"] or ""), (name, runs[name]["broken"])
     assert set(expected) | {"exp1", "stats-bad", "ckpt-bitrot"} == set(runs)
@@ -174,6 +184,7 @@ def test_bad_stats_lines_are_skipped_and_counted(client):
     data = json.loads(reply.text)  # Strict JSON: a NaN token would not parse in the browser.
     assert [r["kimg"] for r in data["records"]] == [0, 1, 2] and data["skipped"] == 8
     assert data["records"][1] == {"kimg": 1, "a": "inf", "d": "inf", "e": "-inf", "f": "nan", "g": 2.5}
+    assert data["records"][2] == {"kimg": 2, "z": 3}  # A 400-digit integer is no value to draw.
     assert data["skip_reason"] == f"the line at byte {len(STATS_LINES[0]) + 1} is not JSON (Expecting value)"
     half = data["offset"]  # The half-written last line waits for the next poll.
     assert half == sum(len(line) + 1 for line in STATS_LINES)
@@ -258,6 +269,7 @@ def bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
         save_checkpoint(folder / f"{name}.safetensors", weights, {"kind": "export", **meta})
         out[f"{name}.safetensors"] = folder / f"{name}.safetensors"
     out["mismatch.safetensors"] = mismatched_checkpoint(folder / "mismatch.safetensors")
+    out["bighead.safetensors"] = big_header(folder / "bighead.safetensors")
     return out
 
 
@@ -269,7 +281,7 @@ def bad_ckpts(tree, tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("name", ["truncated.safetensors", "random.safetensors", "empty.safetensors",
                                   "pickle.safetensors", "damaged.pkl", "truncated.pkl", "foreign.safetensors",
                                   "plan-hello.safetensors", "plan-types.safetensors", "plan-range.safetensors",
-                                  "no-plan.safetensors", "mismatch.safetensors"])
+                                  "no-plan.safetensors", "mismatch.safetensors", "bighead.safetensors"])
 def test_a_bad_checkpoint_is_422_with_a_sentence(bad_ckpts, tmp_path, name):
     app = create_app(checkpoint=bad_ckpts[name], device="cpu", save_dir=tmp_path / "s")
     with TestClient(app, base_url=BASE) as c:
@@ -359,6 +371,21 @@ def test_an_unwritable_save_folder_and_a_full_disk(tree, tmp_path, monkeypatch):
         assert reply.status_code == 507 and "is full" in reply.json()["error"]
         assert c.get("/api/status").json()["saves"] == 0
     assert list((tmp_path / "saves").iterdir()) == []  # No PNG without its JSON.
+
+
+def test_running_out_of_memory_is_507_with_a_sentence(client, monkeypatch):
+    import ganforge.explore.app as app_module
+    import ganforge.explore.render as render_module
+
+    def cpu_oom(*args, **kwargs):  # What torch's CPU allocator raises (a RuntimeError, not a MemoryError).
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(app_module, "render", cpu_oom)
+    for reply in (client.get("/api/render", params={"seed": 1}), client.post("/api/save")):
+        assert reply.status_code == 507 and "not enough memory" in reply.json()["error"]
+    monkeypatch.setattr(render_module, "load_generator", cpu_oom)
+    reply = client.get("/api/model", params={"model": "exp1"})
+    assert reply.status_code == 507 and "not enough memory to load checkpoint-000000004000" in reply.json()["error"]
 
 
 # Everything at once.

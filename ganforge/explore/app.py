@@ -40,7 +40,8 @@ from ganforge.explore.coalesce import Superseded
 from ganforge.explore.params import ParamError, RenderSettings, parse_settings
 from ganforge.explore.paths import inside, safe_file
 from ganforge.explore.render import digest, encode_png, image_array, out_of_memory, render, resolve_device
-from ganforge.explore.runs import parse_since, read_stats, run_info, run_summary
+from ganforge.explore.runfiles import parse_since, read_stats
+from ganforge.explore.runs import run_info, run_summary
 from ganforge.explore.saves import save_render
 from ganforge.explore.state import Explorer, Limits
 

@@ -82,8 +82,11 @@ def type_name(value) -> str:
 
 
 def is_number(value) -> bool:
-    """A finite JSON number (booleans and the 'nan'/'inf' strings are not)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number the page can use: not a boolean, not 'nan'/'inf', and within ±1e300.
+
+    Compared rather than passed to math.isfinite, which raises OverflowError for a 400-digit integer.
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -1e300 < value < 1e300
 
 
 # Config.

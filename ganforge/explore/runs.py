@@ -1,4 +1,4 @@
-"""Training runs on disk, read-only: discovery, config and schedules, stats.jsonl by byte offset, snapshots.
+"""Training runs on disk, read-only: discovery, then what each run holds (config, schedules, snapshots, metrics).
 
 A run is a folder holding stats.jsonl or checkpoint-*.safetensors. Its id is its path relative to the --runs
 root ('.' for the root itself); requests name runs by id only, and an id is looked up, never joined to a path.
@@ -9,27 +9,21 @@ A run whose files cannot all be used is still listed, with `broken` (the first p
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
 from pathlib import Path
 
 from ganforge.checkpoint import CKPT_RE, list_checkpoints
-from ganforge.checkpoint_check import inspect_file
-from ganforge.errors import GanforgeError
+from ganforge.explore.checkpoints import usable_checkpoint
 from ganforge.explore.paths import inside
-from ganforge.explore.runfiles import FileProblem, open_run_file, parse_since, read_config, read_metrics, read_stats
-
-__all__ = ["discover_runs", "parse_since", "read_stats", "run_info", "run_summary", "usable_checkpoint"]
+from ganforge.explore.runfiles import FileProblem, open_run_file, read_config, read_metrics
 
 SNAPSHOT_RE = re.compile(r"^fakes-(\d{1,18})\.png$")  # 18 digits: far past any run (and a kimg float).
 NIMG_RE = re.compile(r"(?<!\d)(\d{6,18})(?!\d)")
 SCHEDULED = ("g_lr", "d_lr", "gamma", "style_mixing", "ada_target")
 MAX_DEPTH = 4  # Folders below --runs searched for runs.
 MAX_FOLDERS = 10_000  # Folders visited per listing: a huge tree below --runs costs a bounded time per request.
-MAX_CHECKPOINT_TRIES = 8  # Newest checkpoints of a run probed for one that reads; older ones are not looked at.
-log = logging.getLogger("ganforge.explore")
 
 
 def discover_runs(root: Path, max_depth: int = MAX_DEPTH) -> dict[str, Path]:
@@ -79,39 +73,6 @@ def snapshots(run: Path) -> list[dict]:
     """The fixed-seed sample grids fakes-<nimg>.png, oldest first."""
     found = [(int(m.group(1)), p.name) for p in run.glob("fakes-*.png") if (m := SNAPSHOT_RE.match(p.name))]
     return [dict(file=name, nimg=nimg, kimg=nimg / 1000) for nimg, name in sorted(found)]
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """Why the explorer cannot load a checkpoint, or None when its header, Plan and tensor shapes all check.
-
-    No tensor is read, so listing a folder of large or hostile checkpoints costs a header each.
-    """
-    try:
-        contents = inspect_file(path)
-    except GanforgeError as e:
-        return str(e).replace(str(path), path.name)
-    except OSError as e:
-        return f"{path.name} cannot be read ({e.strerror}): check the file and its permissions"
-    except Exception as e:  # A parser bug must not take the run list down with it; it is logged with its trace.
-        log.error("checking %s raised an unexpected %s", path, type(e).__name__, exc_info=e)
-        return f"{path.name} could not be checked ({type(e).__name__}): use an earlier checkpoint"
-    if "G_ema" not in contents.nets:
-        return f"{path.name} holds no G_ema network (it has {', '.join(contents.nets)}): export the run's G_ema"
-    return None
-
-
-def usable_checkpoint(run: Path) -> tuple[Path | None, list[str]]:
-    """(the newest of the run's checkpoints that checks, or None; the problems of the newer ones)."""
-    found = list_checkpoints(run)
-    problems = []
-    for path in list(reversed(found))[:MAX_CHECKPOINT_TRIES]:
-        why = checkpoint_problem(path)
-        if why is None:
-            return path, problems
-        problems.append(why)
-    if len(found) > MAX_CHECKPOINT_TRIES:
-        problems.append(f"the newest {MAX_CHECKPOINT_TRIES} checkpoints are all unusable; older ones were not tried")
-    return None, problems
 
 
 def describe_schedule(name: str, value, mult: float = 1.0) -> dict:

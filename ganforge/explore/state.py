@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 
 from ganforge.errors import GanforgeError
+from ganforge.explore.checkpoints import header_problem, usable_checkpoint
 from ganforge.explore.coalesce import LatestWins
 from ganforge.explore.params import DEFAULT_MAX_GRID, ParamError
 from ganforge.explore.render import DEFAULT_MAX_PIXELS, LoadedModel, load_model, out_of_memory
-from ganforge.explore.runs import discover_runs, usable_checkpoint
+from ganforge.explore.runs import discover_runs
 from ganforge.explore.saves import SaveBudget
 
 MAIN = "main"  # The model key of --checkpoint.
@@ -62,7 +63,7 @@ class Explorer:
             raise ParamError("id is missing: pass a run id from /api/runs")
         found = self.runs().get(run_id)
         if found is None:
-            raise ParamError(f"id={run_id!r} is not a run under --runs: pick one from /api/runs", status=404)
+            raise ParamError(f"id={run_id[:80]!r} is not a run under --runs: pick one from /api/runs", status=404)
         return found
 
     # Models.
@@ -111,6 +112,9 @@ class Explorer:
                 return cached
             for old in [k for k in self._models if k[0] == key]:
                 del self._models[old]
+            why = header_problem(ckpt) if ckpt.suffix == ".safetensors" else None
+            if why:
+                raise ParamError(f"model={key!r} cannot be loaded: {why}", status=422)
             try:
                 model = load_model(key, ckpt, self.device, self.limits.max_pixels)
             except ParamError:
