@@ -20,7 +20,7 @@ import torch
 pytest.importorskip("starlette", reason="the explorer needs starlette: pip install 'ganforge[explore]'")
 
 from starlette.testclient import TestClient  # noqa: E402
-from test_explore_api import BASE, STATS, fake_runs, tiny_checkpoint, write_png  # noqa: E402
+from test_explore_api import BASE, STATS, fake_runs, free_port, tiny_checkpoint, write_png  # noqa: E402
 
 import ganforge  # noqa: E402
 from ganforge.checkpoint import save_checkpoint  # noqa: E402
@@ -346,6 +346,24 @@ def test_saves_are_bounded_by_count_and_bytes(tree, tmp_path):
         over = c.post("/api/save", params={"seed": 1})
         assert over.status_code == 429 and "bytes" in over.json()["error"]
     assert len(list((tmp_path / "b").iterdir())) == 2  # The refused save wrote nothing.
+
+
+def test_the_command_sets_the_save_limits(tree, tmp_path, monkeypatch):
+    import typer
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from ganforge.explore.cli import explore
+
+    command = typer.Typer()
+    command.command()(explore)
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: started.update(limits=asgi.state.explorer.limits))
+    args = ["--checkpoint", str(tree[1]), "--save-dir", str(tmp_path / "s"), "--port", str(free_port())]
+    result = CliRunner().invoke(command, args + ["--max-saves", "3", "--max-save-mb", "2"])
+    assert result.exit_code == 0, result.output
+    assert started["limits"].max_saves == 3 and started["limits"].max_save_bytes == 2 * 2**20
+    assert CliRunner().invoke(command, args + ["--max-saves", "-1"]).exit_code == 2
 
 
 def test_an_unwritable_save_folder_and_a_full_disk(tree, tmp_path, monkeypatch):

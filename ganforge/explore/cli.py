@@ -13,6 +13,7 @@ import socket
 import typer
 
 from ganforge.console import console, fail, warn
+from ganforge.explore.params import DEFAULT_MAX_SAVE_MB, DEFAULT_MAX_SAVES
 
 
 def port_free(host: str, port: int) -> bool:
@@ -32,18 +33,23 @@ def explore(
     port: int = typer.Option(7860, min=1, max=65535, help="TCP port."),
     device: str = typer.Option("auto", help="auto (a CUDA GPU when present), cpu or cuda."),
     save_dir: str = typer.Option("explore-saves", help="Where the save button writes PNG + JSON."),
+    max_saves: int = typer.Option(DEFAULT_MAX_SAVES, min=0, help="Saves per session; past it a save is refused."),
+    max_save_mb: int = typer.Option(DEFAULT_MAX_SAVE_MB, min=0, metavar="MB",
+                                    help="Megabytes written by saves per session; past it a save is refused."),
 ) -> None:
     """Start a local web page: the model (seed, ψ, noise, class, style mixing, grids) and the runs' curves."""
     try:
         import uvicorn
 
         from ganforge.explore.app import create_app
+        from ganforge.explore.state import Limits
     except ImportError as e:
         fail(f"the explorer needs starlette and uvicorn ({e.name} is missing): pip install 'ganforge[explore]'")
     if checkpoint is None and runs is None:
         fail("give --checkpoint CKPT, --runs DIR or both")
     try:
-        app = create_app(checkpoint=checkpoint, runs=runs, device=device, save_dir=save_dir, host=host)
+        limits = Limits(max_saves=max_saves, max_save_bytes=max_save_mb * 2**20)
+        app = create_app(checkpoint=checkpoint, runs=runs, device=device, save_dir=save_dir, host=host, limits=limits)
     except ValueError as e:
         fail(str(e))
     if not port_free(host, port):

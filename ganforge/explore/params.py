@@ -16,6 +16,8 @@ WALK_RANGE = (-1.0, 1.0)
 NOISE_MODES = ("const", "random", "none")
 WALK_SPACES = ("z", "w")
 DEFAULT_MAX_GRID = 16
+DEFAULT_MAX_SAVES = 1000  # Saves per server session.
+DEFAULT_MAX_SAVE_MB = 1024  # Megabytes written by saves per server session.
 
 
 class ParamError(GanforgeError, ValueError):

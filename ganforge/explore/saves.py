@@ -40,11 +40,11 @@ class SaveBudget:
         """ParamError 429 when one more save of nbytes would pass either limit."""
         if self.count >= self.max_saves:
             raise ParamError(f"this server has saved {self.count} images, its limit per session: restart "
-                             "`ganforge explore` to save more (after moving the saved files away)", status=429)
+                             "`ganforge explore` (with a higher --max-saves) to save more", status=429)
         if self.bytes + nbytes > self.max_bytes:
             raise ParamError(f"this save ({nbytes:,} bytes) would pass the server's limit of {self.max_bytes:,} bytes "
-                             f"written per session ({self.bytes:,} so far): restart `ganforge explore` to save "
-                             "more", status=429)
+                             f"written per session ({self.bytes:,} so far): restart `ganforge explore` (with a higher "
+                             "--max-save-mb) to save more", status=429)
 
 
 def write_failure(save_dir: Path, e: OSError) -> ParamError:

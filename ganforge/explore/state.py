@@ -17,7 +17,7 @@ import torch
 from ganforge.errors import GanforgeError
 from ganforge.explore.checkpoints import header_problem, usable_checkpoint
 from ganforge.explore.coalesce import LatestWins
-from ganforge.explore.params import DEFAULT_MAX_GRID, ParamError
+from ganforge.explore.params import DEFAULT_MAX_GRID, DEFAULT_MAX_SAVE_MB, DEFAULT_MAX_SAVES, ParamError
 from ganforge.explore.render import DEFAULT_MAX_PIXELS, LoadedModel, load_model, out_of_memory
 from ganforge.explore.runs import discover_runs
 from ganforge.explore.saves import SaveBudget
@@ -33,8 +33,8 @@ class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS  # Output pixels per render request (grid × H × W).
     model_cache: int = 2  # Generators kept loaded (a config-f 1024 G_ema is ~120 MB).
     model_cache_bytes: int = 2 * GiB  # Weights kept loaded; the model in use stays even when it alone is more.
-    max_saves: int = 1000  # /api/save calls per server session; past it 429.
-    max_save_bytes: int = 1 * GiB  # PNG + JSON bytes written per server session; past it 429.
+    max_saves: int = DEFAULT_MAX_SAVES  # /api/save calls per server session; past it 429.
+    max_save_bytes: int = DEFAULT_MAX_SAVE_MB * 2**20  # PNG + JSON bytes written per server session; past it 429.
 
 
 @dataclass
