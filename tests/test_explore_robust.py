@@ -99,7 +99,7 @@ def add_broken_config_runs(root: Path) -> None:
 
 def add_broken_file_runs(root: Path, good_ckpt: Path) -> None:
     run = new_run(root, "stats-bad", stats=b"\n".join(STATS_LINES) + b'\n{"kimg": 3, "Lo')
-    (run / "metric-fid50k_full.jsonl").write_bytes(b"\n".join(METRIC_LINES) + b"\n")
+    (run / "metric-fid50k_full.jsonl").write_bytes(b"\n".join(METRIC_LINES) + b'\n{"results": {"fid')
     write_png(run / ("fakes-" + "9" * 200 + ".png"), 7)  # Not a snapshot name: no kimg overflow.
     (run / "fakes-000000001000.png").symlink_to("fakes-000000001000.png")  # A loop, named like a snapshot.
     stats_fifo = new_run(root, "stats-fifo")
@@ -211,6 +211,22 @@ def test_a_line_longer_than_a_reply_is_stepped_over(tmp_path):
         if not page["more"]:
             break
     assert [r["kimg"] for r in records] == [1] and skipped >= 1 and offset == (run / "stats.jsonl").stat().st_size
+
+
+def test_metric_files_are_read_from_their_newest_lines_within_bounds(tmp_path, monkeypatch):
+    import ganforge.explore.runfiles as runfiles
+    from ganforge.explore.runs import nimg_of
+
+    run = new_run(tmp_path, "metrics")
+    lines = [json.dumps({"results": {"fid": float(k)}, "snapshot": f"checkpoint-{k * 1000:012d}.safetensors"})
+             for k in range(100)]
+    (run / "metric-fid.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "metric-kid.jsonl").write_text(lines[0] + "\n")
+    monkeypatch.setattr(runfiles, "MAX_METRIC_BYTES", 3 * len(lines[-1]))
+    monkeypatch.setattr(runfiles, "MAX_METRIC_FILES", 1)
+    series, problems = runfiles.read_metrics(run, nimg_of)
+    assert series == {"fid": [[98.0, 98.0], [99.0, 99.0]]}  # The window's cut first line is left out, not "bad".
+    assert problems == ["the run has 2 metric-*.jsonl files: only the first 1 are shown"]
 
 
 def test_an_unreadable_run_folder_is_listed_as_broken(client, tree, monkeypatch):

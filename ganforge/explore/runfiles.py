@@ -22,8 +22,8 @@ from ganforge.explore.paths import inside
 MiB = 2**20
 MAX_CONFIG_BYTES = 4 * MiB  # A ganforge config.json is a few KB; anything this big is not one.
 MAX_STATS_BYTES = 8 * MiB  # stats.jsonl read per request; a client pages on with ?since=.
-MAX_METRIC_BYTES = 4 * MiB  # The newest part of each metric-*.jsonl that is read.
-MAX_METRIC_FILES = 64
+MAX_METRIC_BYTES = 1 * MiB  # The newest part of each metric-*.jsonl that is read (~3000 evaluations).
+MAX_METRIC_FILES = 32  # metric-*.jsonl files read per run; together at most 32 MB per request.
 MAX_FIELDS = 1000  # Values in one stats record; a record with more is not a training log (and would flood the page).
 MAX_KEY_CHARS = 200
 NON_FINITE = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}
@@ -223,13 +223,12 @@ def metric_points(record, index: int, nimg_of) -> list[tuple[str, list[float]]] 
 
 
 def read_tail(f, max_bytes: int) -> bytes:
-    """The last max_bytes of a file, from its first complete line on."""
+    """The complete lines among the last max_bytes of a file (a line still being written is left out)."""
     size = os.fstat(f.fileno()).st_size
-    if size <= max_bytes:
-        return f.read()
-    f.seek(size - max_bytes)
+    f.seek(max(size - max_bytes, 0))
     data = f.read(max_bytes)
-    return data[data.find(b"\n") + 1:]
+    first = data.find(b"\n") + 1 if size > max_bytes else 0
+    return data[first:data.rfind(b"\n") + 1]
 
 
 def read_metrics(run: Path, nimg_of) -> tuple[dict[str, list[list[float]]], list[str]]:
@@ -237,7 +236,10 @@ def read_metrics(run: Path, nimg_of) -> tuple[dict[str, list[list[float]]], list
     the line number); bad lines are skipped and counted in a problem sentence."""
     series: dict[str, list[list[float]]] = {}
     problems = []
-    for path in sorted(run.glob("metric-*.jsonl"))[:MAX_METRIC_FILES]:
+    files = sorted(run.glob("metric-*.jsonl"))
+    if len(files) > MAX_METRIC_FILES:
+        problems.append(f"the run has {len(files)} metric-*.jsonl files: only the first {MAX_METRIC_FILES} are shown")
+    for path in files[:MAX_METRIC_FILES]:
         try:
             f = open_run_file(run, path.name)
             if f is None:
