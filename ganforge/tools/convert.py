@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ganforge import checkpoint as ck
 from ganforge.tools.import_official import load_official_pkl
+from ganforge.tools.unpickler import OfficialPickleError
+from ganforge.tools.untrusted import json_value
 
 
 def convert_official(src: str | Path, dest: str | Path) -> Path:
@@ -13,15 +15,19 @@ def convert_official(src: str | Path, dest: str | Path) -> Path:
     snap = load_official_pkl(src)
     parts = {name: net.state_dict() for name in ("G", "D", "G_ema") if (net := getattr(snap, name)) is not None}
     if not parts:
-        raise ck.CheckpointError(f"{src} holds no G, D or G_ema network")
+        raise OfficialPickleError(f"{Path(src).name} holds no G, D or G_ema network: there is nothing to convert; "
+                                  f"give a network-snapshot-*.pkl written by the official training code")
+    plan = snap.plan or snap.d_plan
     meta = {
         "kind": "export",
-        "plan": snap.plan.to_dict(),
+        "plan": plan.to_dict(),
         "source": {"file": Path(src).name, "format": "stylegan2-ada-pkl", "fingerprint": snap.source_fingerprint},
         "augment_p": snap.augment_p,
-        "training_set_kwargs": snap.training_set_kwargs,
+        # Everything copied from the file into metadata passes the JSON rules and node budget again here
+        # (shared references count each time they are reached), whoever built the snapshot object.
+        "training_set_kwargs": json_value(snap.training_set_kwargs, "training_set_kwargs"),
     }
-    if snap.d_plan is not snap.plan:
+    if snap.d_plan is not None and snap.d_plan is not plan:
         meta["d_plan"] = snap.d_plan.to_dict()
     ck.save_checkpoint(dest, ck.join(**parts), meta)
     return Path(dest)

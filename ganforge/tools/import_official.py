@@ -3,11 +3,18 @@
 `read_official_pkl` returns the pickle as plain data (OfficialRecords for the networks, see
 ganforge.tools.unpickler); `load_official_pkl` maps the records onto ganforge networks: a Plan from
 each network's `init_kwargs`, and a state dict with the official dotted names loaded strictly.
+
+Everything in the file is untrusted. Every init_kwargs value is type-checked here and range-checked by
+`make_plan` before any network exists; the networks that the Plans describe are then built on the meta
+device, and only when the file holds exactly their tensors (names, shapes, floating dtypes, each with bytes of
+its own) are real networks built, so memory follows the file's size, not its claims. Any failure becomes one
+OfficialPickleError sentence.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -15,10 +22,12 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from ganforge import netcheck
 from ganforge.models.discriminator import Discriminator
 from ganforge.models.generator import Generator
 from ganforge.plan import Plan, PlanError, make_plan
 from ganforge.tools.unpickler import OfficialPickleError, OfficialRecord, unpickle_snapshot
+from ganforge.tools.untrusted import FIX, brief, json_value, refusing_damage
 
 NETWORKS = {"G": "Generator", "D": "Discriminator", "G_ema": "Generator", "augment_pipe": "AugmentPipe"}
 # Official constructor signatures (training/networks.py), to name positional init_args.
@@ -30,6 +39,7 @@ FIXED = {"activation": "lrelu", "resample_filter": [1, 3, 3, 1], "kernel_size": 
          "embed_features": None, "layer_features": None}
 IGNORED = {"fp16_channels_last", "channels_last", "freeze_layers"}  # Memory layout / training only.
 SHARED_FIELDS = ("resolution", "img_channels", "c_dim", "cbase", "cmax", "num_fp16_res", "conv_clamp")
+MAX_NUMBER = 2**63  # Any int or float beyond this in init_kwargs is absurd; make_plan applies the real bounds.
 
 
 @dataclass
@@ -45,6 +55,7 @@ class OfficialSnapshot:
     training_set_kwargs: dict | None
     source_fingerprint: str  # sha256 over the sorted sha256s of the embedded module sources (never run).
     sources: dict[str, list[str]] = field(default_factory=dict)  # Source sha256 -> classes pickled from it.
+
 
 
 # ----------------------------------------------------------------------------
@@ -70,7 +81,8 @@ def _read(path: str | os.PathLike | BinaryIO) -> tuple[dict, dict[str, set[str]]
 
 def read_official_pkl(path: str | os.PathLike | BinaryIO) -> dict[str, Any]:
     """The snapshot dict as plain data: OfficialRecords for G, D, G_ema, augment_pipe; builds no module."""
-    return _read(path)[0]
+    with refusing_damage("reading the snapshot"):
+        return _read(path)[0]
 
 
 def fingerprint(sources: dict[str, set[str]]) -> str:
@@ -78,71 +90,126 @@ def fingerprint(sources: dict[str, set[str]]) -> str:
 
 
 # ----------------------------------------------------------------------------
+# Typed reads of init_kwargs values: the types the official constructors take, nothing coerced.
+
+_REQUIRED = object()
+
+
+def _get(kw: dict, key: str, what: str, default: Any) -> Any:
+    if key in kw:
+        return kw[key]
+    if default is _REQUIRED:
+        raise OfficialPickleError(f"the {what} are incomplete (no {key}): the snapshot was not written by the "
+                                  f"official code")
+    return default
+
+
+def _refuse_value(what: str, key: str, value: object, expected: str) -> None:
+    raise OfficialPickleError(f"{what} {key}={brief(value)} is not {expected}: {FIX}")
+
+
+def _int(kw: dict, key: str, what: str, default: Any = _REQUIRED) -> int:
+    value = _get(kw, key, what, default)
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_NUMBER:
+        _refuse_value(what, key, value, "a whole number")
+    return value
+
+
+def _number(kw: dict, key: str, what: str, default: Any = _REQUIRED, optional: bool = False) -> float | None:
+    value = _get(kw, key, what, default)
+    if value is None and optional:
+        return None
+    finite = isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
+    if isinstance(value, bool) or not (finite or (isinstance(value, int) and abs(value) <= MAX_NUMBER)):
+        _refuse_value(what, key, value, "a finite number" + (" or None" if optional else ""))
+    return float(value)
+
+
+def _text(kw: dict, key: str, what: str, default: Any = _REQUIRED) -> str:
+    value = _get(kw, key, what, default)
+    if not isinstance(value, str) or len(value) > 64:
+        _refuse_value(what, key, value, "a short string")
+    return value
+
+
+def _mapping(value: object, what: str) -> dict:
+    """A *_kwargs dict (None = empty) whose keys are all strings."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise OfficialPickleError(f"{what} is {brief(value)}, not a dict of named options: {FIX}")
+    return value
+
+
+# ----------------------------------------------------------------------------
 # init_kwargs -> make_plan options.
 
 
 def _call_kwargs(rec: OfficialRecord, params: tuple[str, ...]) -> dict:
-    args = rec.init_args
+    args, kwargs = rec.state.get("_init_args"), rec.state.get("_init_kwargs")
+    if args is not None and not isinstance(args, (tuple, list)):
+        raise OfficialPickleError(f"{rec.class_name} _init_args is {brief(args)}, not a tuple: {FIX}")
+    args = tuple(args or ())
     if len(args) > len(params):
         raise OfficialPickleError(f"{rec.class_name} was built with {len(args)} positional arguments; the official "
                                   f"signature has {len(params)}")
-    return {**dict(zip(params, args)), **rec.init_kwargs}
+    kwargs = _mapping(kwargs, f"{rec.class_name} _init_kwargs")
+    for key in kwargs:
+        if key not in params:
+            raise OfficialPickleError(f"{rec.class_name} option {brief(key)} is not an official StyleGAN2-ADA option "
+                                      f"(StyleGAN3 snapshots are not supported)")
+    return {**dict(zip(params, args)), **kwargs}
 
 
-def _options(kwargs: dict | None, known: dict[str, Any], what: str) -> dict:
+def _options(kwargs: object, known: dict[str, Any], what: str) -> dict:
     """Check a nested *_kwargs dict: fixed options at their defaults, no unknown keys; fill defaults."""
-    kwargs = dict(kwargs or {})
+    kwargs = _mapping(kwargs, what)
     for key, value in kwargs.items():
         if key in FIXED and value != FIXED[key]:
-            raise OfficialPickleError(f"{what}.{key}={value!r}: ganforge networks only support the official "
+            raise OfficialPickleError(f"{what}.{key}={brief(value)}: ganforge networks only support the official "
                                       f"default {FIXED[key]!r}, so this snapshot cannot be imported")
         if key not in FIXED and key not in IGNORED and key not in known:
-            raise OfficialPickleError(f"{what} has option {key}={value!r}, which ganforge does not know: the snapshot "
-                                      f"was made by modified networks code and cannot be imported")
+            raise OfficialPickleError(f"{what} has option {key}={brief(value)}, which ganforge does not know: the "
+                                      f"snapshot was made by modified networks code and cannot be imported")
     return {**known, **{k: v for k, v in kwargs.items() if k in known}}
 
 
-def _clamp(value) -> float | None:
-    return None if value is None else float(value)
-
-
 def generator_options(rec: OfficialRecord) -> dict:
-    """make_plan options from an official Generator's init_kwargs."""
-    kw = _call_kwargs(rec, G_PARAMS)
-    for key in kw:
-        if key not in G_PARAMS:
-            raise OfficialPickleError(f"Generator option {key!r} is not an official StyleGAN2-ADA option (StyleGAN3 "
-                                      f"snapshots are not supported)")
+    """make_plan options from an official Generator's init_kwargs, every value type-checked."""
+    kw, g = _call_kwargs(rec, G_PARAMS), "Generator's init_kwargs"
     mapping = _options(kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01, "w_avg_beta": 0.995},
                        "G mapping_kwargs")
     synth = _options(kw.get("synthesis_kwargs"), {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0,
                      "conv_clamp": None, "architecture": "skip"}, "G synthesis_kwargs")
-    return dict(resolution=int(kw["img_resolution"]), img_channels=int(kw["img_channels"]), c_dim=int(kw["c_dim"]),
-                z_dim=int(kw["z_dim"]), w_dim=int(kw["w_dim"]), mapping_layers=int(mapping["num_layers"]),
-                mapping_lr_mult=float(mapping["lr_multiplier"]), w_avg_beta=mapping["w_avg_beta"],
-                cbase=int(synth["channel_base"]), cmax=int(synth["channel_max"]),
-                num_fp16_res=int(synth["num_fp16_res"]), conv_clamp=_clamp(synth["conv_clamp"]),
-                g_architecture=synth["architecture"])
+    m, s = "G mapping_kwargs", "G synthesis_kwargs"
+    return dict(resolution=_int(kw, "img_resolution", g), img_channels=_int(kw, "img_channels", g),
+                c_dim=_int(kw, "c_dim", g), z_dim=_int(kw, "z_dim", g), w_dim=_int(kw, "w_dim", g),
+                mapping_layers=_int(mapping, "num_layers", m), mapping_lr_mult=_number(mapping, "lr_multiplier", m),
+                w_avg_beta=_number(mapping, "w_avg_beta", m), cbase=_int(synth, "channel_base", s),
+                cmax=_int(synth, "channel_max", s), num_fp16_res=_int(synth, "num_fp16_res", s),
+                conv_clamp=_number(synth, "conv_clamp", s, optional=True),
+                g_architecture=_text(synth, "architecture", s))
 
 
 def discriminator_options(rec: OfficialRecord) -> dict:
-    """make_plan options from an official Discriminator's init_kwargs."""
-    kw = _call_kwargs(rec, D_PARAMS)
-    for key in kw:
-        if key not in D_PARAMS:
-            raise OfficialPickleError(f"Discriminator option {key!r} is not an official StyleGAN2-ADA option")
+    """make_plan options from an official Discriminator's init_kwargs, every value type-checked."""
+    kw, d = _call_kwargs(rec, D_PARAMS), "Discriminator's init_kwargs"
     _options(kw.get("block_kwargs"), {}, "D block_kwargs")
-    mapping = _options(kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01}, "D mapping_kwargs")
-    if mapping["lr_multiplier"] != 0.01:
+    m, e = "D mapping_kwargs", "D epilogue_kwargs"
+    mapping = _options(kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01}, m)
+    if _number(mapping, "lr_multiplier", m) != 0.01:
         raise OfficialPickleError(f"D mapping_kwargs.lr_multiplier={mapping['lr_multiplier']!r}: ganforge's "
                                   f"discriminator label mapping uses the official 0.01")
-    epi = _options(kw.get("epilogue_kwargs"), {"mbstd_group_size": 4, "mbstd_num_channels": 1}, "D epilogue_kwargs")
-    return dict(resolution=int(kw["img_resolution"]), img_channels=int(kw["img_channels"]), c_dim=int(kw["c_dim"]),
-                cbase=int(kw.get("channel_base", 32768)), cmax=int(kw.get("channel_max", 512)),
-                num_fp16_res=int(kw.get("num_fp16_res", 0)), conv_clamp=_clamp(kw.get("conv_clamp")),
-                d_architecture=kw.get("architecture", "resnet"), cmap_dim=kw.get("cmap_dim"),
-                d_mapping_layers=int(mapping["num_layers"]), mbstd_group=int(epi["mbstd_group_size"] or 0),
-                mbstd_channels=int(epi["mbstd_num_channels"]))
+    epi = _options(kw.get("epilogue_kwargs"), {"mbstd_group_size": 4, "mbstd_num_channels": 1}, e)
+    cmap_dim = None if kw.get("cmap_dim") is None else _int(kw, "cmap_dim", d)
+    mbstd_group = 0 if epi["mbstd_group_size"] is None else _int(epi, "mbstd_group_size", e)  # None: whole batch.
+    return dict(resolution=_int(kw, "img_resolution", d), img_channels=_int(kw, "img_channels", d),
+                c_dim=_int(kw, "c_dim", d), cbase=_int(kw, "channel_base", d, 32768),
+                cmax=_int(kw, "channel_max", d, 512), num_fp16_res=_int(kw, "num_fp16_res", d, 0),
+                conv_clamp=_number(kw, "conv_clamp", d, None, optional=True),
+                d_architecture=_text(kw, "architecture", d, "resnet"), cmap_dim=cmap_dim,
+                d_mapping_layers=_int(mapping, "num_layers", m), mbstd_group=mbstd_group,
+                mbstd_channels=_int(epi, "mbstd_num_channels", e))
 
 
 def plan_from_options(options: dict) -> Plan:
@@ -156,23 +223,10 @@ def plan_from_options(options: dict) -> Plan:
         raise OfficialPickleError(f"the snapshot's settings do not make a ganforge Plan: {e}") from None
 
 
-def _checked(options_fn, rec: OfficialRecord | None) -> dict | None:
-    if rec is None:
-        return None
-    try:
-        return options_fn(rec)
-    except OfficialPickleError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        why = f"{type(e).__name__}: {e}"
-        raise OfficialPickleError(f"the {rec.class_name}'s init_kwargs are incomplete or malformed ({why}): the "
-                                  f"snapshot was not written by the official code") from None
-
-
 def make_plans(g_rec: OfficialRecord | None, d_rec: OfficialRecord | None) -> tuple[Plan | None, Plan | None]:
     """(G plan, D plan): one shared Plan when G and D agree on resolution, channels and precision."""
-    g = _checked(generator_options, g_rec)
-    d = _checked(discriminator_options, d_rec)
+    g = None if g_rec is None else generator_options(g_rec)
+    d = None if d_rec is None else discriminator_options(d_rec)
     if g is None or d is None:
         plan = plan_from_options(g or d) if (g or d) else None
         return (plan if g else None), (plan if d else None)
@@ -183,7 +237,17 @@ def make_plans(g_rec: OfficialRecord | None, d_rec: OfficialRecord | None) -> tu
 
 
 # ----------------------------------------------------------------------------
-# Records -> state dicts -> modules.
+# Records -> tensors, checked against the Plan before any real network exists.
+
+
+def _section(rec: OfficialRecord, key: str, prefix: str) -> dict:
+    value = rec.state.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise OfficialPickleError(f"module {prefix.rstrip('.') or rec.class_name} has {key} of {brief(value)}, not "
+                                  f"a dict by name: {FIX}")
+    return value
 
 
 def flatten_record(rec: OfficialRecord, prefix: str = "", _seen: set[int] | None = None) -> dict[str, torch.Tensor]:
@@ -194,15 +258,19 @@ def flatten_record(rec: OfficialRecord, prefix: str = "", _seen: set[int] | None
                                   f"snapshot")
     _seen.add(id(rec))
     skip = rec.state.get("_non_persistent_buffers_set") or set()
+    if not isinstance(skip, (set, frozenset)):
+        raise OfficialPickleError(f"module {prefix.rstrip('.') or rec.class_name} has a _non_persistent_buffers_set "
+                                  f"of {brief(skip)}, not a set: {FIX}")
     out: dict[str, torch.Tensor] = {}
-    items = list(rec.parameters.items()) + [(k, v) for k, v in rec.buffers.items() if k not in skip]
+    buffers = _section(rec, "_buffers", prefix)
+    items = list(_section(rec, "_parameters", prefix).items()) + [(k, v) for k, v in buffers.items() if k not in skip]
     for name, value in items:
         if value is None:
             continue
         if not isinstance(value, torch.Tensor):
             raise OfficialPickleError(f"{prefix}{name} in {rec.class_name} is a {type(value).__name__}, not a tensor")
         out[prefix + name] = value
-    for name, child in rec.modules.items():
+    for name, child in _section(rec, "_modules", prefix).items():
         if child is None:
             continue
         if not isinstance(child, OfficialRecord):
@@ -211,60 +279,83 @@ def flatten_record(rec: OfficialRecord, prefix: str = "", _seen: set[int] | None
     return out
 
 
-def _listing(names: list[str], limit: int = 12) -> str:
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+def check_tensors(tensors: dict[str, torch.Tensor], plan: Plan, net: str, what: str) -> None:
+    """The file's tensors must be exactly those of the network `plan` builds (from the meta device)."""
+    found = {name: tuple(t.shape) for name, t in tensors.items()}
+    problem = netcheck.shape_mismatch(netcheck.expected_shapes(plan, net), found, what)
+    if problem:
+        raise OfficialPickleError(problem)
+    for name, t in tensors.items():
+        if not t.dtype.is_floating_point:
+            raise OfficialPickleError(f"{what}: tensor {name} holds {t.dtype} values, not floating-point: {FIX}")
 
 
-def load_record(model: nn.Module, rec: OfficialRecord, what: str) -> nn.Module:
-    """Strictly load a record tree into a ganforge module; mismatches are listed by name."""
-    tensors = flatten_record(rec)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    shapes = [f"{k} {list(tensors[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-              if k in tensors and tensors[k].shape != v.shape]
-    problems = [f"{label}: {_listing(names)}" for label, names in
-                (("missing", missing), ("unexpected", unexpected), ("shape (snapshot vs ganforge)", shapes)) if names]
-    if problems:
-        raise OfficialPickleError(f"{what} does not match the ganforge network built from its init_kwargs ("
-                                  + "; ".join(problems) + "): the snapshot was made by modified networks code")
+def check_owned(networks: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Each tensor needs bytes of its own in the file. Official snapshots store every tensor in its own storage;
+    many views of one storage (or one tensor reached twice) would let a small file fill the networks with
+    gigabytes when they are copied into real parameters."""
+    used: dict[int, int] = {}
+    for key, tensors in networks.items():
+        for name, t in tensors.items():
+            storage = t.untyped_storage()
+            used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + t.numel() * t.element_size()
+            if t.numel() and used[storage.data_ptr()] > storage.nbytes():
+                raise OfficialPickleError(f"snapshot {key}: tensor {name} shares its data with other tensors, which "
+                                          f"official snapshots never do: {FIX}")
+
+
+def _load(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
     model.load_state_dict(tensors, strict=True)
     return model.eval().requires_grad_(False)
 
 
 def _check_stylegan2(rec: OfficialRecord, what: str) -> None:
-    synthesis = rec.modules.get("synthesis")
-    if isinstance(synthesis, OfficialRecord) and "input" in synthesis.modules:
+    synthesis = _section(rec, "_modules", "").get("synthesis")
+    if isinstance(synthesis, OfficialRecord) and "input" in _section(synthesis, "_modules", "synthesis"):
         raise OfficialPickleError(f"{what} is a StyleGAN3 generator (synthesis.input); ganforge imports "
                                   f"StyleGAN2-ADA snapshots only")
 
 
 def _augment_p(rec: OfficialRecord | None) -> float | None:
-    p = rec.buffers.get("p") if rec is not None else None
-    return float(p.reshape(-1)[0]) if isinstance(p, torch.Tensor) and p.numel() == 1 else None
+    p = _section(rec, "_buffers", "augment_pipe").get("p") if rec is not None else None
+    if not (isinstance(p, torch.Tensor) and p.numel() == 1 and p.dtype.is_floating_point):
+        return None
+    value = float(p.reshape(-1)[0])
+    if not 0 <= value <= 1:  # NaN fails too.
+        raise OfficialPickleError(f"augment_pipe p={value} is not a probability: {FIX}")
+    return value
 
 
-def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
-    """Read an official StyleGAN2-ADA snapshot safely and rebuild G, D, G_ema as ganforge networks."""
-    data, sources = _read(path)
+def _plans(data: dict) -> dict[str, Plan | None]:
+    """The Plan of each network in the snapshot (None where absent); G's own Plan when it differs from G_ema."""
     gens = {k: data.get(k) for k in ("G", "G_ema")}
     for key, rec in gens.items():
         if rec is not None:
             _check_stylegan2(rec, key)
     main = gens["G_ema"] or gens["G"]
     plan, d_plan = make_plans(main, data.get("D"))
-    nets: dict[str, nn.Module | None] = {}
+    plans = {"D": d_plan, "main": plan}
     for key, rec in gens.items():
-        same = rec is main or (rec is not None and _checked(generator_options, rec) == generator_options(main))
-        p = plan if same else make_plans(rec, None)[0]
-        nets[key] = load_record(Generator(p), rec, f"snapshot {key}") if rec is not None else None
-    d_rec = data.get("D")
-    nets["D"] = load_record(Discriminator(d_plan), d_rec, "snapshot D") if d_rec is not None else None
-    tsk = data.get("training_set_kwargs")
+        same = rec is main or (rec is not None and generator_options(rec) == generator_options(main))
+        plans[key] = None if rec is None else plan if same else make_plans(rec, None)[0]
+    return plans
+
+
+def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
+    """Read an official StyleGAN2-ADA snapshot safely and rebuild G, D, G_ema as ganforge networks."""
+    with refusing_damage("reading the snapshot"):
+        data, sources = _read(path)
+        plans = _plans(data)
+        tensors = {k: flatten_record(data[k]) for k in ("G", "D", "G_ema") if plans[k] is not None}
+        for key, found in tensors.items():
+            check_tensors(found, plans[key], "D" if key == "D" else "G", f"snapshot {key}")
+        check_owned(tensors)
+        tsk = data.get("training_set_kwargs")
+        meta = dict(augment_p=_augment_p(data.get("augment_pipe")),
+                    training_set_kwargs=json_value(tsk, "training_set_kwargs") if isinstance(tsk, dict) else None)
+        # Only now, with every name, shape and byte accounted for, are real networks allocated.
+        nets = {k: _load((Discriminator if k == "D" else Generator)(plans[k]), found) for k, found in tensors.items()}
     return OfficialSnapshot(
-        G=nets["G"], D=nets["D"], G_ema=nets["G_ema"], plan=plan, d_plan=d_plan,
-        augment_p=_augment_p(data.get("augment_pipe")),
-        training_set_kwargs=dict(tsk) if isinstance(tsk, dict) else None,
+        G=nets.get("G"), D=nets.get("D"), G_ema=nets.get("G_ema"), plan=plans["main"], d_plan=plans["D"], **meta,
         source_fingerprint=fingerprint(sources), sources={k: sorted(v) for k, v in sorted(sources.items())},
     )

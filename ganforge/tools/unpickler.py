@@ -10,6 +10,10 @@ restricted unpickler, dicts for EasyDict/OrderedDict, Python numbers for NumPy s
 (`__setstate__`) is refused on every object the stand-ins create, except the empty state of a dict and the
 plain numeric state of a NumPy dtype. One pass after loading leaves only plain data: dicts, lists,
 tuples, sets, tensors, numbers, strings and OfficialRecords.
+
+Before any of that, `untrusted.prescan` walks the opcodes of every pickle (the outer one and each storage
+payload) without building anything, and refuses nesting, hash-collision keys and sizes that would crash or
+stall CPython's own unpickler; the stand-ins repeat the key rule on the real values they hash.
 """
 
 from __future__ import annotations
@@ -19,23 +23,16 @@ import hashlib
 import io
 import math
 import pickle
-import pickletools
 import re
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from ganforge.errors import GanforgeError
+from ganforge.tools import untrusted
+from ganforge.tools.untrusted import FIX, MAX_DEPTH, OfficialPickleError, UnsafePickleError, brief, prescan
 
-
-class OfficialPickleError(GanforgeError, ValueError):
-    """An official pickle that ganforge cannot read or map; the message says why and what to do."""
-
-
-class UnsafePickleError(OfficialPickleError):
-    """The pickle asks for something outside the allow-list (a global, a class, a state change)."""
-
+__all__ = ["OfficialPickleError", "OfficialRecord", "SnapshotUnpickler", "UnsafePickleError", "prescan"]
 
 # Classes of the official StyleGAN2-ADA networks (training/networks.py, training/augment.py), plus
 # StyleGAN3's SynthesisInput so that such files are recognised and refused with a clear message.
@@ -53,7 +50,7 @@ STORAGE_DTYPES = {
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }
 NUMPY_SCALAR_CODES = re.compile(r"b1|[iu][1248]|f[248]|c(8|16)")
-MAX_DEPTH = 200  # Deeper nesting than this is not a network snapshot.
+MAX_TENSOR_DIMS = 16  # Official tensors have at most 4.
 
 
 def _refuse_state(obj: object, state: object) -> None:
@@ -65,7 +62,24 @@ def _refuse_state(obj: object, state: object) -> None:
 # Objects the stand-ins create. Each refuses BUILD unless its state is harmless.
 
 
+def _check_key(key: object) -> None:
+    if untrusted.key_class(key) == untrusted.BAD:
+        raise OfficialPickleError(untrusted.bad_key_message(untrusted.describe_key(key)))
+
+
 class _EmptyState:
+    """A dict stand-in: built empty (pickles fill it item by item), every key checked before it is hashed."""
+
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:  # dict(...) would hash the arguments' keys in C, past the key check.
+            raise UnsafePickleError(f"{type(self).__name__} called with arguments; official snapshots build it "
+                                    f"empty: {FIX}")
+        super().__init__()
+
+    def __setitem__(self, key, value) -> None:
+        _check_key(key)
+        super().__setitem__(key, value)
+
     def __setstate__(self, state: object) -> None:  # Old pickles BUILD an empty state; anything else is refused.
         if state:
             _refuse_state(self, state)
@@ -100,7 +114,8 @@ class _StandIn(_Sealed):
         try:
             return self.fn(*args)
         except TypeError as e:  # Wrong number or kind of arguments: a crafted file, not an official one.
-            raise OfficialPickleError(f"malformed call to {self.qualname} in the pickle: {e}") from None
+            raise OfficialPickleError(f"malformed call to {self.qualname} in the pickle ({brief(str(e))}): "
+                                      f"{FIX}") from None
 
 
 class _Box(_Sealed):
@@ -200,7 +215,7 @@ class _StorageUnpickler(pickle.Unpickler):
               and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and isinstance(pid[4], int)
               and pid[4] >= 0 and pid[5:] in ((), (None,)))
         if not ok:
-            raise UnsafePickleError(f"unexpected storage id {pid!r} in a tensor payload: the file is not an "
+            raise UnsafePickleError(f"unexpected storage id {brief(pid)} in a tensor payload: the file is not an "
                                     f"official snapshot (or uses storage views, which ganforge does not read)")
         return (pid[1].name, pid[2], pid[4])
 
@@ -216,12 +231,7 @@ def _load_storage(payload: bytes) -> _Storage:
     parts = []
     for _ in range(5):
         start = f.tell()
-        try:
-            prescan(f)
-        except (ValueError, EOFError, OverflowError, MemoryError) as e:
-            raise OfficialPickleError(
-                f"a tensor storage payload is not a readable pickle ({e}): the file is damaged"
-            ) from None
+        prescan(f, allow_persid=True)  # Storage payloads name their storage by a persistent id.
         f.seek(start)
         parts.append(_StorageUnpickler(f).load())
     magic, proto, info, storage_id, keys = parts
@@ -233,7 +243,8 @@ def _load_storage(payload: bytes) -> _Storage:
     if not info.get("little_endian", False):
         raise OfficialPickleError("a tensor storage payload is big-endian; ganforge reads little-endian files only")
     if keys != [key]:
-        raise OfficialPickleError(f"a tensor storage payload lists storages {keys!r}, expected exactly [{key!r}]")
+        raise OfficialPickleError(f"a tensor storage payload lists storages {brief(keys)}, expected exactly "
+                                  f"[{brief(key)}]: {FIX}")
     dtype = STORAGE_DTYPES[type_name]
     count = int.from_bytes(f.read(8), "little", signed=True)
     itemsize = torch.empty(0, dtype=dtype).element_size()
@@ -250,8 +261,10 @@ def _load_storage(payload: bytes) -> _Storage:
 
 
 def _int_tuple(value: object, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(isinstance(v, int) and v >= 0 for v in value):
-        raise OfficialPickleError(f"tensor {what} {value!r} is not a tuple of non-negative ints: the file is damaged")
+    if not isinstance(value, tuple) or len(value) > MAX_TENSOR_DIMS or not all(
+            type(v) is int and v >= 0 for v in value):
+        raise OfficialPickleError(f"tensor {what} {brief(value)} is not a tuple of at most {MAX_TENSOR_DIMS} "
+                                  f"non-negative ints: {FIX}")
     return value
 
 
@@ -270,8 +283,9 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_ho
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     _no_hooks(backward_hooks)
     if not isinstance(requires_grad, bool) or not _empty(metadata) or len(size) != len(stride):
-        raise OfficialPickleError(f"unexpected tensor arguments (requires_grad={requires_grad!r}, metadata="
-                                  f"{metadata!r}, size={size}, stride={stride}): the file is not an official snapshot")
+        raise OfficialPickleError(f"unexpected tensor arguments (requires_grad={brief(requires_grad)}, metadata="
+                                  f"{brief(metadata)}, size={size}, stride={stride}): the file is not an official "
+                                  f"snapshot")
     n = storage.flat.numel()
     numel = math.prod(size)
     if any(v >= 2**40 for v in size + stride):
@@ -294,7 +308,7 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None) -> _Tens
 
 def _numpy_dtype(code, align=False, copy=True) -> _DType:
     if not isinstance(code, str) or not NUMPY_SCALAR_CODES.fullmatch(code) or align is not False:
-        raise UnsafePickleError(f"numpy.dtype({code!r}) is not a plain numeric type; official snapshots only "
+        raise UnsafePickleError(f"numpy.dtype({brief(code)}) is not a plain numeric type; official snapshots only "
                                 f"hold numeric NumPy scalars")
     return _DType(code)
 
@@ -309,14 +323,19 @@ def _numpy_scalar(dtype, data) -> int | float | complex | bool:
 
 
 def _make_set(items=()) -> set:
+    """builtins.set(list): the elements are checked before CPython hashes any of them."""
     if not isinstance(items, (list, tuple)):
         raise UnsafePickleError(f"builtins.set({type(items).__name__}) refused: expected a list")
+    for v in items:
+        _check_key(v)
+    if sum(untrusted.key_class(v) == untrusted.NUMERIC for v in items) > untrusted.MAX_NUMERIC_KEYS:
+        raise OfficialPickleError(untrusted.numeric_keys_message())
     return set(items)
 
 
 def _latin1(text, encoding) -> bytes:
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError(f"_codecs.encode({type(text).__name__}, {encoding!r}) refused")
+        raise UnsafePickleError(f"_codecs.encode({type(text).__name__}, {brief(encoding)}) refused")
     return text.encode("latin-1")
 
 
@@ -364,17 +383,18 @@ class SnapshotUnpickler(pickle.Unpickler):
             raise OfficialPickleError("a persistent object in the pickle is not a class record: the file is damaged")
         name, src, state, version = (meta.get(k) for k in ("class_name", "module_src", "state", "version"))
         if version != PERSISTENCE_VERSION:
-            raise OfficialPickleError(f"persistent object version {version!r}, expected {PERSISTENCE_VERSION}: this "
-                                      f"pickle was not written by the official StyleGAN2-ADA/StyleGAN3 code")
+            raise OfficialPickleError(f"persistent object version {brief(version)}, expected {PERSISTENCE_VERSION}: "
+                                      f"this pickle was not written by the official StyleGAN2-ADA/StyleGAN3 code")
         if name not in KNOWN_CLASSES:
             raise UnsafePickleError(
-                f"persistent object class {name!r} is not an official StyleGAN2-ADA network class (known: "
+                f"persistent object class {brief(name)} is not an official StyleGAN2-ADA network class (known: "
                 f"{', '.join(sorted(KNOWN_CLASSES))}); ganforge maps only those and never runs the embedded source")
         if not isinstance(src, str) or not isinstance(state, dict):
             raise OfficialPickleError(f"persistent object {name} has no source text or state dict: the file is damaged")
         cached = self._hashes.get(id(src))
         if cached is None or cached[0] is not src:
-            cached = self._hashes[id(src)] = (src, hashlib.sha256(src.encode("utf-8")).hexdigest())
+            digest = hashlib.sha256(src.encode("utf-8", "surrogatepass")).hexdigest()  # Lone surrogates too.
+            cached = self._hashes[id(src)] = (src, digest)
         self.sources.setdefault(cached[1], set()).add(name)
         return OfficialRecord(name, state, cached[1], version)
 
@@ -412,37 +432,16 @@ def _plain(obj: Any, memo: dict[int, Any], depth: int = 0) -> Any:
     return out
 
 
-def prescan(f: BinaryIO) -> None:
-    """Walk one pickle's opcodes without running them; refuse sizes that would make CPython allocate first.
-
-    pickletools reads declared lengths from the buffer (a short read fails cleanly), and a memo index can
-    never exceed the number of opcodes in an honest pickle: a crafted huge index would make the C unpickler
-    grow and zero its memo table (gigabytes) before failing.
-    """
-    count = 0
-    for opcode, arg, _ in pickletools.genops(f):
-        count += 1
-        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and (
-                not isinstance(arg, int) or arg < 0 or arg > count):
-            raise OfficialPickleError(f"memo index {arg!r} at opcode {count} is out of range: the file is damaged")
-
-
 def unpickle_snapshot(file: BinaryIO) -> tuple[Any, dict[str, set[str]]]:
     """Load an official pickle from an open binary file: (plain data, {source sha256: class names})."""
     raw = io.BytesIO(file.read())
-    try:
-        prescan(raw)
-    except OfficialPickleError:
-        raise
-    except (ValueError, EOFError, OverflowError, MemoryError, IndexError, KeyError) as e:
-        raise OfficialPickleError(f"not a readable pickle ({type(e).__name__}: {e}): the file is damaged") from None
+    prescan(raw)
     raw.seek(0)
     unpickler = SnapshotUnpickler(raw)
     try:
         data = unpickler.load()
+        return _plain(data, {}), unpickler.sources
     except OfficialPickleError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RecursionError, OverflowError, MemoryError, RuntimeError) as e:
-        raise OfficialPickleError(f"not a readable pickle ({type(e).__name__}: {e}): the file is damaged") from None
-    return _plain(data, {}), unpickler.sources
+    except untrusted.DATA_ERRORS as e:
+        raise OfficialPickleError(f"not a readable pickle ({type(e).__name__}: {brief(str(e))}): {FIX}") from None
