@@ -250,6 +250,12 @@ def _init_kwarg(*path: str, value):
     return edit
 
 
+def _huge_channels(snap, reconstruct):
+    """16384 feature maps in every block (within the Plan bounds): 10 GB per conv layer if built."""
+    _init_kwarg("synthesis_kwargs", "channel_base", value=2**24)(snap, reconstruct)
+    _init_kwarg("synthesis_kwargs", "channel_max", value=16384)(snap, reconstruct)
+
+
 def _drop_w_avg(snap, _):
     del _state(snap, "G", "mapping")["_buffers"]["w_avg"]
 
@@ -288,6 +294,9 @@ SNAPSHOTS = {  # name -> (edit, text the refusal must contain)
     "z_dim 8192, small tensors": (_init_kwarg("z_dim", value=8192),
                                   "snapshot G: tensor mapping.fc0.weight has shape [24, 16] but its plan needs "
                                   "[24, 8192]"),
+    "16384 channels, small tensors": (_huge_channels,
+                                      "snapshot G: tensor synthesis.b4.const has shape [32, 4, 4] but its plan needs "
+                                      "[16384, 4, 4]"),
     "mapping num_layers 10**7": (_init_kwarg("mapping_kwargs", "num_layers", value=10**7),
                                  "mapping_layers must be a number in 1..64, got 10000000"),
     "mapping num_layers 1e7": (_init_kwarg("mapping_kwargs", "num_layers", value=1e7),

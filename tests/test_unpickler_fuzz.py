@@ -42,6 +42,7 @@ from ganforge.tools.untrusted import MAX_DEPTH, MAX_META_NODES, MAX_NUMERIC_KEYS
 EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(max_examples=EXAMPLES or 150, deadline=2000, derandomize=not EXAMPLES, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ_STRUCTURE = settings(FUZZ, max_examples=EXAMPLES or 60)  # Deep pickles cost more per example.
 P61 = 2**61 - 1  # CPython hashes ints modulo this prime (and ints below it as themselves).
 
 
@@ -199,6 +200,17 @@ WORDS = ["class", "type", "version", "module_src", "class_name", "state", "_para
 SIMPLE_OPS = [b"N", b")", b"]", b"}", b"(", b"t", b"l", b"d", b"u", b"s", b"a", b"e", b"R", b"b", b"\x81", b"\x85",
               b"\x86", b"\x87", b"0", b"1", b"2", b"\x88", b"\x89", b"\x8f", b"\x90", b"\x91", b"\x93", b"\x94",
               b"\x92", b"o", b"Q", b"."]
+def nesting_run(kind: str, n: int) -> bytes:
+    """n levels of nesting around what the stack holds (or around nothing): up to twice the bound."""
+    if kind == "tuples":
+        return b"\x85" * n
+    if kind == "frozensets":
+        return b"(" * n + b"\x91" * n
+    if kind == "lists":
+        return b"(" * n + b"l" * n
+    return b"h\x00\x85q\x00" * n  # Each tuple wraps the one stored in memo slot 0, then replaces it there.
+
+
 tokens = st.one_of(
     st.sampled_from(SIMPLE_OPS),
     st.integers(0, 255).map(lambda i: b"K" + bytes([i])),
@@ -211,6 +223,8 @@ tokens = st.one_of(
     st.sampled_from(ALLOWED + REFUSED).map(lambda g: b"c" + f"{g[0]}\n{g[1]}\n".encode()),
     st.sampled_from(ALLOWED + REFUSED).map(lambda g: unicode(g[0]) + unicode(g[1]) + b"\x93"),
     st.just(call("torch.storage", "_load_from_bytes", obj(payload()))),
+    st.tuples(st.sampled_from(["tuples", "frozensets", "lists", "memo tuples"]), st.integers(1, 2 * MAX_DEPTH)).map(
+        lambda run: nesting_run(*run)),
 )
 huge = st.one_of(st.integers(0, 8), st.sampled_from([0, 2**31, 2**62, 2**63, 2**64]), st.integers(0, 2**70),
                  st.just(-1))
@@ -348,7 +362,7 @@ def holds_hostile_key(value: object) -> bool:
     return False
 
 
-@FUZZ
+@FUZZ_STRUCTURE
 @given(kinds=st.lists(st.sampled_from(CONTAINERS), min_size=MAX_DEPTH - 8, max_size=MAX_DEPTH + 40),
        leaf=leaves, protocol=st.sampled_from([2, 4, 5]))
 def test_nesting_is_bounded(kinds, leaf, protocol):
@@ -367,7 +381,7 @@ MEMO_WRAPS = {  # One level around the previous one, fetched back from memo slot
 }
 
 
-@FUZZ
+@FUZZ_STRUCTURE
 @given(levels=st.integers(1, 3 * MAX_DEPTH), wraps=st.lists(st.sampled_from(list(MEMO_WRAPS)), min_size=1, max_size=3),
        as_key=st.booleans())
 def test_nesting_through_the_memo_is_bounded(levels, wraps, as_key):
@@ -382,7 +396,7 @@ def test_nesting_through_the_memo_is_bounded(levels, wraps, as_key):
         assert outcome == "accepted"
 
 
-@FUZZ
+@FUZZ_STRUCTURE
 @given(family=st.sampled_from(["big ints", "floats", "int pairs", "small ints"]),
        n=st.one_of(st.integers(1, 40), st.integers(MAX_NUMERIC_KEYS - 5, MAX_NUMERIC_KEYS + 300)),
        container=st.sampled_from(["dict", "set"]), protocol=st.sampled_from([2, 4]))
@@ -394,7 +408,7 @@ def test_colliding_keys_are_refused(family, n, container, protocol):
     assert outcome == expected
 
 
-@FUZZ
+@FUZZ_STRUCTURE
 @given(value=values, protocol=st.sampled_from([2, 4]))
 def test_random_structures_with_hostile_keys(value, protocol):
     try:
@@ -406,7 +420,7 @@ def test_random_structures_with_hostile_keys(value, protocol):
         assert outcome == "refused"
 
 
-@FUZZ
+@FUZZ_STRUCTURE
 @given(levels=st.integers(0, 40), leaf=leaves, width=st.integers(1, 3))
 def test_metadata_json_counts_every_visit(levels, leaf, width):
     """A list of `width` references to a list of … : width**levels visits, refused past the budget, fast."""

@@ -62,12 +62,21 @@ class OfficialSnapshot:
 # Reading.
 
 
-def _read(path: str | os.PathLike | BinaryIO) -> tuple[dict, dict[str, set[str]]]:
+def _unpickle(path: str | os.PathLike | BinaryIO) -> tuple[Any, dict[str, set[str]]]:
     if hasattr(path, "read"):
-        data, sources = unpickle_snapshot(path)
-    else:
+        return unpickle_snapshot(path)
+    try:
         with open(path, "rb") as f:
-            data, sources = unpickle_snapshot(f)
+            return unpickle_snapshot(f)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # A folder, no permission, a read error: not the file's contents, but no traceback either.
+        reason = (e.strerror or type(e).__name__).lower()
+        raise OfficialPickleError(f"cannot read {path}: {reason}: give a readable network-snapshot-*.pkl") from None
+
+
+def _read(path: str | os.PathLike | BinaryIO) -> tuple[dict, dict[str, set[str]]]:
+    data, sources = _unpickle(path)
     if not isinstance(data, dict):
         raise OfficialPickleError(f"the pickle holds a {type(data).__name__}, not the dict of an official network "
                                   f"snapshot (G, D, G_ema, augment_pipe)")

@@ -10,8 +10,9 @@ because every layer of the importer raises them.
 
 The bounds come from the official snapshots (`sg2ada-64px-cond5-fp16.pkl`, 2.6 MB, 26,031 opcodes): nesting
 depth 32 (5 levels of modules, ~6 pickle levels each, independent of resolution), at most 94 elements in
-one container, 15,887 elements in all, 5,799 memo entries, only string dict keys, no container changed after
-it was placed in another, no cycles. A 1024px snapshot has ~1.4x the modules of that file.
+one container, 15,887 elements in all, 5,799 memo entries, a stack of at most 266 values, only string dict
+keys, no container changed after it was placed in another, no cycles. Larger networks add blocks, not depth:
+the counts follow the number of modules, not the bytes (a 72 MB 256px snapshot: 22,279 opcodes).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ FIX = "the file is damaged or was crafted: use the original snapshot"
 MAX_DEPTH = 100  # Nesting levels; official snapshots need 32, CPython's C stack holds thousands.
 MAX_CONTAINER_ITEMS = 100_000  # Elements of one list/dict/set/tuple; official: 94.
 MAX_TOTAL_ITEMS = 500_000  # Elements of all containers plus memo entries; official: ~22,000. Bounds memory too.
-MAX_OPCODES = 2_000_000  # Per pickle; official: 26,031 (they follow the module count, not the file size).
+MAX_OPCODES = 1_000_000  # Per pickle; official: 26,031 (they follow the module count, not the file size).
 MAX_STACK = 100_000  # Values on the stack at once; official: 266.
 MAX_NUMERIC_KEYS = 1024  # Int-like dict keys / set elements in a file; official: none (see key_class).
 MAX_KEY_DEPTH = 4  # Tuples as dict keys: nesting levels; official: no tuple keys at all.
