@@ -192,3 +192,19 @@ def test_checks_do_not_refuse_real_checkpoints(tmp_path):
         path = tmp_path / f"{plan.family}-{plan.resolution_text}.safetensors"
         ck.save_checkpoint(path, tensors, {"kind": "export", "plan": plan.to_dict(), "config": {"patch_d": patch}})
         assert check.problem(path) is None, path
+
+
+@pytest.mark.parametrize("plan_args", [
+    ("config-f", 1024), ("XXXL", 1024), ("paper256", "512x256"), ("cifar", 32, {"c_dim": 10}),
+    ("tiny", 16, {"style": "adain", "g_input": "noconst"}), ("tiny", "32x16", {"family": "dcgan"}),
+    ("tiny", 64, {"family": "dcgan", "c_dim": 5}), ("tiny", 16, {"z_dim": 8192, "w_dim": 8192, "mapping_layers": 64}),
+    ("tiny", 56, {"cbase": 2**24, "cmax": 16384}),
+])
+def test_rough_size_bounds_the_real_networks(plan_args):
+    """rough_bytes decides CPU or meta for the shape check: it must never underestimate a real network."""
+    from ganforge.netcheck import parameter_count, rough_bytes
+
+    preset, res, *kw = plan_args
+    plan = make_plan(preset, res, **(kw[0] if kw else {}))
+    real = 4 * (parameter_count(plan, "G") + parameter_count(plan, "D") + parameter_count(plan, "D", patch=True))
+    assert real <= rough_bytes(plan)
