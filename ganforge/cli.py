@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import sys
 from enum import Enum
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from ganforge.config import PRESETS
 from ganforge.console import console, fail, run_cli
+from ganforge.latents import MAX_SEEDS, check_psi, parse_seeds
 from ganforge.plan import PlanError, make_plan
+from ganforge.tools.cli import NoiseMode, usage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="StyleGAN2-family GANs at any resolution.")
@@ -110,27 +113,21 @@ def inspect(
 @app.command()
 def generate(
     checkpoint: str = typer.Option(..., help="ganforge checkpoint (.safetensors) or official StyleGAN2-ADA .pkl."),
-    seeds: str = typer.Option("0-7", help="Seeds: 0-99 or 1,5,9."),
+    seeds: str = typer.Option("0-7", callback=usage(parse_seeds),
+                              help=f"Seeds: 0-99 or 1,5,9 (0..2^32-1, at most {MAX_SEEDS:,})."),
     outdir: str = typer.Option("out", help="Output folder."),
-    trunc: float = typer.Option(1.0, help="Truncation psi (1 = off, 0.7 typical)."),
-    trunc_cutoff: int = typer.Option(None, help="Truncate only the first N ws."),
-    class_idx: int = typer.Option(None, "--class", help="Class label for conditional models."),
-    noise_mode: str = typer.Option("const", help="const, random or none."),
+    trunc: float = typer.Option(1.0, callback=usage(check_psi), help="Truncation psi, -10..10 (1 = off, 0.7 typical)."),
+    trunc_cutoff: int = typer.Option(None, min=0, help="Truncate only the first N ws (0..num_ws)."),
+    class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
+    noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
     grid: bool = typer.Option(False, "--grid", help="Also write grid.png."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
 ) -> None:
     """Generate images from seeds (seed -> z exactly as the official generate.py)."""
-    from ganforge.checkpoint import CheckpointError
-    from ganforge.latents import parse_seeds
     from ganforge.tools.generate import generate_images
 
-    if noise_mode not in ("const", "random", "none"):
-        fail(f"--noise-mode {noise_mode!r}: choose const, random or none")
-    try:
-        paths = generate_images(checkpoint, parse_seeds(seeds), outdir, trunc, trunc_cutoff, noise_mode, class_idx,
-                                grid=grid, device=device)
-    except (ValueError, CheckpointError) as e:
-        fail(str(e))
+    paths = generate_images(checkpoint, seeds, outdir, trunc, trunc_cutoff, noise_mode.value, class_idx, grid=grid,
+                            device=device)
     console.print(f"Wrote {len(paths)} images to {outdir}")
 
 
@@ -140,15 +137,17 @@ def convert(
     dest: str = typer.Argument(..., help="Output .safetensors checkpoint."),
 ) -> None:
     """Convert an official StyleGAN2-ADA pickle to a safe ganforge checkpoint (no code from the pickle runs)."""
-    from ganforge.checkpoint import CheckpointError
+    from ganforge.images import OutputError, check_output_file
     from ganforge.tools.convert import convert_official
-    from ganforge.tools.import_official import OfficialPickleError
 
-    try:
-        out = convert_official(src, dest)
-    except (OfficialPickleError, CheckpointError, FileNotFoundError) as e:
-        fail(str(e), code=1)
-    console.print(f"Wrote {out}")
+    if not src.strip():
+        fail("SRC is empty: give the official network-snapshot .pkl to convert", 1)
+    if Path(src).suffix.lower() == ".safetensors":
+        fail(f"SRC {src} is a .safetensors file, which ganforge reads as it is: nothing to convert", 1)
+    dest_path = check_output_file(dest, "DEST", (".safetensors",))
+    if dest_path.resolve() == Path(src).resolve():
+        raise OutputError(f"DEST {dest} is SRC: choose another output file")
+    console.print(f"Wrote {convert_official(src, dest_path)}")
 
 
 def _register() -> None:

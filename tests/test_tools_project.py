@@ -137,5 +137,8 @@ def test_load_target_crops_to_the_model_aspect(tmp_path):
     img = load_target(tmp_path / "wide.png", (3, 16, 16))
     assert img.shape == (3, 16, 16) and img.dtype == torch.uint8 and img[:, :, 2:-2].min() >= 250
     assert load_target(tmp_path / "wide.png", (1, 8, 16)).shape == (1, 8, 16)
-    with pytest.raises(ValueError, match="cannot read it as an image"):
+    with pytest.raises(ValueError, match="missing.png does not exist"):
         load_target(tmp_path / "missing.png", (3, 16, 16))
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read it as an image"):
+        load_target(tmp_path / "notes.png", (3, 16, 16))

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from ganforge.console import console, fail, styled, warn
+from ganforge.errors import GanforgeError
 
 dataset_app = typer.Typer(
     add_completion=False,
@@ -66,7 +67,7 @@ def prepare(
         report = prepare_dataset(src, dest, opts, progress=not quiet, on_warning=warn)
     except NothingUsable as e:
         fail(str(e), 1)
-    except ValueError as e:  # PrepareError, SourceError, PlanError: bad arguments.
+    except GanforgeError as e:  # PrepareError, SourceError, PlanError: bad arguments.
         fail(str(e))
     c = report["counts"]
     console.print(f"wrote {c['written']} images ({report['settings']['resolution']}, "
@@ -116,7 +117,7 @@ def check(
 
     try:
         summary = check_dataset(path, resolution, preset, cond)
-    except ValueError as e:  # SourceError, PlanError.
+    except GanforgeError as e:  # SourceError, PlanError.
         fail(str(e))
     if as_json:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
@@ -137,7 +138,7 @@ def curate(
     faces: str = typer.Option(None, metavar="align|filter", help="align: write FFHQ-aligned face crops; filter: "
                               "keep whole images that hold a face (MTCNN)."),
     face_count: str = typer.Option("one", metavar="one|any", help="Faces an image may hold: exactly one, or any."),
-    confidence: float = typer.Option(0.9, min=0, max=1, help="MTCNN probability at which a detection is a face."),
+    confidence: float = typer.Option(0.9, help="MTCNN probability (0..1) at which a detection is a face."),
     max_tilt: float = typer.Option(None, metavar="DEG", help="Reject faces whose eye line is rotated more than DEG."),
     max_eye_offset: float = typer.Option(None, metavar="X", help="Reject turned faces: eye midpoint off the "
                                          "nose/mouth line by more than X eye distances (0.25 keeps near-frontal)."),
@@ -164,7 +165,7 @@ def curate(
         summary = curate_dataset(src, dest, opts, progress=not quiet)
     except NothingKept as e:
         fail(str(e), 1)
-    except ValueError as e:  # CurateError (bad options, missing MTCNN weights), PrepareError, SourceError, PlanError.
+    except GanforgeError as e:  # CurateError (bad options, MTCNN weights), PrepareError, SourceError, PlanError.
         fail(str(e))
     sheet = f", contact sheet of the rejected: {summary['sheet']}" if summary["sheet"] else ""
     console.print(f"kept {summary['kept']} of {summary['read']} images in {dest} ({summary['seconds']:.1f} s); "

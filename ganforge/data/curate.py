@@ -48,6 +48,13 @@ __all__ = ["CurateError", "CurateOptions", "NothingKept", "Row", "curate_dataset
 FACE_MODES = ("filter", "align")
 FACE_COUNTS = ("one", "any")
 THUMB = 128  # Contact sheet thumbnail side, pixels.
+THRESHOLD_RANGES = {  # flag -> (option, lowest, highest); NaN or inf would silently keep or drop every image.
+    "--blur": ("blur", 0.0, 1e7),  # Laplacian variance of 8-bit pixels stays below ~4e6.
+    "--confidence": ("min_confidence", 0.0, 1.0),  # A probability.
+    "--max-tilt": ("max_tilt", 0.0, 180.0),  # Degrees.
+    "--max-eye-offset": ("max_eye_offset", 0.0, 10.0),  # Eye distances; 0.25 keeps near-frontal faces.
+    "--symmetry": ("symmetry", 0.0, 1.0),  # The score is 0..1.
+}
 SHEET_COLUMNS = 8
 
 
@@ -287,8 +294,16 @@ def contact_sheet(items: list[tuple[str, Image.Image | None, str]], columns: int
 # The job.
 
 
+def _check_thresholds(o: CurateOptions) -> None:
+    for flag, (name, lo, hi) in THRESHOLD_RANGES.items():
+        value = getattr(o, name)
+        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+            raise CurateError(f"{flag} {value:g}: pass a number in {lo:.10g}..{hi:.10g}, or leave it out")
+
+
 def _make_job(o: CurateOptions, labels: dict[str, int] | None) -> _Job:
     h, w = parse_resolution(o.resolution)
+    _check_thresholds(o)
     if o.faces not in (None, *FACE_MODES):
         raise CurateError(f"faces={o.faces!r} is not a mode: use align, filter, or leave it out")
     if o.face_count not in FACE_COUNTS:
@@ -345,6 +360,8 @@ def curate_dataset(
     source = Source(src)
     _check_paths(src, dest, opts.force)
     job = _make_job(opts, source.labels())
+    if not source.names:  # Refused before the CSV or DEST is written.
+        raise _nothing_kept(src, source, Counter(), curate_paths(dest)[0])
     start = time.perf_counter()
     rows, rejected, written, reasons = [], [], [], Counter()
     with Writer(dest) as writer:

@@ -23,7 +23,7 @@ from PIL import Image
 from ganforge.data.check import GRAY_MODES, suggested_dest
 from ganforge.data.convert import Target, convert_image, oriented_size
 from ganforge.data.loader import InfiniteLoader, InfiniteShardedSampler, make_loader
-from ganforge.data.source import LABELS_NAME, LabelLookup, Source
+from ganforge.data.source import LABELS_NAME, LabelLookup, Source, SourceError
 from ganforge.plan import format_resolution, parse_resolution
 
 __all__ = ["ImageDataset", "InfiniteLoader", "InfiniteShardedSampler", "make_loader"]
@@ -46,8 +46,8 @@ class ImageDataset(torch.utils.data.Dataset):
         self.source = Source(path)
         names = self.source.names
         if not names:
-            raise ValueError(f"{self.path} holds no images: give a folder or zip of images (.png, .jpg, ...), "
-                             f"or build one with `ganforge dataset prepare`")
+            raise SourceError(f"{self.path} holds no images: give a folder or zip of images (.png, .jpg, ...), "
+                              f"or build one with `ganforge dataset prepare`")
         if max_size is not None and max_size < len(names):
             keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(names))[:max(max_size, 1)])
             names = [names[i] for i in keep]
@@ -80,8 +80,8 @@ class ImageDataset(torch.utils.data.Dataset):
             try:
                 h, w, mode = self._header(name)
             except Exception as e:
-                raise ValueError(f"{name} in {self.path} cannot be read ({type(e).__name__}: {e}): clean the data "
-                                 f"with `ganforge dataset prepare` or remove the file") from None
+                raise SourceError(f"{name} in {self.path} cannot be read ({type(e).__name__}: {e}): clean the data "
+                                  f"with `ganforge dataset prepare` or remove the file") from None
             sizes[(h, w)] += 1
             modes.add(mode)
         channels = 1 if all(m in GRAY_MODES for m in modes) else 3
@@ -90,7 +90,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if len(sizes) > 1:
             found = ", ".join(f"{format_resolution(h, w)}: {n}" for (h, w), n in sizes.most_common(4))
             top = format_resolution(*sizes.most_common(1)[0][0])
-            raise ValueError(
+            raise SourceError(
                 f"{self.path} has images of {len(sizes)} sizes (WxH {found}{', ...' if len(sizes) > 4 else ''}): "
                 f"pass resolution= to center-crop them on the fly, or make them one size with "
                 f"`ganforge dataset prepare {self.path} {suggested_dest(self.path, top)} --resolution {top}`"
@@ -105,9 +105,9 @@ class ImageDataset(torch.utils.data.Dataset):
         ids = [lookup.get(n) for n in self.names]
         missing = [n for n, c in zip(self.names, ids) if c is None]
         if missing:
-            raise ValueError(f"{len(missing)} images of {self.path} have no label in {LABELS_NAME} (first: "
-                             f"{missing[0]}): label every image with `ganforge dataset prepare ... --labels FILE`, "
-                             f"or pass use_labels=False")
+            raise SourceError(f"{len(missing)} images of {self.path} have no label in {LABELS_NAME} (first: "
+                              f"{missing[0]}): label every image with `ganforge dataset prepare ... --labels FILE`, "
+                              f"or pass use_labels=False")
         return np.asarray(ids, dtype=np.int64)
 
     # ------------------------------------------------------------------ access
@@ -143,11 +143,11 @@ class ImageDataset(torch.utils.data.Dataset):
                 if not self._strict or size == (w, h):
                     img, _ = convert_image(img, self._target)
         except Exception as e:
-            raise ValueError(f"{name} in {self.path} cannot be decoded ({type(e).__name__}: {e}): clean the data "
-                             f"with `ganforge dataset prepare`") from None
+            raise SourceError(f"{name} in {self.path} cannot be decoded ({type(e).__name__}: {e}): clean the data "
+                              f"with `ganforge dataset prepare`") from None
         if size != (w, h) and self._strict:
-            raise ValueError(f"{name} in {self.path} is {size[0]}x{size[1]} but the dataset is {w}x{h}: pass "
-                             f"resolution= or re-prepare it with `ganforge dataset prepare ... --resolution {w}x{h}`")
+            raise SourceError(f"{name} in {self.path} is {size[0]}x{size[1]} but the dataset is {w}x{h}: pass "
+                              f"resolution= or re-prepare it with `ganforge dataset prepare ... --resolution {w}x{h}`")
         a = np.asarray(img)
         return a[:, :, None] if a.ndim == 2 else a
 

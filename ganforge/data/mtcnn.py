@@ -37,6 +37,10 @@ class WeightsMissing(GanforgeError, FileNotFoundError):
     """The MTCNN weight files are not where they were looked for; the message says where to get them."""
 
 
+class WeightsInvalid(GanforgeError, ValueError):
+    """An MTCNN weight file that is not the facenet-pytorch state dict it should be."""
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Networks (parameter names and shapes of the facenet-pytorch port).
 
@@ -307,11 +311,12 @@ def _load_state(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # Tensors only: no code is unpickled.
     except Exception as e:
-        raise ValueError(f"{path} is not a plain state dict ({type(e).__name__}: {e}): re-extract it from the "
-                         f"facenet-pytorch wheel") from None
+        reason = (str(e).splitlines() or [""])[0][:120]
+        raise WeightsInvalid(f"{path} is not a plain state dict ({type(e).__name__}: {reason}): re-extract it from the "
+                             f"facenet-pytorch wheel") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds {type(state).__name__}, not a state dict of tensors: re-extract it from the "
-                         f"facenet-pytorch wheel")
+        raise WeightsInvalid(f"{path} holds {type(state).__name__}, not a state dict of tensors: re-extract it "
+                             f"from the facenet-pytorch wheel")
     return state
 
 
@@ -322,8 +327,8 @@ def load_networks(model: MTCNN, folder: str | os.PathLike) -> MTCNN:
         state, expected = _load_state(path), net.state_dict()
         wrong = sorted(set(state) ^ set(expected)) or [k for k in state if state[k].shape != expected[k].shape]
         if wrong:
-            raise ValueError(f"{path} does not fit {type(net).__name__} (keys or shapes differ: "
-                             f"{', '.join(wrong[:5])}): use the files of the facenet-pytorch wheel")
+            raise WeightsInvalid(f"{path} does not fit {type(net).__name__} (keys or shapes differ: "
+                                 f"{', '.join(wrong[:5])}): use the files of the facenet-pytorch wheel")
         net.load_state_dict(state)
     return model.eval()
 

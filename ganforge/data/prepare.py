@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -47,6 +48,8 @@ from ganforge.plan import decompose, format_resolution, nearest_valid, parse_res
 __all__ = ["NothingUsable", "PrepareError", "PrepareOptions", "convert_one", "prepare_dataset", "report_path"]
 
 SMALL_POLICIES = ("upscale", "skip")
+MAX_ASPECT = 1000.0  # --max-aspect: beyond this every image passes anyway; inf and NaN are refused.
+MAX_WORKERS = 64  # --workers: conversion processes (each holds a decoded image); more only thrashes.
 SKIP_PHRASES = {  # kind -> how the failure summary names it.
     "empty": "empty",
     "not-image": "not images",
@@ -179,6 +182,13 @@ def _bounded_imap(pool, names: list[str], workers: int) -> Iterator[Converted]:
 
 
 def _check_paths(src: Path, dest: Path, force: bool) -> None:
+    if not str(dest).strip() or dest == Path("."):
+        raise PrepareError(f"DEST {str(dest)!r} names no new dataset: give a folder or .zip name such as data-256.zip")
+    folder = dest.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PrepareError(f"DEST {dest}: {folder} is a file, so no folder can be made under it; choose another DEST")
     s, d = src.resolve(), dest.resolve()
     if s == d or d.is_relative_to(s):
         raise PrepareError(f"DEST {dest} is inside SRC {src}: write the dataset outside the source so SRC stays "
@@ -196,8 +206,11 @@ def _make_job(options: PrepareOptions) -> _Job:
     h, w = parse_resolution(options.resolution)
     if options.small not in SMALL_POLICIES:
         raise PrepareError(f"small={options.small!r} is not a policy: use upscale or skip")
-    if not options.max_aspect >= 1:
-        raise PrepareError(f"max_aspect={options.max_aspect} must be >= 1 (1 = only the target's exact shape)")
+    if not (math.isfinite(options.max_aspect) and 1 <= options.max_aspect <= MAX_ASPECT):
+        raise PrepareError(f"--max-aspect {options.max_aspect:g}: pass a factor in 1..{MAX_ASPECT:g} (1 = only the "
+                           f"target's exact shape, 4 default)")
+    if not 0 <= options.workers <= MAX_WORKERS:
+        raise PrepareError(f"--workers {options.workers}: pass 0..{MAX_WORKERS} conversion processes (0 or 1 = none)")
     if not 0 <= options.compress_level <= 9:
         raise PrepareError(f"compress_level={options.compress_level} must be 0..9 (PNG zlib level)")
     try:
@@ -293,6 +306,8 @@ def prepare_dataset(
     job = _make_job(opts)
     source = Source(src)
     _check_paths(src, dest, opts.force)
+    if not source.names:
+        raise _nothing_usable(src, source, Counter(), job.target)
     start = time.perf_counter()
     warn = [w for w in [_model_warning(job.target)] if w]
     lookup, label_where = _label_source(source, opts, warn)

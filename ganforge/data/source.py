@@ -176,8 +176,13 @@ def load_labels_file(path: str | os.PathLike) -> dict[str, int]:
     """A user's labels file: JSON (see `labels_from_json`) or CSV `file,class` with an optional header row."""
     path = Path(path)
     if not path.is_file():
-        raise SourceError(f"labels file {path} does not exist: give a JSON or CSV file mapping file names to classes")
-    text = path.read_text(encoding="utf-8-sig")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise SourceError(f"labels file {path} {what}: give a JSON or CSV file mapping file names to classes")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"labels file {path} is not text (an image or other binary file?): give a JSON or CSV "
+                          f"file mapping file names to classes") from None
     if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "["):
         try:
             labels = labels_from_json(json.loads(text), str(path))

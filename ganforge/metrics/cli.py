@@ -5,19 +5,28 @@ Examples:
     ganforge metrics --checkpoint ffhq.pkl --data ffhq.zip --metrics fid50k_full,kid50k_full,pr50k3_full --device cuda
     ganforge metrics --checkpoint CKPT --data DATA --num-gen 10000 --detector-inception inception-2015-12-05.pt --json
     torchrun --nproc_per_node 8 -m ganforge metrics --checkpoint CKPT --data DATA --device cuda
+
+Every option is checked before the generator, the data or a detector is loaded: values as they are parsed (one line,
+exit 2), paths and the results file's folder right after (one line, exit 1).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ganforge.console import console, fail
+from ganforge.console import console
+from ganforge.latents import check_psi
+from ganforge.tools.cli import UsageError, usage
 
-METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k."
+METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k (with --images: fid, kid, pr)."
+MAX_NUM_GEN = 1_000_000  # Generated images per metric: 20x the papers' 50,000; features of 1M images are 8 GB.
+MAX_BATCH = 4096  # Images per generator/detector call.
 
 
 def metrics(
@@ -26,14 +35,16 @@ def metrics(
     images: Annotated[str | None, typer.Option(metavar="DIR_OR_ZIP", help="Compare this image set with --data "
                       "instead of a generator (metrics fid, kid, pr).")] = None,
     max_images: Annotated[int | None, typer.Option(min=2, help="With --images: at most N images per set.")] = None,
-    truncation: Annotated[float, typer.Option(help="Truncation psi of the generator (1 = off).")] = 1.0,
+    truncation: Annotated[float, typer.Option(callback=usage(partial(check_psi, flag="--truncation")),
+                                              help="Truncation psi of the generator, -10..10 (1 = off).")] = 1.0,
     metrics: str = typer.Option("fid50k_full", metavar="NAMES", help=METRICS_HELP),
     detector_inception: str = typer.Option(None, metavar="PATH", help="inception-2015-12-05.pt (TorchScript)."),
     detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full."),
-    num_gen: int = typer.Option(None, min=2, help="Generated images per metric; default 50,000."),
+    num_gen: int = typer.Option(None, min=2, max=MAX_NUM_GEN, help="Generated images per metric; default 50,000."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    batch: int = typer.Option(None, min=1, help="Images per generator/detector call (per GPU); default: the largest "
-                                                "that fits memory, halved on out-of-memory errors."),
+    batch: int = typer.Option(None, min=1, max=MAX_BATCH, help="Images per generator/detector call (per GPU); "
+                                                              "default: the largest that fits memory, halved on "
+                                                              "out-of-memory errors."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     allow_download: bool = typer.Option(False, help="Download missing detector files into the cache folder."),
 ) -> None:
@@ -45,21 +56,18 @@ def metrics(
     """
     from ganforge.metrics.run import evaluate, merge, write_records
 
-    names = [n.strip() for n in metrics.split(",") if n.strip()]
+    names = metric_names(metrics, compare=images is not None)
     if images is not None or checkpoint is None:
-        compare_command(images, data, names if metrics != "fid50k_full" else ["fid"], max_images, detector_inception,
-                        detector_vgg, device, batch, json_out, allow_download)
+        compare_command(images, data, checkpoint, truncation, names, max_images, detector_inception, detector_vgg,
+                        device, batch, json_out, allow_download)
         return
-    try:
-        opts = make_options(checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out,
-                            allow_download)
-        if truncation != 1.0:
-            from ganforge.metrics.compare import Truncated
+    opts = make_options(checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out,
+                        allow_download)
+    if truncation != 1.0:
+        from ganforge.metrics.compare import Truncated
 
-            opts.G = Truncated(opts.G, truncation)
-        records = evaluate(names, opts)
-    except (ValueError, RuntimeError, OSError) as e:
-        fail(str(e))
+        opts.G = Truncated(opts.G, truncation)
+    records = evaluate(names, opts)
     if not write_records(records, Path(checkpoint).parent, Path(checkpoint).name):
         return  # Not rank 0: rank 0 prints.
     if json_out:
@@ -68,18 +76,35 @@ def metrics(
         print_table(records, checkpoint)
 
 
-def compare_command(images, data, names, max_images, detector_inception, detector_vgg, device, batch, json_out,
-                    allow_download) -> None:
+def metric_names(text: str, compare: bool) -> list[str]:
+    """--metrics -> registered names (or fid/kid/pr with --images); a usage error for an empty or unknown name."""
+    from ganforge.metrics.compare import SET_METRICS
+    from ganforge.metrics.run import METRICS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if compare and text == "fid50k_full":  # The default, when comparing image sets, is FID.
+        names = ["fid"]
+    known = SET_METRICS if compare else sorted(METRICS)
+    unknown = [n[:40] for n in names if n not in known][:5]
+    if not names or unknown:
+        what = f"unknown metric {', '.join(unknown)}" if unknown else "no metric named"
+        mode = "when comparing image sets (--images) " if compare else ""
+        raise UsageError(f"--metrics {text[:60]!r}: {what}; choose {mode}from {', '.join(known)}")
+    return names
+
+
+def compare_command(images, data, checkpoint, truncation, names, max_images, detector_inception, detector_vgg,
+                    device, batch, json_out, allow_download) -> None:
+    from ganforge.devices import parse_device
     from ganforge.metrics.compare import compare_sets
 
     if images is None:
-        fail("pass --checkpoint (a generator) or --images (an image set)")
-    try:
-        results = compare_sets(images, data, names, max_images, {"inception": detector_inception,
-                               "vgg16": detector_vgg}, device, batch, progress=not json_out,
-                               allow_download=allow_download)
-    except (ValueError, RuntimeError, OSError) as e:
-        fail(str(e))
+        raise UsageError("pass --checkpoint (a generator) or --images (an image set)")
+    if checkpoint is not None or truncation != 1.0:
+        raise UsageError("--images compares two image sets: drop --checkpoint and --truncation, or drop --images")
+    results = compare_sets(images, data, names, max_images, {"inception": detector_inception,
+                           "vgg16": detector_vgg}, parse_device(device), batch, progress=not json_out,
+                           allow_download=allow_download)
     if json_out:
         print(json.dumps(results))
     else:
@@ -89,14 +114,24 @@ def compare_command(images, data, names, max_images, detector_inception, detecto
 
 def make_options(checkpoint: str, data: str, detector_inception: str | None, detector_vgg: str | None,
                  num_gen: int | None, device: str, batch: int, quiet: bool, allow_download: bool):
-    from ganforge.metrics.features import MetricOptions
+    """MetricOptions for the generator in `checkpoint`, once the paths are checked (a MetricError names the flag)."""
+    from ganforge.metrics.features import MetricError, MetricOptions
     from ganforge.tools.generate import load_generator
     from ganforge.train.distributed import init_distributed
 
-    if not Path(checkpoint).exists():
-        raise ValueError(f"--checkpoint {checkpoint} does not exist: pass a checkpoint-*.safetensors or .pkl file")
+    if not Path(checkpoint).is_file():
+        what = "is a folder" if Path(checkpoint).is_dir() else "does not exist"
+        raise MetricError(f"--checkpoint {checkpoint} {what}: pass a checkpoint-*.safetensors or .pkl file")
+    folder = Path(checkpoint).absolute().parent
+    if not os.access(folder, os.W_OK):
+        raise MetricError(f"the results go to metric-*.jsonl beside --checkpoint, but {folder} is not writable: "
+                          f"copy the checkpoint into a folder you can write to")
     if not Path(data).exists():
-        raise ValueError(f"--data {data} does not exist: pass the zip or folder the model was trained on")
+        raise MetricError(f"--data {data} does not exist: pass the zip or folder the model was trained on")
+    for flag, path in (("--detector-inception", detector_inception), ("--detector-vgg", detector_vgg)):
+        if path is not None and not Path(path).is_file():
+            raise MetricError(f"{flag} {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}: pass "
+                              f"the detector's .pt file (TorchScript)")
     _dist, dev = init_distributed(device)  # Under torchrun: one process group, this rank's GPU.
     return MetricOptions(G=load_generator(checkpoint), dataset_path=data, num_gen=num_gen, device=dev, batch=batch,
                          detector_paths={"inception": detector_inception, "vgg16": detector_vgg},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.metrics.features import MetricOptions, real_features
+from ganforge.metrics.features import MetricError, MetricOptions, real_features
 from ganforge.metrics.fid import fid_from_features
 from ganforge.metrics.kid import kid_from_features
 from ganforge.metrics.pr import pr_detector, precision_recall
@@ -24,12 +24,12 @@ def compare_sets(images: str | Path, data: str | Path, names: list[str] | tuple[
     """Metrics of the image set `images` against the reference set `data` (each read as an ImageDataset)."""
     unknown = [n for n in names if n not in SET_METRICS]
     if unknown:
-        raise ValueError(
+        raise MetricError(
             f"--metrics {','.join(unknown)} cannot compare image sets; choose from {', '.join(SET_METRICS)}"
         )
     for what, path in (("--images", images), ("--data", data)):
         if not Path(path).exists():
-            raise ValueError(f"{what} {path} does not exist: pass a folder or zip of images")
+            raise MetricError(f"{what} {path} does not exist: pass a folder or zip of images")
     common = dict(detector_paths=detector_paths or {}, device=device, batch=batch, progress=progress,
                   allow_download=allow_download)
     ref = MetricOptions(dataset_path=data, **common)

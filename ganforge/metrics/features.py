@@ -22,11 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganforge.errors import GanforgeError
 from ganforge.images import to_uint8
 from ganforge.metrics.detectors import Detector, cache_dir, load_detector
 from ganforge.resources import available_ram_bytes
 
 CACHE_VERSION = 1  # Bump when the cached content or its key changes.
+
+
+class MetricError(GanforgeError, ValueError):
+    """A metric cannot run as asked (unknown name, missing input, data that does not fit the generator)."""
 
 
 @dataclass
@@ -52,7 +57,7 @@ class MetricOptions:
 
     def dataset(self):
         if self.dataset_path is None:
-            raise ValueError("this metric needs real images: pass dataset_path (--data) with the training data")
+            raise MetricError("this metric needs real images: pass dataset_path (--data) with the training data")
         if "dataset" not in self.memo:
             from ganforge.data import ImageDataset
 
@@ -61,7 +66,7 @@ class MetricOptions:
 
     def generator(self) -> torch.nn.Module:
         if self.G is None:
-            raise ValueError("this metric needs a generator: pass G (or --checkpoint)")
+            raise MetricError("this metric needs a generator: pass G (or --checkpoint)")
         return self.G
 
 
@@ -236,8 +241,8 @@ def fake_labels(opts: MetricOptions, n: int, c_dim: int) -> torch.Tensor | None:
         return None
     counts = np.asarray(opts.dataset().label_counts, dtype=np.float64) if opts.dataset_path else np.ones(c_dim)
     if len(counts) != c_dim:
-        raise ValueError(f"the generator has c_dim={c_dim} but the dataset has {len(counts)} label classes: "
-                         f"evaluate it on the data it was trained on")
+        raise MetricError(f"the generator has c_dim={c_dim} but the dataset has {len(counts)} label classes: "
+                          f"evaluate it on the data it was trained on")
     classes = np.random.RandomState(opts.seed).choice(c_dim, size=n, p=counts / counts.sum())
     return torch.nn.functional.one_hot(torch.from_numpy(classes), c_dim).float()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ganforge.metrics.features import MetricOptions
+from ganforge.metrics.features import MetricError, MetricOptions
 
 MetricFn = Callable[[MetricOptions], dict[str, float]]
 METRICS: dict[str, MetricFn] = {}
@@ -24,7 +24,7 @@ def register_metric(fn: MetricFn) -> MetricFn:
 def check_names(names: list[str]) -> None:
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric {', '.join(unknown)}: choose from {', '.join(sorted(METRICS))}")
+        raise MetricError(f"--metrics: unknown metric {', '.join(unknown)}: choose from {', '.join(sorted(METRICS))}")
 
 
 def gen_count(opts: MetricOptions, default: int) -> int:

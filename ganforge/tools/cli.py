@@ -7,17 +7,33 @@ Registered on the main app in ganforge.cli (`app.command("style-mix")(style_mix)
     ganforge export ckpt.safetensors --format onnx --out G.onnx
     ganforge project --checkpoint ckpt.safetensors --target face.png --vgg vgg16.pt --outdir proj
     ganforge project --checkpoint ckpt.safetensors --target face.png --loss mse --steps 500 --w-plus
+
+Option values are checked as they are parsed (`usage` callbacks: one line, exit 2, before any file is read); what
+depends on the model (--class, --styles, grid sizes) is checked by the tools right after loading it, before anything
+is written (a GanforgeError: one line, exit 1).
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from enum import Enum
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ganforge.console import console, err, fail
+from ganforge.console import console, err
+from ganforge.errors import GanforgeError
+from ganforge.latents import SEED_MAX, check_psi, parse_seeds
+from ganforge.tools.mix import parse_layers
+from ganforge.tools.project import MAX_STEPS
+from ganforge.tools.video import MAX_FRAMES, check_fps, parse_grid
+
+try:  # Typer >= 0.22 vendors click; this is the UsageError that ganforge.console.run_cli prints (exit 2).
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer
+    from click.exceptions import UsageError
 
 
 class NoiseMode(str, Enum):
@@ -41,80 +57,77 @@ class Loss(str, Enum):
     mse = "mse"
 
 
+def usage(check: Callable[[Any], Any]) -> Callable[[typer.Context, Any], Any]:
+    """A Typer option callback: the value becomes check(value); a GanforgeError from the check is a usage error
+    (one line, exit 2) that runs before any file is read."""
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exception types whose message is meant for the user (shown without a traceback)."""
-    from ganforge.checkpoint import CheckpointError
-    from ganforge.tools.export import ExportError
-    from ganforge.tools.import_official import OfficialPickleError
+    def callback(ctx: typer.Context, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except GanforgeError as e:
+            raise UsageError(str(e), ctx=ctx) from None
 
-    errors: tuple[type[Exception], ...] = (ValueError, CheckpointError, OfficialPickleError, ExportError,
-                                           FileNotFoundError)
-    try:
-        from ganforge.metrics.detectors import DetectorError
-    except ImportError:
-        return errors
-    return (*errors, DetectorError)
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    """'3x2' -> (3 columns, 2 rows)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f"--grid {text!r}: write COLSxROWS such as 1x1 or 3x2")
-    return int(m.group(1)), int(m.group(2))
+    return callback
 
 
 CHECKPOINT_HELP = "ganforge checkpoint (.safetensors) or official StyleGAN2-ADA .pkl."
+TRUNC_HELP = "Truncation psi, -10..10 (1 = off, 0.7 typical)."
+DEVICE_HELP = "cpu, cuda, cuda:N or auto."
 
 
 def style_mix(
     checkpoint: str = typer.Option(..., help=CHECKPOINT_HELP),
-    rows: str = typer.Option("0-3", help="Row seeds (their coarse structure is kept): 0-3 or 1,5,9."),
-    cols: str = typer.Option("4-7", help="Column seeds (their styles are copied in)."),
-    styles: str = typer.Option("0-6", help="w indices taken from the column seeds: 0-3 coarse, higher = finer."),
-    trunc: float = typer.Option(1.0, help="Truncation psi (1 = off, 0.7 typical)."),
+    rows: str = typer.Option("0-3", callback=usage(partial(parse_seeds, flag="--rows")),
+                             help="Row seeds (their coarse structure is kept): 0-3 or 1,5,9."),
+    cols: str = typer.Option("4-7", callback=usage(partial(parse_seeds, flag="--cols")),
+                             help="Column seeds (their styles are copied in)."),
+    styles: str = typer.Option("0-6", callback=usage(parse_layers),
+                               help="w indices taken from the column seeds: 0-3 coarse, higher = finer."),
+    trunc: float = typer.Option(1.0, callback=usage(check_psi), help=TRUNC_HELP),
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
-    class_idx: int = typer.Option(None, "--class", help="Class label for conditional models."),
-    out: str = typer.Option("mix.png", help="Output PNG."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
+    out: str = typer.Option("mix.png", help="Output image (.png, .jpg, .webp, ...)."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Style-mixing grid: column seeds on top, row seeds on the left, mixes inside (official style_mixing.py)."""
-    from ganforge.latents import parse_seeds
-    from ganforge.tools.mix import parse_layers, style_mix_file
+    from ganforge.tools.mix import style_mix_file
 
-    try:
-        path = style_mix_file(checkpoint, parse_seeds(rows), parse_seeds(cols), parse_layers(styles), out, trunc,
-                              noise_mode.value, class_idx, device)
-    except user_errors() as e:
-        fail(str(e))
+    path = style_mix_file(checkpoint, rows, cols, styles, out, trunc, noise_mode.value, class_idx, device)
     console.print(f"Wrote {path}")
 
 
 def video(
     checkpoint: str = typer.Option(..., help=CHECKPOINT_HELP),
-    seeds: str = typer.Option("0-3", help="Key seeds, visited in order and looping back to the first."),
-    frames: int = typer.Option(30, min=1, help="Frames per transition between two seeds."),
+    seeds: str = typer.Option("0-3", callback=usage(parse_seeds),
+                              help="Key seeds, visited in order and looping back to the first."),
+    frames: int = typer.Option(30, min=1, max=MAX_FRAMES, help="Frames per transition between two seeds."),
     space: Space = typer.Option(Space.w, help="Interpolate in w (lerp of mapped ws) or z (slerp)."),
-    trunc: float = typer.Option(1.0, help="Truncation psi (1 = off, 0.7 typical)."),
+    trunc: float = typer.Option(1.0, callback=usage(check_psi), help=TRUNC_HELP),
     out: str = typer.Option("walk.mp4", help="Output .mp4 (a .gif is written instead without imageio-ffmpeg)."),
-    fps: float = typer.Option(30, min=0.1, help="Frames per second."),
-    grid: str = typer.Option("1x1", metavar="COLSxROWS", help="Several walks side by side; seeds split evenly."),
+    fps: float = typer.Option(30, callback=usage(check_fps), help="Frames per second, 0.1..240."),
+    grid: str = typer.Option("1x1", metavar="COLSxROWS", callback=usage(parse_grid),
+                             help="Several walks side by side; seeds split evenly."),
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
-    class_idx: int = typer.Option(None, "--class", help="Class label for conditional models."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Latent walk video through seeds (looping): mp4 via imageio-ffmpeg, else an animated GIF."""
-    from ganforge.latents import parse_seeds
     from ganforge.tools.video import walk_video
 
-    try:
-        path, count = walk_video(checkpoint, parse_seeds(seeds), out, frames, space.value, trunc, fps,
-                                 noise_mode.value, class_idx, parse_grid(grid), device)
-    except user_errors() as e:
-        fail(str(e))
+    path, count = walk_video(checkpoint, seeds, out, frames, space.value, trunc, fps, noise_mode.value, class_idx,
+                             grid, device)
     kind = "animated GIF (install imageio-ffmpeg for mp4)" if path.suffix.lower() == ".gif" else "mp4"
     console.print(f"Wrote {path}: {count} frames as {kind}")
+
+
+def default_export_path(checkpoint: str, fmt: ExportFormat) -> str:
+    """The checkpoint's file name with .pt or .onnx, in the current folder."""
+    name = Path(checkpoint).name
+    if not name:
+        raise UsageError(f"CHECKPOINT {checkpoint!r} names no file: give the checkpoint to export")
+    return str(Path(name).with_suffix(".pt" if fmt is ExportFormat.torchscript else ".onnx"))
 
 
 def export(
@@ -125,11 +138,7 @@ def export(
     """Export G_ema (z, psi[, c] -> image, noise const) and check it against the eager network at two batch sizes."""
     from ganforge.tools.export import export_checkpoint
 
-    dest = out or str(Path(checkpoint).with_suffix(".pt" if fmt is ExportFormat.torchscript else ".onnx").name)
-    try:
-        report = export_checkpoint(checkpoint, fmt.value, dest)
-    except user_errors() as e:
-        fail(str(e))
+    report = export_checkpoint(checkpoint, fmt.value, default_export_path(checkpoint, fmt) if out is None else out)
     sizes = ", ".join(str(n) for n in report.batch_sizes)
     console.print(f"Wrote {', '.join(str(p) for p in report.files)} ({report.format}); checked with "
                   f"{report.checked_with} at batch sizes {sizes}: max |exported - eager| = {report.max_abs_diff:.3g}")
@@ -139,14 +148,14 @@ def project(
     checkpoint: str = typer.Option(..., help=CHECKPOINT_HELP),
     target: str = typer.Option(..., help="Image to reproduce (cropped to the model's aspect, then resized)."),
     outdir: str = typer.Option("proj", help="Output folder."),
-    steps: int = typer.Option(1000, min=1, help="Optimisation steps."),
+    steps: int = typer.Option(1000, min=1, max=MAX_STEPS, help="Optimisation steps."),
     w_plus: bool = typer.Option(False, "--w-plus", help="Optimise one w per layer (w+) instead of one w."),
     vgg: str = typer.Option(None, help="VGG16 detector vgg16.pt (TorchScript); default: the ganforge cache folder."),
     loss: Loss = typer.Option(Loss.lpips, help="lpips (VGG16 features, official) or mse (pixels, no detector)."),
-    seed: int = typer.Option(0, help="Seed of the initial noise maps and the w noise."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the initial noise maps and the w noise."),
     save_video: bool = typer.Option(True, "--save-video/--no-save-video", help="Write target|projection video."),
-    class_idx: int = typer.Option(None, "--class", help="Class label for conditional models."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Find the w (or w+) that reproduces an image (official projector.py recipe)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -155,14 +164,11 @@ def project(
 
     columns = (TextColumn("project"), BarColumn(), MofNCompleteColumn(), TextColumn("dist {task.fields[dist]:.4g}"),
                TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task("project", total=steps, dist=float("nan"))
-            on_step = lambda step, dist: bar.update(task, completed=step + 1, dist=dist)
-            result, paths = project_file(checkpoint, target, outdir, steps, w_plus, vgg, loss.value, seed,
-                                         save_video, class_idx, device, on_step)
-    except user_errors() as e:
-        fail(str(e))
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("project", total=steps, dist=float("nan"))
+        on_step = lambda step, dist: bar.update(task, completed=step + 1, dist=dist)
+        result, paths = project_file(checkpoint, target, outdir, steps, w_plus, vgg, loss.value, seed, save_video,
+                                     class_idx, device, on_step)
     console.print(f"{loss.value} distance {result.start_dist:.4g} at w_avg -> {result.final_dist:.4g}")
     for role, path in paths.items():
         console.print(f"  {role}: {path}")

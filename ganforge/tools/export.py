@@ -197,7 +197,14 @@ def export_generator(G: nn.Module, fmt: str, out: str | Path, tolerance: float =
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path) -> ExportReport:
-    """Load a checkpoint's G_ema and export it (see export_generator)."""
+    """Load a checkpoint's G_ema and export it (see export_generator); the format and the output path are checked
+    before the checkpoint is read."""
+    from ganforge.images import check_output_file
     from ganforge.tools.generate import load_generator
 
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
+    out = check_output_file(out, "--out")
+    if Path(out).resolve() == Path(checkpoint).resolve():
+        raise ExportError(f"--out {out} is the checkpoint itself: choose another output file")
     return export_generator(load_generator(checkpoint), fmt, out)

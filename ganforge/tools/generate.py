@@ -1,16 +1,31 @@
-"""Load a trained generator (ganforge checkpoint or official .pkl) and generate images from seeds."""
+"""Load a trained generator (ganforge checkpoint or official .pkl) and generate images from seeds.
+
+`generate_images` checks every option against the loaded model (truncation, cutoff, class, grid size, output folder)
+before the output folder is made, and renders the seeds batch by batch, so a long seed list never sits in memory.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ganforge import build_generator
 from ganforge import checkpoint as ck
 from ganforge import checkpoint_check as check
-from ganforge.images import make_grid, save_png, to_uint8
-from ganforge.latents import z_from_seeds
+from ganforge.devices import parse_device
+from ganforge.errors import GanforgeError
+from ganforge.images import check_canvas, check_output_dir, make_grid, save_png, to_uint8
+from ganforge.latents import LatentError, check_cutoff, check_psi, z_from_seeds
+from ganforge.latents import class_labels as labels_for
+
+NOISE_MODES = ("const", "random", "none")
+
+
+class ToolError(GanforgeError, ValueError):
+    """A tool (generate, style-mix, video, export, project) cannot run as asked; the message says what to change."""
 
 
 def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
@@ -39,55 +54,80 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
 
 
 def class_labels(G: torch.nn.Module, n: int, class_idx: int | None) -> torch.Tensor | None:
-    c_dim = getattr(G, "c_dim", 0)
-    if c_dim == 0:
-        if class_idx is not None:
-            raise ValueError("--class was given but this model is unconditional (c_dim=0): drop --class")
-        return None
-    if class_idx is None:
-        raise ValueError(f"this model is conditional with {c_dim} classes: pass --class 0..{c_dim - 1}")
-    if not 0 <= class_idx < c_dim:
-        raise ValueError(f"--class {class_idx} is out of range: this model has classes 0..{c_dim - 1}")
-    return torch.nn.functional.one_hot(torch.full([n], class_idx), c_dim).float()
+    """One-hot [n, c_dim] labels for G, or None when G is unconditional (a LatentError names --class)."""
+    return labels_for(getattr(G, "c_dim", 0), n, class_idx)
+
+
+def check_generate(G: torch.nn.Module, num_seeds: int, truncation_cutoff: int | None, noise_mode: str,
+                   class_idx: int | None, grid: bool = False) -> None:
+    """Every option that depends on the model, checked before anything is rendered or written."""
+    if num_seeds < 1:
+        raise LatentError("no seeds to generate: pass --seeds such as 0-7")
+    if noise_mode not in NOISE_MODES:
+        raise ToolError(f"--noise-mode {noise_mode!r}: choose const, random or none")
+    stylegan = hasattr(G, "mapping")
+    if truncation_cutoff is not None and not stylegan:
+        raise LatentError(f"--trunc-cutoff needs a StyleGAN2 generator, but this checkpoint holds a "
+                          f"{type(G).__name__}: drop --trunc-cutoff")
+    check_cutoff(truncation_cutoff, getattr(G, "num_ws", None))
+    class_labels(G, 0, class_idx)
+    if grid:
+        _, h, w = G.img_shape
+        check_canvas(num_seeds, h, w, "--grid")
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-             noise_mode: str = "const", class_idx: int | None = None, batch: int = 16,
-             device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 [N, C, H, W] for the seeds; image k depends only on seeds[k] (not on the batch)."""
+def generate_batches(G: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0,
+                     truncation_cutoff: int | None = None, noise_mode: str = "const", class_idx: int | None = None,
+                     batch: int = 16, device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    """uint8 [n, C, H, W] per batch of seeds, in order; z is made per batch, so memory does not grow with the seeds."""
     G = G.to(device)
-    z = z_from_seeds(seeds, G.z_dim)
-    c = class_labels(G, len(seeds), class_idx)
-    out = []
+    c = class_labels(G, 1, class_idx)
     stylegan = hasattr(G, "mapping")
     for i in range(0, len(seeds), batch):
-        zb = z[i : i + batch].to(device)
-        cb = None if c is None else c[i : i + batch].to(device)
+        zb = z_from_seeds(seeds[i : i + batch], G.z_dim).to(device)
+        cb = None if c is None else c.expand(len(zb), -1).to(device)
         if stylegan:
             img = G(zb, cb, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
         else:
             img = G(zb, cb)
-        out.append(to_uint8(img).cpu())
-    return torch.cat(out)
+        yield to_uint8(img).cpu()
+
+
+def generate(G: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+             noise_mode: str = "const", class_idx: int | None = None, batch: int = 16,
+             device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 [N, C, H, W] for the seeds; image k depends only on seeds[k] (not on the batch)."""
+    return torch.cat(list(generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, batch,
+                                           device)))
 
 
 def generate_images(checkpoint: str | Path, seeds: list[int], outdir: str | Path, truncation_psi: float = 1.0,
                     truncation_cutoff: int | None = None, noise_mode: str = "const", class_idx: int | None = None,
-                    grid: bool = False, device: str = "cpu") -> list[Path]:
-    """Write seed%04d.png per seed (and grid.png with grid=True). Returns the written paths."""
+                    grid: bool = False, device: str | torch.device = "cpu") -> list[Path]:
+    """Write seed%04d.png per seed (and grid.png with grid=True). Returns the written paths.
+
+    Nothing is created when an option is refused: the output folder is made after every check passed.
+    """
+    device = parse_device(device)
+    truncation_psi = check_psi(truncation_psi)
+    outdir = check_output_dir(outdir)
     G = load_generator(checkpoint)
-    images = generate(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, device=device)
-    outdir = Path(outdir)
+    check_generate(G, len(seeds), truncation_cutoff, noise_mode, class_idx, grid)
     outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seed, img in zip(seeds, images, strict=True):
-        arr = img.permute(1, 2, 0).numpy()
-        p = outdir / f"seed{seed:04d}.png"
-        save_png(arr[:, :, 0] if arr.shape[2] == 1 else arr, p)
-        paths.append(p)
+    paths, kept, names = [], [], (outdir / f"seed{seed:04d}.png" for seed in seeds)
+    for images in generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, device=device):
+        for img, path in zip(images, names):
+            save_png(_hwc(img), path)
+            paths.append(path)
+        kept += [images] if grid else []  # Bounded by check_canvas.
     if grid:
-        p = outdir / "grid.png"
-        save_png(make_grid(images), p)
-        paths.append(p)
+        paths.append(outdir / "grid.png")
+        save_png(make_grid(torch.cat(kept)), paths[-1])
     return paths
+
+
+def _hwc(img: torch.Tensor) -> np.ndarray:
+    """uint8 [C, H, W] -> [H, W, C], or [H, W] for one channel (a grayscale PNG)."""
+    arr = img.permute(1, 2, 0).numpy()
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr

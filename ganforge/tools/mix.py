@@ -12,35 +12,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.images import save_png, to_uint8
-from ganforge.latents import parse_seeds, z_from_seeds
-from ganforge.tools.generate import class_labels
+from ganforge.devices import parse_device
+from ganforge.images import IMAGE_SUFFIXES, check_canvas, check_output_file, save_png, to_uint8
+from ganforge.latents import check_psi, parse_ranges, z_from_seeds
+from ganforge.tools.generate import ToolError, class_labels
+
+MAX_LAYERS = 1024  # --styles indices at once, a typo guard (num_ws is 26 at 16384 px); the model checks the rest.
 
 
 def require_stylegan(G: torch.nn.Module, what: str) -> None:
     """Refuse generators without a mapping network (DCGAN): the tool works on ws."""
     if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
-        raise ValueError(f"{what} needs a StyleGAN2 generator (mapping + synthesis), but this checkpoint holds a "
-                         f"{type(G).__name__}: use a stylegan2 checkpoint")
+        raise ToolError(f"{what} needs a StyleGAN2 generator (mapping + synthesis), but this checkpoint holds a "
+                        f"{type(G).__name__}: use a stylegan2 checkpoint")
 
 
 def parse_layers(text: str) -> list[int]:
-    """'0-6' or '0,2,4' -> w indices (the same syntax as seeds)."""
-    try:
-        return parse_seeds(text)
-    except ValueError as e:
-        raise ValueError(f"--styles {text!r} is not a list of w indices ({e}): write e.g. 0-6 or 0,2,4") from None
+    """'0-6' or '0,2,4' -> w indices (the same syntax as seeds; checked against num_ws by check_layers)."""
+    return parse_ranges(text, "--styles", MAX_LAYERS, what="w indices")
 
 
 def check_layers(layers: list[int] | range, num_ws: int) -> list[int]:
-    """The w indices as a sorted list without duplicates, or a ValueError naming the valid range."""
+    """The w indices as a sorted list without duplicates, or a ToolError naming the valid range."""
     layers = sorted(set(int(i) for i in layers))
     if not layers:
-        raise ValueError(f"no style layers given: pass w indices in 0..{num_ws - 1}")
+        raise ToolError(f"no style layers given: pass w indices in 0..{num_ws - 1}")
     bad = [i for i in layers if not 0 <= i < num_ws]
     if bad:
-        raise ValueError(f"style layers {bad} are out of range: this model has ws 0..{num_ws - 1} "
-                         f"(num_ws={num_ws}), pass --styles within 0-{num_ws - 1}")
+        shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+        raise ToolError(f"style layers [{shown}] are out of range: this model has ws 0..{num_ws - 1} "
+                        f"(num_ws={num_ws}), pass --styles within 0-{num_ws - 1}")
     return layers
 
 
@@ -85,8 +86,11 @@ def style_mix(G: torch.nn.Module, row_seeds: list[int], col_seeds: list[int], la
     """The style-mixing grid as uint8 [(len(rows)+1)·H, (len(cols)+1)·W, C]."""
     require_stylegan(G, "style mixing")
     if not row_seeds or not col_seeds:
-        raise ValueError("style mixing needs at least one row seed and one column seed: pass --rows and --cols")
+        raise ToolError("style mixing needs at least one row seed and one column seed: pass --rows and --cols")
     layers = check_layers(layers, G.num_ws)
+    class_labels(G, 0, class_idx)
+    _, h, w = G.img_shape
+    check_canvas((len(row_seeds) + 1) * (len(col_seeds) + 1), h, w, "the style-mixing grid (--rows x --cols)")
     G = G.to(device)
     row_ws = seeds_to_ws(G, row_seeds, truncation_psi, class_idx, device)
     col_ws = seeds_to_ws(G, col_seeds, truncation_psi, class_idx, device)
@@ -105,9 +109,13 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
 def style_mix_file(checkpoint: str | Path, row_seeds: list[int], col_seeds: list[int], layers: list[int] | range,
                    out: str | Path = "mix.png", truncation_psi: float = 1.0, noise_mode: str = "const",
                    class_idx: int | None = None, device: str = "cpu") -> Path:
-    """Load the checkpoint's G_ema, build the style-mixing grid and write it as one PNG."""
+    """Load the checkpoint's G_ema, build the style-mixing grid and write it as one PNG (every option is checked
+    before anything is written)."""
     from ganforge.tools.generate import load_generator
 
+    device = parse_device(device)
+    truncation_psi = check_psi(truncation_psi)
+    out = check_output_file(out, "--out", IMAGE_SUFFIXES)
     G = load_generator(checkpoint)
     grid = style_mix(G, row_seeds, col_seeds, layers, truncation_psi, noise_mode, class_idx, device)
     return save_image(grid, out)

@@ -23,12 +23,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganforge.images import to_uint8
-from ganforge.tools.generate import class_labels
+from ganforge.devices import parse_device
+from ganforge.images import check_output_dir, to_uint8
+from ganforge.latents import SEED_MAX
+from ganforge.tools.generate import ToolError, class_labels
 from ganforge.tools.mix import require_stylegan
 
 LOSSES = ("lpips", "mse")
 FEATURE_SIZE = 256  # Images are shrunk (area) to at most this side before the VGG16 features, as official.
+MAX_STEPS = 10_000  # Every step's w is kept for the video: 10,000 steps x 18 x 512 floats = 370 MB at 1024 px.
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,12 @@ class ProjectConfig:
     seed: int = 0  # Seeds the initial noise maps and the w noise; w_avg uses RandomState(123) as official.
 
     def __post_init__(self) -> None:
-        if self.num_steps < 1:
-            raise ValueError(f"--steps {self.num_steps}: pass at least 1 step")
+        if not 1 <= self.num_steps <= MAX_STEPS:
+            raise ToolError(f"--steps {self.num_steps}: pass 1..{MAX_STEPS:,} steps (1000 as official)")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ToolError(f"--seed {self.seed}: pass a seed in 0..{SEED_MAX}")
         if self.w_avg_samples < 2:
-            raise ValueError(f"w_avg_samples={self.w_avg_samples}: pass at least 2 samples")
+            raise ToolError(f"w_avg_samples={self.w_avg_samples}: pass at least 2 samples")
 
 
 @dataclass
@@ -138,9 +143,9 @@ def make_distance(loss: str, target: torch.Tensor, features: Callable | None) ->
     if loss == "mse":
         return lambda synth: (synth - target).square().mean()
     if loss != "lpips":
-        raise ValueError(f"--loss {loss!r}: choose lpips (needs the VGG16 detector) or mse")
+        raise ToolError(f"--loss {loss!r}: choose lpips (needs the VGG16 detector) or mse")
     if features is None:
-        raise ValueError("--loss lpips needs the VGG16 detector: pass --vgg PATH/vgg16.pt, or use --loss mse")
+        raise ToolError("--loss lpips needs the VGG16 detector: pass --vgg PATH/vgg16.pt, or use --loss mse")
     with torch.no_grad():
         target_features = feature_space(features, target)
     return lambda synth: (target_features - feature_space(features, synth)).square().sum()
@@ -152,7 +157,7 @@ def load_vgg(vgg: str | Path | Callable | None, device: str | torch.device) -> C
         return vgg
     from ganforge.metrics.detectors import load_detector
 
-    return load_detector("vgg16", vgg, allow_download=False, device=device).features
+    return load_detector("vgg16", vgg, allow_download=False, device=device, flag="--vgg").features
 
 
 # ----------------------------------------------------------------------------
@@ -170,8 +175,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, cfg: ProjectConfig = Proje
     require_stylegan(G, "projection")
     device = torch.device(device)
     if list(target.shape) != list(G.img_shape):
-        raise ValueError(f"the target has shape {list(target.shape)} but the model makes {list(G.img_shape)} "
-                         f"images: resize it first (load_target does)")
+        raise ToolError(f"the target has shape {list(target.shape)} but the model makes {list(G.img_shape)} "
+                        f"images: resize it first (load_target does)")
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     c = class_labels(G, 1, class_idx)
     c = None if c is None else c.to(device)
@@ -233,14 +238,18 @@ def render(G: torch.nn.Module, ws: torch.Tensor, batch: int = 8) -> torch.Tensor
 def load_target(path: str | Path, shape: tuple[int, int, int]) -> torch.Tensor:
     """The image at `path` as uint8 [C, H, W] for a model making `shape` images: centre-cropped to the model's
     aspect ratio, resized with LANCZOS, converted to RGB (or grayscale for 1 channel)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     channels, h, w = shape
+    if not Path(path).is_file():
+        what = "is a folder" if Path(path).is_dir() else "does not exist"
+        raise ToolError(f"--target {path} {what}: pass the image file to reproduce (PNG or JPEG)")
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
-    except (FileNotFoundError, UnidentifiedImageError) as e:
-        raise ValueError(f"--target {path}: cannot read it as an image ({e}): pass a PNG or JPEG file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # Pillow's ways of saying 'bad file'.
+        raise ToolError(f"--target {path}: cannot read it as an image ({str(e)[:200]}): pass a PNG or JPEG "
+                        f"file") from None
     img = ImageOps.fit(img, (w, h), method=Image.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
@@ -289,11 +298,16 @@ def project_file(checkpoint: str | Path, target: str | Path, outdir: str | Path 
     """Project an image file onto a checkpoint's G_ema and write the results to outdir (see save_projection)."""
     from ganforge.tools.generate import load_generator
 
+    device = parse_device(device)
+    cfg = ProjectConfig(num_steps=steps, w_plus=w_plus, seed=seed)
+    if loss not in LOSSES:
+        raise ToolError(f"--loss {loss!r}: choose lpips (needs the VGG16 detector) or mse")
+    outdir = check_output_dir(outdir)
     G = load_generator(checkpoint)
     require_stylegan(G, "projection")
-    cfg = ProjectConfig(num_steps=steps, w_plus=w_plus, seed=seed)
-    features = load_vgg(vgg, device) if loss == "lpips" else None
+    class_labels(G, 0, class_idx)
     image = load_target(target, G.img_shape)
+    features = load_vgg(vgg, device) if loss == "lpips" else None
     result = project(G, image, cfg, loss, features, class_idx, device, on_step)
     meta = {"checkpoint": Path(checkpoint).name, "target": Path(target).name, "loss": loss, "steps": steps,
             "w_plus": w_plus, "seed": seed}
