@@ -133,9 +133,11 @@ def make_options(checkpoint: str, data: str, detector_inception: str | None, det
             raise MetricError(f"{flag} {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}: pass "
                               f"the detector's .pt file (TorchScript)")
     _dist, dev = init_distributed(device)  # Under torchrun: one process group, this rank's GPU.
-    return MetricOptions(G=load_generator(checkpoint), dataset_path=data, num_gen=num_gen, device=dev, batch=batch,
+    opts = MetricOptions(G=load_generator(checkpoint), dataset_path=data, num_gen=num_gen, device=dev, batch=batch,
                          detector_paths={"inception": detector_inception, "vgg16": detector_vgg},
                          progress=not quiet, allow_download=allow_download)
+    opts.dataset()  # The data is read (headers) before any detector is loaded.
+    return opts
 
 
 def print_table(records, checkpoint: str) -> None:

@@ -32,11 +32,12 @@ def compare_sets(images: str | Path, data: str | Path, names: list[str] | tuple[
             raise MetricError(f"{what} {path} does not exist: pass a folder or zip of images")
     common = dict(detector_paths=detector_paths or {}, device=device, batch=batch, progress=progress,
                   allow_download=allow_download)
-    ref = MetricOptions(dataset_path=data, **common)
+    ref, other = MetricOptions(dataset_path=data, **common), MetricOptions(dataset_path=images, **common)
+    ref.dataset(), other.dataset()  # Both sets are read (headers) before any detector is loaded.
     out: dict[str, float] = {}
     if "fid" in names or "kid" in names:
         a = real_features(ref, "inception", max_images)
-        b = real_features(MetricOptions(dataset_path=images, **common), "inception", max_images)
+        b = real_features(other, "inception", max_images)
         if "fid" in names:
             out["fid"] = fid_from_features(b, a)
         if "kid" in names:
@@ -44,7 +45,7 @@ def compare_sets(images: str | Path, data: str | Path, names: list[str] | tuple[
     if "pr" in names:
         detector, call = pr_detector(ref)
         a = real_features(ref, detector, max_images, call_kwargs=call)
-        b = real_features(MetricOptions(dataset_path=images, **common), detector, max_images, call_kwargs=call)
+        b = real_features(other, detector, max_images, call_kwargs=call)
         precision, recall = precision_recall(a, b, k=3)
         prefix = "pr" if detector == "vgg16" else "pr_inception"
         out[f"{prefix}_precision"], out[f"{prefix}_recall"] = precision, recall
