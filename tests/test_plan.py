@@ -1,15 +1,8 @@
 import pytest
 
 from ganforge import PlanError, make_plan
-from ganforge.plan import (
-    Plan,
-    compare_data,
-    compare_num_ws,
-    compare_plans,
-    decompose,
-    nearest_valid,
-    parse_resolution,
-)
+from ganforge.plan import Plan, decompose, nearest_valid, parse_resolution
+from ganforge.plan_compare import compare_data, compare_num_ws, compare_plans
 
 
 def test_parse_resolution_is_w_by_h():

@@ -16,7 +16,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ganforge.data.convert import oriented_size
 from ganforge.data.source import LABELS_NAME, LabelLookup, Source
-from ganforge.plan import compare_data, decompose, format_resolution, make_plan, nearest_valid, parse_resolution
+from ganforge.plan import decompose, format_resolution, make_plan, nearest_valid, parse_resolution
+from ganforge.plan_compare import compare_data
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from ganforge.nn import ops
 from ganforge.nn.layers import AdaINStyle, Conv2dLayer, FullyConnectedLayer
-from ganforge.plan import Plan, compare_num_ws
+from ganforge.plan import Plan
+from ganforge.plan_compare import compare_num_ws
 
 
 def assert_shape(x: torch.Tensor, shape: list[int | None], what: str = "tensor") -> None:

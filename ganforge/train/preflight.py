@@ -17,11 +17,11 @@ from ganforge.plan import (
     Plan,
     PlanError,
     check_resolution,
-    compare_data,
     format_resolution,
     make_plan,
     parse_resolution,
 )
+from ganforge.plan_compare import compare_data
 from ganforge.train.config import ConfigError, TrainConfig
 from ganforge.train.freeze import FreezeError, matches_any
 

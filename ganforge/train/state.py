@@ -12,7 +12,8 @@ from torch import nn
 from ganforge import build_discriminator, build_generator
 from ganforge import checkpoint as ck
 from ganforge import checkpoint_check as check
-from ganforge.plan import Plan, compare_plans
+from ganforge.plan import Plan
+from ganforge.plan_compare import compare_plans
 from ganforge.train.config import TrainConfig
 from ganforge.train.schedule import parse_schedule
 
