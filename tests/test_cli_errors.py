@@ -10,27 +10,44 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny
 from PIL import Image
 
+from ganforge import build_generator, make_plan
 from ganforge.cli import main
 
 FILE = "file.txt"  # A plain file in every working folder: outputs under it must be refused.
 NO_CUDA = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
 
 
+def bomb_png(path: Path, side: int = 20_000) -> None:
+    """A 1-pixel PNG whose header claims side x side pixels: Pillow refuses it as a decompression bomb on open."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # b'IHDR' + width, height, bit depth, colour type, ... (13 bytes).
+    ihdr[4:12] = struct.pack(">II", side, side)
+    data[12:33] = ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny, tiny_cond) -> dict[str, str]:
-    """Files of the wrong kind (text, image, zip without images, pickle, folder), and the tiny checkpoints."""
+    """Files of the wrong kind (text, image, zip without images, pickle, folder, an image too large to decode),
+    the tiny checkpoints and a DCGAN one (no mapping network, no truncation)."""
     d = tmp_path_factory.mktemp("inputs")
+    save_tiny(build_generator(make_plan("tiny", 16, family="dcgan")).eval(), d / "dcgan.safetensors")
+    bomb_png(d / "bomb.png")
     (d / "note.txt").write_text("not a checkpoint, not an image\n")
     Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(d / "img.png")
     with zipfile.ZipFile(d / "noimg.zip", "w") as z:
@@ -168,6 +185,12 @@ INPROCESS_CASES = [  # (arguments, exit code, words the line must hold)
     ("project --checkpoint {ckpt} --target {img} --vgg {note}", 1, ("note.txt", "TorchScript")),
     ("project --checkpoint {ckpt} --target {img} --loss mse --outdir file.txt", 1, ("--outdir", "is a file")),
     ("project --checkpoint {ckpt} --target {img} --loss mse --class 0", 1, ("--class 0", "unconditional")),
+    ("project --checkpoint {ckpt} --target {bomb} --loss mse", 1, ("--target", "too many pixels")),
+    ("project --checkpoint {dcgan} --target {img} --loss mse", 1, ("projection", "StyleGAN2")),
+    ("generate --checkpoint {dcgan} --trunc 0.5", 1, ("--trunc", "DCGANGenerator")),
+    ("style-mix --checkpoint {dcgan}", 1, ("style mixing", "StyleGAN2")),
+    ("export {dcgan}", 1, ("export", "StyleGAN2")),
+    ("metrics --checkpoint {dcgan} --data {imgs} --truncation 0.5", 1, ("--truncation", "DCGANGenerator")),
     ("metrics --checkpoint {ckpt} --data {imgs} --metrics ,", 2, ("--metrics", "fid50k_full")),
     ("metrics --checkpoint {ckpt} --data {imgs} --metrics fid", 2, ("unknown metric fid",)),
     ("metrics --images {imgs} --data {imgs} --metrics fid50k_full,kid", 2, ("unknown metric fid50k_full",)),
@@ -381,3 +404,10 @@ def test_the_vgg_file_is_refused_as_inception(tmp_path):
     assert load_detector("vgg16", tmp_path / "vgg16.pt").name == "vgg16"
     with pytest.raises(DetectorError, match="is the VGG16 detector, not Inception: pass it as --detector-vgg"):
         load_detector("inception", tmp_path / "vgg16.pt")
+
+
+def test_truncated_metrics_use_constant_noise(tiny):
+    from ganforge.metrics.compare import Truncated
+
+    G, z = Truncated(tiny[0], 0.7), torch.randn(2, tiny[0].z_dim)
+    assert torch.equal(G(z), G(z))  # Random per-pixel noise would make every run's features differ.

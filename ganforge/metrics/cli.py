@@ -65,7 +65,11 @@ def metrics(
                         allow_download)
     if truncation != 1.0:
         from ganforge.metrics.compare import Truncated
+        from ganforge.metrics.features import MetricError
 
+        if not hasattr(opts.G, "mapping"):
+            raise MetricError(f"--truncation needs a StyleGAN2 generator with a w_avg, but {checkpoint} holds a "
+                              f"{type(opts.G).__name__}: drop --truncation")
         opts.G = Truncated(opts.G, truncation)
     records = evaluate(names, opts)
     if not write_records(records, Path(checkpoint).parent, Path(checkpoint).name):

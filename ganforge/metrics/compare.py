@@ -61,4 +61,5 @@ class Truncated(torch.nn.Module):
         self.z_dim, self.c_dim = G.z_dim, G.c_dim
 
     def forward(self, z, c=None, **kwargs):
+        kwargs.setdefault("noise_mode", "const")  # As the untruncated generator is called for the metrics.
         return self.G(z, c, truncation_psi=self.psi, **kwargs)

@@ -58,17 +58,16 @@ def class_labels(G: torch.nn.Module, n: int, class_idx: int | None) -> torch.Ten
     return labels_for(getattr(G, "c_dim", 0), n, class_idx)
 
 
-def check_generate(G: torch.nn.Module, num_seeds: int, truncation_cutoff: int | None, noise_mode: str,
-                   class_idx: int | None, grid: bool = False) -> None:
+def check_generate(G: torch.nn.Module, num_seeds: int, truncation_psi: float, truncation_cutoff: int | None,
+                   noise_mode: str, class_idx: int | None, grid: bool = False) -> None:
     """Every option that depends on the model, checked before anything is rendered or written."""
     if num_seeds < 1:
         raise LatentError("no seeds to generate: pass --seeds such as 0-7")
     if noise_mode not in NOISE_MODES:
         raise ToolError(f"--noise-mode {noise_mode!r}: choose const, random or none")
-    stylegan = hasattr(G, "mapping")
-    if truncation_cutoff is not None and not stylegan:
-        raise LatentError(f"--trunc-cutoff needs a StyleGAN2 generator, but this checkpoint holds a "
-                          f"{type(G).__name__}: drop --trunc-cutoff")
+    if not hasattr(G, "mapping") and (truncation_psi != 1 or truncation_cutoff is not None):
+        raise LatentError(f"truncation (--trunc, --trunc-cutoff) needs a StyleGAN2 generator with a w_avg, but "
+                          f"this checkpoint holds a {type(G).__name__}: drop those options")
     check_cutoff(truncation_cutoff, getattr(G, "num_ws", None))
     class_labels(G, 0, class_idx)
     if grid:
@@ -113,7 +112,7 @@ def generate_images(checkpoint: str | Path, seeds: list[int], outdir: str | Path
     truncation_psi = check_psi(truncation_psi)
     outdir = check_output_dir(outdir)
     G = load_generator(checkpoint)
-    check_generate(G, len(seeds), truncation_cutoff, noise_mode, class_idx, grid)
+    check_generate(G, len(seeds), truncation_psi, truncation_cutoff, noise_mode, class_idx, grid)
     outdir.mkdir(parents=True, exist_ok=True)
     paths, kept, names = [], [], (outdir / f"seed{seed:04d}.png" for seed in seeds)
     for images in generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, device=device):

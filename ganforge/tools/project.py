@@ -247,7 +247,10 @@ def load_target(path: str | Path, shape: tuple[int, int, int]) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # Pillow's ways of saying 'bad file'.
+    except Image.DecompressionBombError:
+        raise ToolError(f"--target {path} has too many pixels to decode safely: shrink it below "
+                        f"{Image.MAX_IMAGE_PIXELS:,} pixels first") from None
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying 'not an image I can read'.
         raise ToolError(f"--target {path}: cannot read it as an image ({str(e)[:200]}): pass a PNG or JPEG "
                         f"file") from None
     img = ImageOps.fit(img, (w, h), method=Image.LANCZOS)
