@@ -271,6 +271,8 @@ def _read_header(path: Path) -> tuple[dict, int, int]:
 
 def open_checkpoint(path: str | Path) -> CheckpointFile:
     """Parse and check a checkpoint's header (no tensor is read). Safe for untrusted files."""
+    if not str(path).strip():
+        raise CheckpointError("no checkpoint path was given: pass a .safetensors checkpoint")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path")

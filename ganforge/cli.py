@@ -17,10 +17,10 @@ import typer
 from rich.table import Table
 
 from ganforge.config import PRESETS
-from ganforge.console import console, fail, run_cli
+from ganforge.console import console, fail, run_cli, usage
 from ganforge.latents import MAX_SEEDS, check_psi, parse_seeds
 from ganforge.plan import PlanError, make_plan
-from ganforge.tools.cli import NoiseMode, usage
+from ganforge.tools.cli import NoiseMode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="StyleGAN2-family GANs at any resolution.")

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from ganforge.errors import GanforgeError
+
+try:  # Typer >= 0.22 vendors click; run_cli prints this error as one line with exit 2.
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer
+    from click.exceptions import UsageError
 
 console = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
@@ -33,6 +39,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def warn(message: str) -> None:
     err.print(styled("warning:", "bold yellow", message), soft_wrap=True)
+
+
+def usage(check: Callable[[Any], Any]) -> Callable[[typer.Context, Any], Any]:
+    """A Typer option callback: the value becomes check(value); a GanforgeError from the check is a usage error
+    (one line, exit 2) that runs before any file is read."""
+
+    def callback(ctx: typer.Context, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except GanforgeError as e:
+            raise UsageError(str(e), ctx=ctx) from None
+
+    return callback
 
 
 def os_error_sentence(e: OSError) -> str:
@@ -87,9 +108,10 @@ def run_cli(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
     except OSError as e:
         err.print(styled("error:", "bold red", os_error_sentence(e)), soft_wrap=True)
         code = 1
-    except MemoryError:
-        err.print(styled("error:", "bold red", "out of memory: use a smaller batch (--batch-gpu) or resolution, "
-                         "or fewer images at once"), soft_wrap=True)
+    except MemoryError as e:  # Ours carry a sentence; the interpreter's carry none.
+        text = str(e) if str(e) and " " in str(e) else ("out of memory: use a smaller batch, resolution or model, "
+                                                       "or fewer images at once")
+        err.print(styled("error:", "bold red", text), soft_wrap=True)
         code = 1
     except KeyboardInterrupt:
         err.print(styled("error:", "bold red", "interrupted"), soft_wrap=True)

@@ -341,6 +341,10 @@ def _check_field_type(name: str, value: object, source: str) -> None:
         raise PlanError(f"{source}: {name}={str(value)[:40]!r} is not {kind}: the file is damaged")
 
 
+def _number(x: float) -> str:
+    return f"{x:g}" if x != int(x) or abs(x) < 1e6 else f"{int(x):,}"
+
+
 def validate(plan: Plan) -> None:
     """Raise PlanError with a readable sentence for any inconsistent or out-of-range field."""
     for name, choices in _CHOICES.items():
@@ -352,7 +356,7 @@ def validate(plan: Plan) -> None:
         if value is None and name in _OPTIONAL_FIELDS:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (lo <= value <= hi):
-            raise PlanError(f"{name} must be a number in {lo:g}..{hi:g}, got {str(value)[:40]}")
+            raise PlanError(f"{name} must be a number in {_number(lo)}..{_number(hi)}, got {str(value)[:40]}")
     if not 1 <= len(plan.channels) <= MAX_BLOCKS:
         raise PlanError(f"the plan has {len(plan.channels)} blocks; a model has 1..{MAX_BLOCKS}")
     for c in plan.channels:

@@ -20,9 +20,8 @@ from typing import Annotated
 
 import typer
 
-from ganforge.console import console
+from ganforge.console import UsageError, console, usage
 from ganforge.latents import check_psi
-from ganforge.tools.cli import UsageError, usage
 
 METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k (with --images: fid, kid, pr)."
 MAX_NUM_GEN = 1_000_000  # Generated images per metric: 20x the papers' 50,000; features of 1M images are 8 GB.

@@ -15,25 +15,17 @@ is written (a GanforgeError: one line, exit 1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from ganforge.console import console, err
-from ganforge.errors import GanforgeError
+from ganforge.console import UsageError, console, err, usage
 from ganforge.latents import SEED_MAX, check_psi, parse_seeds
 from ganforge.tools.mix import parse_layers
 from ganforge.tools.project import MAX_STEPS
 from ganforge.tools.video import MAX_FRAMES, check_fps, parse_grid
-
-try:  # Typer >= 0.22 vendors click; this is the UsageError that ganforge.console.run_cli prints (exit 2).
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older Typer
-    from click.exceptions import UsageError
 
 
 class NoiseMode(str, Enum):
@@ -55,21 +47,6 @@ class ExportFormat(str, Enum):
 class Loss(str, Enum):
     lpips = "lpips"
     mse = "mse"
-
-
-def usage(check: Callable[[Any], Any]) -> Callable[[typer.Context, Any], Any]:
-    """A Typer option callback: the value becomes check(value); a GanforgeError from the check is a usage error
-    (one line, exit 2) that runs before any file is read."""
-
-    def callback(ctx: typer.Context, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except GanforgeError as e:
-            raise UsageError(str(e), ctx=ctx) from None
-
-    return callback
 
 
 CHECKPOINT_HELP = "ganforge checkpoint (.safetensors) or official StyleGAN2-ADA .pkl."

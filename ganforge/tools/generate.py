@@ -40,7 +40,8 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
         snap = load_official_pkl(path)
         G = getattr(snap, which)
         if G is None:
-            raise ck.CheckpointError(f"{path} has no {which} network")
+            raise ck.CheckpointError(f"{path} has no {which} network: give a network-snapshot-*.pkl written by "
+                                     f"the official training loop")
         return G.eval().requires_grad_(False)
     # Metadata, Plan and every tensor shape are checked before the network is built (bounded memory).
     contents = check.inspect_file(path)
