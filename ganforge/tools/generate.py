@@ -33,6 +33,8 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
 
     Called as G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const') -> [N, C, H, W] in [-1, 1].
     """
+    if not str(path).strip():
+        raise ck.CheckpointError("no checkpoint path was given: pass a .safetensors checkpoint or an official .pkl")
     path = Path(path)
     if path.suffix == ".pkl":
         from ganforge.tools.import_official import load_official_pkl
