@@ -94,3 +94,18 @@ def cli(capsys):
         return exit_info.value.code, out, err
 
     return run
+
+
+@pytest.fixture
+def always_diverge(monkeypatch):
+    """Every loss phase leaves an infinite D weight behind: training diverges at every tick."""
+    from ganforge.train.loss import StyleGAN2Loss
+
+    original = StyleGAN2Loss.accumulate
+
+    def poisoned(self, phase, *args, **kwargs):
+        original(self, phase, *args, **kwargs)
+        with torch.no_grad():
+            next(self.D.parameters()).fill_(float("inf"))
+
+    monkeypatch.setattr(StyleGAN2Loss, "accumulate", poisoned)
