@@ -178,6 +178,8 @@ def test_resume_and_init_refuse_hostile_checkpoints_with_one_line(hostile_dir, t
     code, _, err = cli("generate", "--checkpoint", hostile_dir / "mapping_1e7_layers.safetensors", "--outdir",
                        tmp_path / "gen")
     assert code == 1 and "mapping_layers must be a number in 1..64" in err and not (tmp_path / "gen").exists()
+    code, _, err = cli("metrics", "--checkpoint", hostile_dir / "train-no_D.safetensors", "--data", data)
+    assert code == 1 and "training checkpoint without D" in err and err.count("\n") == 1
     code, _, err = cli("transfer", hostile_dir / "wrong_shape.safetensors", "--out", tmp_path / "t.safetensors")
     assert code == 1 and "mapping.fc0.weight has shape [3, 3]" in err and not (tmp_path / "t.safetensors").exists()
 
