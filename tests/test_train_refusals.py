@@ -98,7 +98,7 @@ def test_bad_config_file_values(tmp_path, cli, data):
 def test_output_under_a_file_is_one_line(tmp_path, cli, data):
     (tmp_path / "afile").write_text("x")
     code, _, err = cli(*common(data, tmp_path / "afile" / "runs"))
-    assert_one_line(code, err, 1, str(tmp_path / "afile"), "not a folder")
+    assert_one_line(code, err, 1, f"--outdir {tmp_path / 'afile' / 'runs'}: {tmp_path / 'afile'} is a file")
 
 
 def test_memory_check_refuses_and_names_the_batch_gpu_that_fits(tmp_path, cli, data, monkeypatch):

@@ -22,7 +22,13 @@ from ganforge.train.config import TrainConfig
 from ganforge.train.ema import ema_beta, update_ema
 from ganforge.train.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
 from ganforge.train.loss import GeneratorStep, Report, StyleGAN2Loss
-from ganforge.train.preflight import accumulation_rounds, check_freeze, check_memory, training_plan
+from ganforge.train.preflight import (
+    accumulation_rounds,
+    check_freeze,
+    check_memory,
+    check_outdir,
+    training_plan,
+)
 from ganforge.train.run import (
     TrainingDiverged,
     build_loader,
@@ -79,6 +85,7 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
 def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainState:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    check_outdir(cfg)
     dataset = dataset if dataset is not None else open_dataset(cfg)
     c_dim = dataset.c_dim if cfg.cond else 0
     plan = training_plan(cfg, list(dataset.shape), c_dim, device)

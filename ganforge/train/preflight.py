@@ -42,6 +42,16 @@ def _explicit_resolution(cfg: TrainConfig, data_shape: list[int]) -> None:
             f"{stem}-{want}.zip --resolution {want}` and train on it, or drop --resolution to train at {have}")
 
 
+def check_outdir(cfg: TrainConfig) -> None:
+    """--outdir exists as a writable folder or can be made (nothing is created here)."""
+    from ganforge.images import OutputError, check_output_dir
+
+    try:
+        check_output_dir(cfg.outdir, "--outdir")
+    except OutputError as e:
+        raise ConfigError(str(e)) from None
+
+
 def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: torch.device) -> Plan:
     """Plan from the config (or the --init checkpoint), resolution 'auto' from the data; mismatches fail here."""
     if cfg.init:
