@@ -204,8 +204,9 @@ class Plan:
                             "the file is damaged")
         d["channels"] = tuple(channels)
         for f in dataclasses.fields(cls):
-            if f.name in d:
-                _check_field_type(f.name, d[f.name], source)
+            problem = field_type_problem(f.name, d[f.name]) if f.name in d else None
+            if problem:
+                raise PlanError(f"{source}: {problem}: the file is damaged")
         plan = cls(**d)
         try:
             validate(plan)
@@ -269,8 +270,12 @@ def make_plan(
     h, w = parse_resolution(resolution)
     h0, w0, k = check_resolution(h, w)
     sizes = [(h0 * 2**i, w0 * 2**i) for i in range(k + 1)]
-    cbase = int(overrides.pop("cbase", p.cbase))
-    cmax = int(overrides.pop("cmax", p.cmax))
+    for key in ("cbase", "cmax"):
+        problem = field_type_problem(key, overrides[key]) if key in overrides else None
+        if problem:
+            raise PlanError(f"model option {problem}")
+    cbase = overrides.pop("cbase", p.cbase)
+    cmax = overrides.pop("cmax", p.cmax)
     channels = channels_for(sizes, cbase, cmax, channel_table)
     fields = dict(
         family=family,
@@ -293,11 +298,15 @@ def make_plan(
         conv_clamp=p.conv_clamp,
         mbstd_group=p.mbstd_group,
     )
-    known = {f.name for f in dataclasses.fields(Plan)}
+    options = {f.name for f in dataclasses.fields(Plan)} - {"height", "width", "base_h", "base_w", "channels",
+                                                            "preset", "cbase", "cmax"}
     for key, value in overrides.items():
-        if key not in known or key in ("height", "width", "base_h", "base_w", "channels", "preset"):
-            raise PlanError(f"unknown model option {key}={value!r}; valid options: cbase, cmax, " + ", ".join(
-                sorted(known - {"height", "width", "base_h", "base_w", "channels", "preset"})))
+        if key not in options:
+            raise PlanError(f"unknown model option {key}={str(value)[:40]!r}; valid options: cbase, cmax, "
+                            + ", ".join(sorted(options)))
+        problem = field_type_problem(key, value)
+        if problem:
+            raise PlanError(f"model option {problem}")
         fields[key] = value
     plan = Plan(**fields)
     validate(plan)
@@ -319,26 +328,28 @@ _FLOAT_FIELDS = ("mapping_lr_mult", "w_avg_beta", "conv_clamp")
 _OPTIONAL_FIELDS = ("conv_clamp", "cmap_dim")
 
 
-def _check_field_type(name: str, value: object, source: str) -> None:
-    """JSON types of one Plan field: strings where strings, ints where ints (never bool), finite floats."""
+def field_type_problem(name: str, value: object) -> str | None:
+    """None when `value` has the JSON type of Plan field `name` (strings where strings, ints where ints and never
+    bools, finite floats); else what is wrong, e.g. "z_dim='512' is not a whole number"."""
     if value is None and name in _OPTIONAL_FIELDS:
-        return
+        return None
     if name == "channels":
         bad = [c for c in value if isinstance(c, bool) or not isinstance(c, int)]
-        if bad:
-            raise PlanError(f"{source}: channels holds {bad[0]!r}, not a whole number: the file is damaged")
-        return
+        return f"channels holds {str(bad[0])[:40]!r}, not a whole number" if bad else None
     if name in _CHOICES or name == "preset":
         if not isinstance(value, str) or len(value) > 64:
-            raise PlanError(f"{source}: {name} must be a short string, got {type(value).__name__}: the file is damaged")
-        return
-    if name in _FLOAT_FIELDS:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            return f"{name}={str(value)[:40]!r} is not one of the names it takes"
+        return None
+    if name in _FLOAT_FIELDS or name in ("cbase", "cmax"):
+        floats = name in _FLOAT_FIELDS
+        ok = isinstance(value, (int, float)) if floats else isinstance(value, int)
+        ok = ok and not isinstance(value, bool) and (not floats or math.isfinite(value))
     else:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok:
-        kind = "a finite number" if name in _FLOAT_FIELDS else "a whole number"
-        raise PlanError(f"{source}: {name}={str(value)[:40]!r} is not {kind}: the file is damaged")
+    if ok:
+        return None
+    kind = "a finite number" if name in _FLOAT_FIELDS else "a whole number"
+    return f"{name}={str(value)[:40]!r} is not {kind}"
 
 
 def _number(x: float) -> str:

@@ -86,12 +86,16 @@ def test_bad_options_are_one_line_and_leave_no_run_folder(tmp_path, cli, data, a
 def test_bad_config_file_values(tmp_path, cli, data):
     cases = (('batch = "8"\n', "--batch '8': give a whole number"),
              ('mirror = "no"\n', "--mirror 'no': give true or false"),
-             ("kimg = nan\n", "--kimg nan: give a finite number"))
+             ("kimg = nan\n", "--kimg nan: give a finite number"),
+             ('[model]\ncbase = "abc"\n', "model option cbase='abc' is not a whole number"),
+             ("[model]\nmapping_layers = 2.5\n", "model option mapping_layers='2.5' is not a whole number"),
+             ("[model]\nconv_clamp = nan\n", "model option conv_clamp='nan' is not a finite number"),
+             ("[model]\ncmax = 99999\n", "cmax must be a number in 0..16384"))
     for text, words in cases:
         toml = tmp_path / "run.toml"
         toml.write_text(f'data = "{data}"\noutdir = "{tmp_path / "runs"}"\n' + text)
         code, _, err = cli("train", "--config", toml)
-        assert_one_line(code, err, 2, words)
+        assert_one_line(code, err, 1 if "[model]" in text else 2, words)
     assert not (tmp_path / "runs").exists()
 
 

@@ -65,6 +65,11 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
         return plan
     _explicit_resolution(cfg, data_shape)
     res = (data_shape[1], data_shape[2])
+    try:
+        check_resolution(*res)
+    except PlanError as e:
+        raise PlanError(f"{e} (the size comes from the data in {cfg.data}: prepare it at a valid size with "
+                        f"`ganforge dataset prepare`)") from None
     overrides = dict(cfg.model)
     if cfg.precision == "fp32":
         overrides["num_fp16_res"] = 0
@@ -72,10 +77,7 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
         overrides["fp16_dtype"] = cfg.precision
     elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
         overrides["fp16_dtype"] = "fp16"
-    try:
-        plan = make_plan(cfg.preset, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, **overrides)
-    except PlanError as e:
-        raise PlanError(f"{e} (the size comes from the data: prepare the data at a valid size)") from e
+    plan = make_plan(cfg.preset, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, **overrides)
     rep = compare_data(plan, data_shape, c_dim)
     if not rep.ok:
         raise PlanError(str(rep))
