@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build of PyTorch; install it first so the package's torch requirement is already met.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+# The documentation site, built into site/ from README.md, ARCHITECTURE.md, docs/ and the docstrings; warnings
+# are errors. NO_MKDOCS_2_WARNING silences a theme banner about future MkDocs releases.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+	@echo "Docs built into site/ (open site/index.html)"
 
 clean:
 	rm -rf $(VENV) runs

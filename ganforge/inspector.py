@@ -16,6 +16,8 @@ from ganforge.plan import Plan
 
 @dataclass
 class LayerRow:
+    """One module of a traced network: its name, class, per-image output shape and own parameter count."""
+
     name: str  # Module path, official naming (synthesis.b64.conv0).
     kind: str  # Class name.
     output_shape: list[int]  # Per image: [C, H, W] or [F].
@@ -24,6 +26,8 @@ class LayerRow:
 
 @dataclass
 class NetReport:
+    """A traced network: parameter and buffer counts, its layers, and the activation bytes per image."""
+
     params: int
     buffers: int
     layers: list[LayerRow] = field(default_factory=list)

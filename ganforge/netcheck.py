@@ -56,6 +56,7 @@ def parameter_shapes(plan: Plan, net: str = "G", patch: bool = False) -> list[tu
 
 
 def parameter_count(plan: Plan, net: str = "G", patch: bool = False) -> int:
+    """Number of parameters of the network `net` ('G' or 'D') that `plan` builds; nothing allocated."""
     return sum(math.prod(shape) for shape in parameter_shapes(plan, net, patch))
 
 

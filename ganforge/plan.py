@@ -116,7 +116,14 @@ def block_name(h: int, w: int) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """A resolved architecture. Construct with `make_plan`; every field is plain data (JSON-able)."""
+    """A resolved architecture. Construct with `make_plan`; every field is plain data (JSON-able).
+
+    Example:
+        ```python
+        plan = make_plan("paper256", 256)
+        plan.num_ws, plan.block_names[-1], plan.channels[-1]  # 14, 'b256', 64
+        ```
+    """
 
     family: str  # "stylegan2" or "dcgan".
     preset: str  # Name of the preset it came from.
@@ -263,7 +270,13 @@ def make_plan(
     channel_table: dict[int, int] | None = None,
     **overrides,
 ) -> Plan:
-    """Resolve a preset at a resolution, with field overrides (cbase, cmax, z_dim, …)."""
+    """Resolve a preset at a resolution, with field overrides (cbase, cmax, z_dim, …); a PlanError says what to change.
+
+    Example:
+        ```python
+        plan = make_plan("tiny", "64x32", c_dim=3, num_fp16_res=2)  # 64 wide, 32 tall (WxH); a Plan field override
+        ```
+    """
     if preset not in PRESETS:
         raise PlanError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     p: ModelPreset = PRESETS[preset]

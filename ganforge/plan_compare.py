@@ -13,12 +13,16 @@ from ganforge.plan import Plan, block_name, decompose, format_resolution
 
 @dataclass
 class Mismatch:
+    """One difference between two Plans (or a Plan and a dataset), as a sentence with its fix."""
+
     what: str  # Short key ("resolution", "num_ws", …).
     sentence: str  # What is wrong and what to change.
 
 
 @dataclass
 class Report:
+    """The mismatches of one comparison; `ok` when there are none, `str(report)` gives one sentence per line."""
+
     mismatches: list[Mismatch] = field(default_factory=list)
 
     @property

@@ -25,6 +25,8 @@ _KEEP = ("img_channels", "c_dim", "z_dim", "w_dim", "mapping_layers", "mapping_l
 
 @dataclass
 class TransferReport:
+    """What `transfer` did per network (G, D, G_ema): tensors copied, left freshly initialized, and dropped."""
+
     copied: dict[str, list[str]] = field(default_factory=dict)  # net -> names copied
     new: dict[str, list[str]] = field(default_factory=dict)  # net -> names initialized fresh
     dropped: dict[str, list[str]] = field(default_factory=dict)  # net -> source names not used

@@ -1,0 +1,103 @@
+"""The top-level API: the names exist and are documented, `import ganforge` stays cheap, and the loaders work on
+a ganforge checkpoint and on an official StyleGAN2-ADA pickle."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ganforge
+from ganforge.checkpoint import CheckpointError, save_checkpoint
+
+PKL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "anchors" / "official-pkls"
+API = ("make_plan", "Plan", "TrainConfig", "build_generator", "build_discriminator", "load_generator",
+       "load_checkpoint", "Checkpoint")
+
+
+# TrainConfig's class docstring belongs in ganforge/train/config.py; until it has one with an example, the docs
+# site documents its fields. Strict: once it has one, this mark must go.
+NO_DOCSTRING_YET = pytest.mark.xfail(strict=True, reason="TrainConfig has no class docstring with an example yet")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NO_DOCSTRING_YET) if n == "TrainConfig" else n for n in API])
+def test_exported_and_documented_with_an_example(name):
+    assert name in ganforge.__all__
+    doc = inspect.getdoc(getattr(ganforge, name)) or ""
+    assert "Example" in doc and "```python" in doc, f"{name} needs a docstring with a short example"
+
+
+def test_every_exported_name_exists():
+    missing = [name for name in ganforge.__all__ if not hasattr(ganforge, name)]
+    assert not missing
+    assert set(API) <= set(dir(ganforge))
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, ganforge; ganforge.TrainConfig; print([m for m in ('torch', 'numpy') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"import ganforge (and TrainConfig) loaded {out.strip()}"
+
+
+def test_load_generator_reads_a_ganforge_checkpoint(tiny):
+    G_ref, path = tiny
+    G = ganforge.load_generator(path)
+    assert not G.training and not any(p.requires_grad for p in G.parameters())
+    z = torch.randn(2, G.z_dim)
+    with torch.no_grad():
+        assert torch.equal(G(z, None, noise_mode="const"), G_ref(z, None, noise_mode="const"))
+
+
+def test_load_checkpoint_gives_plan_meta_and_weights(tiny):
+    G_ref, path = tiny
+    ckpt = ganforge.load_checkpoint(path)
+    assert ckpt.path == path and ckpt.kind == "export" and ckpt.plan == G_ref.plan
+    assert ckpt.meta["plan"] == G_ref.plan.to_dict()
+    assert list(ckpt.networks) == ["G_ema"]
+    assert ckpt.networks["G_ema"].keys() == G_ref.state_dict().keys()
+    z = torch.randn(2, ckpt.plan.z_dim)
+    with torch.no_grad():
+        assert torch.equal(ckpt.build()(z, None, noise_mode="const"), G_ref(z, None, noise_mode="const"))
+    with pytest.raises(CheckpointError, match="holds no D network"):
+        ckpt.build("D")
+
+
+def test_load_checkpoint_refuses_nonfinite_weights_and_pickles(tiny, tmp_path):
+    G_ref, _ = tiny
+    state = {f"G_ema.{k}": v.clone() for k, v in G_ref.state_dict().items()}
+    next(v for k, v in state.items() if k.endswith("weight")).fill_(float("nan"))
+    bad = tmp_path / "nan.safetensors"
+    save_checkpoint(bad, state, {"kind": "export", "plan": G_ref.plan.to_dict()})
+    with pytest.raises(CheckpointError, match="non-finite"):
+        ganforge.load_checkpoint(bad)
+    pkl = tmp_path / "snapshot.pkl"
+    pkl.write_bytes(b"\x80\x04N.")
+    with pytest.raises(CheckpointError, match="ganforge convert"):
+        ganforge.load_checkpoint(pkl)
+
+
+def require_official_pkls() -> Path:
+    """Skip where the shared official pickles are absent; fail under CI, which must provide them."""
+    if (PKL_DIR / "manifest.json").is_file():
+        return PKL_DIR
+    why = f"official StyleGAN2-ADA pickles not found at {PKL_DIR}: the load_generator test reads one"
+    if os.environ.get("CI"):
+        pytest.fail(why + " (CI is set, where they must be present)")
+    pytest.skip(why)
+
+
+def test_load_generator_reads_an_official_pickle():
+    case = "sg2ada-32px-uncond-skip-resnet"
+    pkl_dir = require_official_pkls()
+    ref = np.load(pkl_dir / f"{case}.npz")
+    G = ganforge.load_generator(pkl_dir / f"{case}.pkl")
+    with torch.no_grad():
+        img = G(torch.from_numpy(ref["z"]), None, noise_mode="const", force_fp32=True)
+    expected = torch.from_numpy(ref["img"])
+    assert float((img - expected).abs().max() / expected.abs().max()) < 1e-5
