@@ -73,7 +73,7 @@ def measure(spec: dict) -> dict:
     from benchmarks.train_speed import Trainer
     from ganforge import build_generator
     from ganforge.plan import make_plan
-    from ganforge.train.config import TrainConfig
+    from ganforge.train.config import TrainConfig, with_preset
 
     device = torch.device(spec["device"])
     base, t_start = rss_gb(), time.perf_counter()  # After the imports: the networks' memory only.
@@ -82,7 +82,7 @@ def measure(spec: dict) -> dict:
     plan = make_plan(spec["preset"], spec["resolution"])
     torch.manual_seed(0)
     if spec["task"] == "train":
-        cfg = TrainConfig(preset=spec["preset"], batch=spec["batch"]).resolved()
+        cfg = with_preset(TrainConfig(preset=spec["preset"], batch=spec["batch"]).resolved(), plan.height, plan.width)
         trainer = Trainer(plan, cfg, device)
         trainer.step(0)  # Untimed: every phase once.
         trainer.phase_seconds.clear()

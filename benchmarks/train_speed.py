@@ -25,7 +25,7 @@ from ganforge.models.generator import cpu_reduced_precision
 from ganforge.nn import ops
 from ganforge.plan import Plan, make_plan
 from ganforge.resources import peak_rss_gb
-from ganforge.train.config import TrainConfig
+from ganforge.train.config import TrainConfig, with_preset
 from ganforge.train.ema import ema_beta, update_ema
 from ganforge.train.loop import cpu_mixed_precision
 from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
@@ -152,7 +152,7 @@ def run(args) -> dict:
     device = torch.device(args.device)
     plan = build_plan(args)
     precision = effective_precision(args.precision, device, plan)
-    cfg = TrainConfig(preset=args.preset, batch=args.batch).resolved()
+    cfg = with_preset(TrainConfig(preset=args.preset, batch=args.batch).resolved(), plan.height, plan.width)
     torch.manual_seed(0)
     with contextlib.ExitStack() as stack:
         if args.ops == "reference":

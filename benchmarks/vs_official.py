@@ -175,11 +175,12 @@ def ganforge_plan(arch: Arch, resolution: int | None = None):
 
 def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
     from benchmarks.train_speed import Trainer
-    from ganforge.train.config import TrainConfig
+    from ganforge.train.config import TrainConfig, with_preset
 
+    plan = ganforge_plan(arch)
     cfg = TrainConfig(preset="paper256", batch=batch, gamma=arch.gamma, g_lr=arch.lr, ema_kimg=arch.ema_kimg,
                       pl_weight=2.0, style_mixing=0.9).resolved()
-    return Trainer(ganforge_plan(arch), cfg, device)
+    return Trainer(plan, with_preset(cfg, plan.height, plan.width), device)
 
 
 # ----------------------------------------------------------------------------

@@ -8,18 +8,18 @@ Examples:
 
 from __future__ import annotations
 
+import inspect as pyinspect
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from ganforge.config import PRESETS
 from ganforge.console import console, fail, run_cli, usage
+from ganforge.errors import GanforgeError
 from ganforge.latents import MAX_SEEDS, check_psi, parse_seeds
-from ganforge.plan import PlanError, make_plan
+from ganforge.plan import make_plan, parse_resolution
 from ganforge.tools.cli import NoiseMode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,56 +31,22 @@ def root() -> None:
     """ganforge: train and use StyleGAN2-family GANs at any resolution."""
 
 
-class Family(str, Enum):
-    stylegan2 = "stylegan2"
-    dcgan = "dcgan"
 
-
-class Arch(str, Enum):
-    orig = "orig"
-    skip = "skip"
-    resnet = "resnet"
-
-
-
-def model_overrides(
-    cbase: int | None, cmax: int | None, z_dim: int | None, w_dim: int | None, mapping: int | None,
-    g_arch: Arch | None, d_arch: Arch | None, style: str | None, g_input: str | None, fp16_res: int | None,
-) -> dict:
-    """CLI model options -> make_plan overrides (only those given)."""
-    given = dict(cbase=cbase, cmax=cmax, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping,
-                 g_architecture=g_arch.value if g_arch else None, d_architecture=d_arch.value if d_arch else None,
-                 style=style, g_input=g_input, num_fp16_res=fp16_res)
-    return {k: v for k, v in given.items() if v is not None}
-
-
-@app.command()
-def inspect(
-    preset: str = typer.Option("config-f", help=f"Capacity preset: {', '.join(PRESETS)}."),
-    resolution: str = typer.Option("1024", metavar="WxH", help="Output size: 256 or WxH such as 512x256."),
-    family: Family = typer.Option(Family.stylegan2, help="Model family."),
-    channels: int = typer.Option(3, min=1, help="Image channels (3 = RGB, 1 = grayscale)."),
-    cond: int = typer.Option(0, min=0, help="Number of label classes; 0 = unconditional."),
-    cbase: int = typer.Option(None, help="Channel base: C(r) = min(cbase // r, cmax)."),
-    cmax: int = typer.Option(None, help="Channel cap."),
-    z_dim: int = typer.Option(None, help="Latent z size."),
-    w_dim: int = typer.Option(None, help="Latent w size."),
-    mapping: int = typer.Option(None, "--map", help="Mapping network depth."),
-    g_arch: Arch = typer.Option(None, help="Generator architecture."),
-    d_arch: Arch = typer.Option(None, help="Discriminator architecture."),
-    style: str = typer.Option(None, help="Style layer: modulated or adain."),
-    g_input: str = typer.Option(None, "--input", help="First block input: const or noconst."),
-    fp16_res: int = typer.Option(None, min=0, help="Top resolutions in reduced precision (GPU)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-) -> None:
+def _inspect(preset: str, resolution: str, family: str, img_channels: int, classes: int, as_json: bool,
+             **model) -> None:
     """Per-layer shapes, parameter counts and memory for a preset at a resolution (no GPU, no memory used)."""
     from ganforge.inspector import format_bytes, format_count, inspect_plan
+    from ganforge.train.config import TrainConfig, with_preset
+    from ganforge.train.preflight import plan_overrides
 
     try:
-        plan = make_plan(preset, resolution, family=family.value, img_channels=channels, c_dim=cond,
-                         **model_overrides(cbase, cmax, z_dim, w_dim, mapping, g_arch, d_arch, style, g_input,
-                                           fp16_res))
-    except PlanError as e:
+        h, w = parse_resolution(resolution)
+        given = {k: v for k, v in model.items() if v is not None}
+        cfg = with_preset(TrainConfig(preset=preset, family=family, **given).resolved(), h, w)
+        overrides, table = plan_overrides(cfg)
+        plan = make_plan(cfg.model, (h, w), family=family, img_channels=img_channels, c_dim=classes,
+                         channel_table=table, **overrides)
+    except GanforgeError as e:
         fail(str(e))
     info = inspect_plan(plan)
     if as_json:
@@ -88,7 +54,7 @@ def inspect(
         return
     for key, title in (("generator", "Generator"), ("discriminator", "Discriminator")):
         net = info[key]
-        table = Table(title=f"{title} — {plan.family} {preset} at {plan.resolution_text} (WxH)")
+        table = Table(title=f"{title} — {plan.family} {plan.preset} at {plan.resolution_text} (WxH)")
         table.add_column("layer")
         table.add_column("kind")
         table.add_column("output [C, H, W]")
@@ -109,6 +75,30 @@ def inspect(
                   f"{format_bytes(m['train_bytes_per_image'])} per image of the per-GPU batch; inference "
                   f"{format_bytes(m['infer_base_bytes'])} + {format_bytes(m['infer_bytes_per_image'])} per image")
 
+
+
+def build_inspect_command():
+    """`ganforge inspect`: the model options are those of `ganforge train` (generated from the same schema)."""
+    from ganforge.cli_schema import schema_option
+    from ganforge.train.config import FIELDS, MODEL, PRESET_NAMES
+
+    def inspect_command(**kwargs) -> None:
+        _inspect(**kwargs)
+
+    fixed = [
+        ("preset", str, typer.Option("auto", help=f"Preset (capacity of a recipe or a model preset): "
+                                     f"{', '.join(PRESET_NAMES)}.")),
+        ("resolution", str, typer.Option("1024", metavar="WxH", help="Output size: 256 or WxH such as 512x256.")),
+        ("family", str, typer.Option("stylegan2", help="Model family: stylegan2 or dcgan.")),
+        ("img_channels", int, typer.Option(3, min=1, max=16, help="Image channels (3 = RGB, 1 = grayscale).")),
+        ("classes", int, typer.Option(0, min=0, max=100_000, help="Number of label classes; 0 = unconditional.")),
+        ("as_json", bool, typer.Option(False, "--json", help="Print one JSON object instead of tables.")),
+    ]
+    params = [pyinspect.Parameter(n, pyinspect.Parameter.KEYWORD_ONLY, default=d, annotation=t) for n, t, d in fixed]
+    params += [schema_option(f) for f in FIELDS.values() if f.metadata["opt"].group == MODEL and f.name != "patch_d"]
+    inspect_command.__signature__ = pyinspect.Signature(params)
+    inspect_command.__doc__ = _inspect.__doc__
+    return inspect_command
 
 @app.command()
 def generate(
@@ -151,11 +141,12 @@ def convert(
 
 
 def _register() -> None:
+    app.command(name="inspect")(build_inspect_command())
     from ganforge import cli_train
     from ganforge.data.cli import dataset_app
 
     app.add_typer(dataset_app, name="dataset")
-    app.command()(cli_train.train)
+    app.command(name="train")(cli_train.build_train_command())
     app.command()(cli_train.demo)
     app.command()(cli_train.transfer)
     from ganforge.tools import cli as tools_cli

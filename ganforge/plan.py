@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from ganforge.config import PRESETS, ModelPreset
+from ganforge.config import MODEL_PRESETS, ModelPreset, model_preset
 from ganforge.errors import GanforgeError
 
 
@@ -237,7 +237,7 @@ def channels_for(
                 have = ", ".join(str(k) for k in sorted(table))
                 raise PlanError(
                     f"the channel table has no entry for resolution {r} (block {block_name(h, w)}); "
-                    f"it has {have}: add '{r}: N' for every block from {max(sizes[0])} to {max(sizes[-1])}"
+                    f"it has {have}: give R=C for every block from {max(sizes[0])} to {max(sizes[-1])}"
                 )
             c = int(table[r])
         else:
@@ -277,11 +277,11 @@ def make_plan(
         plan = make_plan("tiny", "64x32", c_dim=3, num_fp16_res=2)  # 64 wide, 32 tall (WxH); a Plan field override
         ```
     """
-    if preset not in PRESETS:
-        raise PlanError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    p: ModelPreset = PRESETS[preset]
+    if preset not in MODEL_PRESETS:
+        raise PlanError(f"unknown model preset {str(preset)[:40]!r}; choose one of: {', '.join(MODEL_PRESETS)}")
     h, w = parse_resolution(resolution)
     h0, w0, k = check_resolution(h, w)
+    p: ModelPreset = model_preset(preset, h, w)
     sizes = [(h0 * 2**i, w0 * 2**i) for i in range(k + 1)]
     for key in ("cbase", "cmax"):
         problem = field_type_problem(key, overrides[key]) if key in overrides else None

@@ -16,7 +16,7 @@ import torch
 
 from ganforge import build_discriminator, build_generator, make_plan
 from ganforge import checkpoint as ck
-from ganforge.train.config import TrainConfig
+from ganforge.train.config import TrainConfig, with_preset
 from ganforge.train.state import build_state, save_state
 
 
@@ -66,7 +66,7 @@ EXPORT_CASES = {
 
 
 def training_checkpoint(path):
-    cfg = TrainConfig(preset="tiny", resolution="16").resolved()
+    cfg = with_preset(TrainConfig(preset="tiny", resolution="16").resolved(), 16, 16)
     plan = make_plan("tiny", 16)
     state = build_state(plan, cfg, torch.device("cpu"))
     for p in state.G.parameters():  # One Adam step so that the optimizers hold state.

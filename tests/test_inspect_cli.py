@@ -57,7 +57,9 @@ def test_inspect_table_output():
 
 @pytest.mark.parametrize("args,text", [
     (["--resolution", "100"], "nearest valid sizes: 96x96"),
-    (["--preset", "nope"], "unknown preset"),
+    (["--preset", "nope"], "--preset 'nope' is not one of"),
+    (["--resolution", "32", "--channels", "4=16"], "no entry for resolution 8"),
+    (["--map", "0"], "--map 0: give a number in 1..64"),
     (["--resolution", "80", "--input", "noconst"], "even sides"),
 ])
 def test_inspect_errors_are_one_sentence(args, text):

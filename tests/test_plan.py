@@ -79,7 +79,7 @@ def test_unknown_override_and_bad_choice():
         make_plan("tiny", 32, colour=3)
     with pytest.raises(PlanError, match="g_architecture='deep'"):
         make_plan("tiny", 32, g_architecture="deep")
-    with pytest.raises(PlanError, match="unknown preset"):
+    with pytest.raises(PlanError, match="unknown model preset 'huge'"):
         make_plan("huge", 32)
 
 

@@ -21,12 +21,7 @@ API = ("make_plan", "Plan", "TrainConfig", "build_generator", "build_discriminat
        "load_checkpoint", "Checkpoint")
 
 
-# TrainConfig's class docstring belongs in ganforge/train/config.py; until it has one with an example, the docs
-# site documents its fields. Strict: once it has one, this mark must go.
-NO_DOCSTRING_YET = pytest.mark.xfail(strict=True, reason="TrainConfig has no class docstring with an example yet")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NO_DOCSTRING_YET) if n == "TrainConfig" else n for n in API])
+@pytest.mark.parametrize("name", API)
 def test_exported_and_documented_with_an_example(name):
     assert name in ganforge.__all__
     doc = inspect.getdoc(getattr(ganforge, name)) or ""

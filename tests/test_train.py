@@ -201,7 +201,7 @@ def test_cli_train_with_toml_and_overrides(tmp_path, cli):
     dry = runner.invoke(app, ["train", "--config", str(toml), "--gamma", "0.25", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     resolved = json.loads(dry.stdout)
-    assert resolved["gamma"] == 0.25 and resolved["batch"] == 8 and resolved["model"] == {"cmax": 16}
+    assert resolved["gamma"] == 0.25 and resolved["batch"] == 8 and resolved["cmax"] == 16  # [model] table: older form
     result = runner.invoke(app, ["train", "--config", str(toml), "--run-name", "cli"])
     assert result.exit_code == 0, result.output
     meta = ck.read_meta(ck.latest_checkpoint(tmp_path / "cli"))
@@ -231,7 +231,7 @@ def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect
         return real_synthesis_forward(self, ws, **kw)
 
     monkeypatch.setattr(gen_module.SynthesisNetwork, "forward", spy)
-    state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, precision=precision, model={"num_fp16_res": 2}),
+    state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, precision=precision, fp16_res=2),
                   MemDataset(), log=lines.append)
     assert seen and all(s == expect for s in seen)
     assert "cpu" not in gen_module.REDUCED_PRECISION_DEVICES  # Restored after the run.
@@ -286,7 +286,7 @@ def test_batch_gpu_trains_with_accumulation(tmp_path):
 
 @pytest.mark.parametrize("kw, message", [(dict(batch=8, batch_gpu=3), "--batch-gpu 3 must divide the per-process "
                                                                         "batch 8 .*use one of 1, 2, 4, 8"),
-                                         (dict(batch=12, batch_gpu=6, model={"mbstd_group": 4}),
+                                         (dict(batch=12, batch_gpu=6, mbstd_group=4),
                                           "--batch-gpu 6 is not a multiple of the minibatch-std group 4: use "
                                           "--batch-gpu 4")])
 def test_batch_gpu_errors_name_the_fix(tmp_path, kw, message):

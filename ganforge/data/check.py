@@ -102,7 +102,7 @@ def _valid_near(h: int, w: int) -> str:
 def check_dataset(
     path: str | os.PathLike,
     resolution: str | int | None = None,
-    preset: str = "config-f",
+    preset: str = "auto",
     cond: bool = False,
 ) -> DatasetSummary:
     """scan_dataset plus every mismatch with the model `make_plan(preset, resolution)` (PlanError if invalid)."""

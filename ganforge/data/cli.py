@@ -108,7 +108,7 @@ def _print_summary(s) -> None:
 def check(
     path: Path = typer.Argument(..., help="Dataset folder or zip (prepared or plain images)."),
     resolution: str = typer.Option(None, metavar="WxH", help="Model output size; default: the data's size."),
-    preset: str = typer.Option("config-f", help="Capacity preset of the model."),
+    preset: str = typer.Option("auto", help="Preset of the model (as `ganforge train --preset`)."),
     cond: bool = typer.Option(False, "--cond/--no-cond", help="The model is conditional on the labels."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -1,195 +1,365 @@
-"""Typed training configuration: preset defaults < TOML file < command line.
+"""The training configuration: one typed schema for the command line, TOML files, --dry-run and config.json.
 
-The resolved config is printed at start and saved with the run (`config.json`) and in every
-checkpoint, so `--resume latest` continues with the same settings.
+Every option is one field of TrainConfig, declared with `opt(default, help, group, ...)`: its type comes from
+the annotation, its range and choices from the metadata. `ganforge train`'s options are generated from these
+fields, TOML keys are the field names (dashes or underscores), and `to_dict()` writes the same keys, so a
+--dry-run or a run's config.json can be passed back with --config. Precedence: command line > TOML file >
+preset (recipe and capacity, filled in once the data's size and the number of processes are known).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import difflib
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-from ganforge.config import PRESETS
+from ganforge.config import MODEL_PRESETS
 from ganforge.errors import GanforgeError
+from ganforge.train.recipes import RECIPES
 
 
 class ConfigError(GanforgeError, ValueError):
     """An invalid training option; the message names the option and the fix."""
 
 
-_NUMBER = (int, float)
-_KINDS = {"str": str, "int": int, "float": _NUMBER, "bool": bool, "None": type(None), "dict": dict,
-          "tuple[int, int]": (tuple, list)}
-_KIND_WORDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
-               "None": "nothing", "dict": "a table", "tuple[int, int]": "two whole numbers"}
+MAIN, MODEL, HYPER, AUG, TRANSFER, PERF, IO = ("Main", "Model", "Hyperparameters", "Augmentation",
+                                               "Transfer and freezing", "Performance", "Input/output")
+PRESET_NAMES = tuple(RECIPES) + tuple(n for n in MODEL_PRESETS if n not in RECIPES)
+ARCHS = ("orig", "skip", "resnet")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """How one option is shown and checked."""
+
+    help: str
+    group: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    lo: float | None = None  # Inclusive bounds for numbers (and every value of a schedule).
+    hi: float | None = None
+    schedule: bool = False  # A number or a schedule string ('0.002,0.0002@10000', 'linear:10,5@5000').
+    none_means: str | None = None  # What an unset (None) value means, for --help.
+    cli: bool = True  # Has a command-line flag.
+
+
+def opt(default: Any, help: str, group: str, **kwargs) -> Any:
+    """A TrainConfig field: its default and how it is shown and checked (see Opt)."""
+    factory = {"default_factory": (lambda: default)} if isinstance(default, (list, dict)) else {"default": default}
+    return field(**factory, metadata={"opt": Opt(help, group, **kwargs)})
 
 
 @dataclass
 class TrainConfig:
-    # Main.
-    data: str = ""  # Dataset folder or zip (prepared, or any folder of same-size images).
-    outdir: str = "runs"  # Parent directory of run directories.
-    run_name: str | None = None  # Run directory name; None = <preset>-<resolution>-<data name>.
-    family: str = "stylegan2"  # stylegan2 | dcgan.
-    preset: str = "tiny"  # Capacity/training preset (see `ganforge inspect`).
-    resolution: str = "auto"  # WxH, R, or auto = taken from the data.
-    cond: bool = False  # Train with the dataset's class labels.
-    patch_d: bool = False  # DCGAN only: fully convolutional PatchGAN discriminator.
-    model: dict = field(default_factory=dict)  # Plan overrides: cbase, cmax, z_dim, g_architecture, …
-    kimg: float = 25000.0  # Length of the run in thousands of real images shown to D.
-    batch: int | None = None  # Global batch size; None = preset.
-    batch_gpu: int | None = None  # Images per forward/backward pass per process (gradient accumulation); None = all.
-    seed: int = 0  # Seeds data order, latents and noise (with rank and step).
-    device: str = "auto"  # auto | cpu | cuda | cuda:N.
-    # Hyperparameters.
-    g_lr: float | str | None = None  # G learning rate or schedule ('0.002,0.0002@10000'); None = preset.
-    d_lr: float | str | None = None  # D learning rate or schedule; None = G's.
-    d_lr_mult: float = 1.0  # D learning rate = d_lr × this.
-    gamma: float | str | None = None  # R1 weight or schedule ('linear:10,5@5000'); None = preset; 0 = off.
-    r1_interval: int = 16  # Lazy R1: every N D steps.
-    pl_weight: float | None = None  # Path-length weight; None = preset; 0 = off.
-    pl_interval: int = 4  # Lazy path length: every N G steps.
-    pl_batch_shrink: int = 2  # Path-length batch = batch // this.
-    pl_decay: float = 0.01  # Decay of the path-length mean.
-    style_mixing: float | str | None = None  # Style-mixing probability or schedule; None = preset; 0 = off.
-    ema_kimg: float | None = None  # G EMA half-life in kimg; None = preset.
-    ema_rampup: float | None = -1.0  # EMA ramp-up ratio; -1 = preset; None = off.
-    mirror: bool = False  # Add x-flipped copies of the data.
-    aug: str = "ada"  # ada (adaptive p) | fixed (constant --aug-p) | diffaugment | none.
-    aug_pipe: str = "bgc"  # ADA op groups (official --augpipe): blit, geom, color, bg, bgc, bgcf, bgcfn, bgcfnc.
-    aug_p: float = 0.0  # Initial (ada) or constant (fixed) augmentation probability.
-    ada_target: float | str = 0.6  # ADA target for E[sign(D(real))], or a schedule.
-    ada_kimg: float | None = None  # kimg for p to move by 1; None = 500 (100 with --init, as official).
-    diffaugment: str = "color,translation,cutout"  # DiffAugment policy.
-    # Transfer and freezing.
-    init: str | None = None  # Start a new run from these weights (a checkpoint, e.g. from `ganforge transfer`).
-    freeze: str = ""  # Frozen parts: mapping, G<=512, D<256, G:b64 … (comma-separated).
-    freeze_d: int = 0  # FreezeD: freeze the first N discriminator blocks from the input.
-    unfreeze_every: float = 0.0  # Gradual unfreezing: release one resolution every N kimg; 0 = never.
-    unfreeze_order: str = "top-down"  # top-down | bottom-up.
-    # Performance.
-    # auto: the Plan's top num_fp16_res resolutions in bf16 on GPUs that support it (else fp16) and on CPUs with
-    # bf16 instructions (avx512_bf16 / amx_bf16; else fp32); fp32 master weights everywhere. | bf16 | fp16 | fp32.
-    precision: str = "auto"
-    compile: bool = False  # torch.compile the main phases (G main, D main); regularization runs eager.
-    workers: int = 2  # DataLoader worker processes.
-    deterministic: bool = False  # Deterministic algorithms (reproducible, slower).
-    memory_check: bool = True  # Refuse a start whose estimated peak memory does not fit the device.
-    # I/O.
-    snap: float = 50.0  # kimg between checkpoints and sample grids.
-    tick: float = 4.0  # kimg between progress lines and stats.
-    keep: int = 3  # Checkpoints kept (the newest).
-    resume: str | None = None  # latest | PATH to a checkpoint.
-    grid: tuple[int, int] = (8, 4)  # Sample grid columns × rows.
-    metrics: str = ""  # Metrics at every snapshot, e.g. fid50k_full (comma-separated); "" = none.
-    metrics_num_gen: int | None = None  # Generated images per snapshot metric; None = the metric's own (50k).
-    detector_inception: str | None = None  # FID Inception TorchScript file; None = package / cache.
-    tensorboard: bool = True  # Write TensorBoard scalars and images.
-    # Divergence guard.
-    max_failures: int = 3  # Rollbacks before giving up.
-    rollback_lr_mult: float = 0.5  # Multiply learning rates by this after a rollback; 1 = keep.
+    """Every training option, typed and checked; unset values (None) come from the preset at the data's size.
 
+    Example:
+        ```python
+        from ganforge import TrainConfig
+        from ganforge.train.loop import train
+
+        cfg = TrainConfig(data="faces-256.zip", preset="paper256", kimg=1000, g_lr="0.0025,0.001@500")
+        state = train(cfg)  # Checks cfg (cfg.resolved()), then fills the preset from the data.
+        ```
+    """
+
+    # Main.
+    data: str = opt("", "Dataset folder or zip (see `ganforge dataset prepare`).", MAIN, metavar="PATH")
+    outdir: str = opt("runs", "Parent folder of run folders.", MAIN, metavar="DIR")
+    run_name: str | None = opt(None, "Run folder name.", MAIN, none_means="FAMILY-PRESET-WxH-DATA")
+    preset: str = opt("auto", "Training recipe and capacity (see the list above).", MAIN, choices=PRESET_NAMES)
+    family: str = opt("stylegan2", "Model family.", MAIN, choices=("stylegan2", "dcgan"))
+    resolution: str = opt("auto", "Model size, WxH or R; it must be the data's (auto = the data's).", MAIN,
+                          metavar="WxH|auto")
+    kimg: float = opt(25000.0, "Length of the run in thousands of real images shown to D.", MAIN, lo=0.001, hi=1e9)
+    batch: int | None = opt(None, "Global batch size.", MAIN, lo=1, hi=1 << 20, none_means="preset")
+    batch_gpu: int | None = opt(None, "Images per pass per process; smaller than the per-process batch = "
+                                "gradient accumulation (same batch, less memory).", PERF, lo=1, hi=1 << 20,
+                                none_means="the whole per-process batch")
+    cond: bool = opt(False, "Train with the dataset's class labels.", MAIN)
+    seed: int = opt(0, "Random seed (data order, latents, noise).", MAIN, lo=0, hi=2**32 - 1)
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N.", MAIN)
+    resume: str | None = opt(None, "Continue a run: latest or a checkpoint path.", MAIN, metavar="latest|PATH")
+    # Model (the names `ganforge inspect` uses).
+    model: str | None = opt(None, "Capacity preset, overriding the --preset's.", MODEL,
+                            choices=tuple(MODEL_PRESETS), none_means="the preset's")
+    cbase: int | None = opt(None, "Channel base: C(r) = min(cbase // r, cmax).", MODEL, lo=1, hi=2**24,
+                            none_means="preset")
+    cmax: int | None = opt(None, "Channel cap.", MODEL, lo=1, hi=16384, none_means="preset")
+    channels: str | dict | None = opt(None, "Per-resolution channels, e.g. 4=512,8=512,16=256 (every block).",
+                                      MODEL, metavar="R=C,...", none_means="cbase/cmax")
+    z_dim: int | None = opt(None, "Latent z size.", MODEL, lo=1, hi=8192, none_means="preset")
+    w_dim: int | None = opt(None, "Latent w size.", MODEL, lo=1, hi=8192, none_means="preset")
+    map: int | None = opt(None, "Mapping network depth.", MODEL, lo=1, hi=64, none_means="preset")
+    g_arch: str | None = opt(None, "Generator architecture.", MODEL, choices=ARCHS, none_means="preset")
+    d_arch: str | None = opt(None, "Discriminator architecture.", MODEL, choices=ARCHS, none_means="preset")
+    style: str = opt("modulated", "Style layer: modulated (StyleGAN2) or adain (StyleGAN1).", MODEL,
+                     choices=("modulated", "adain"))
+    input: str = opt("const", "First block input: const (learned) or noconst (dense from w).", MODEL,
+                     choices=("const", "noconst"))
+    fp16_res: int | None = opt(None, "Top resolutions in reduced precision.", MODEL, lo=0, hi=14,
+                               none_means="preset")
+    conv_clamp: float | str | None = opt(None, "Clamp conv outputs to ±X, or none.", MODEL, metavar="X|none",
+                                         none_means="preset")
+    mbstd_group: int | None = opt(None, "Minibatch-stddev group size (0 = whole batch).", MODEL, lo=0, hi=4096,
+                                  none_means="preset")
+    patch_d: bool = opt(False, "DCGAN: fully convolutional PatchGAN discriminator.", MODEL)
+    # Hyperparameters.
+    g_lr: float | str | None = opt(None, "G learning rate, or a schedule: 0.002,0.0002@10000.", HYPER, lo=0, hi=10,
+                                   schedule=True, none_means="preset")
+    d_lr: float | str | None = opt(None, "D learning rate or schedule.", HYPER, lo=0, hi=10, schedule=True,
+                                   none_means="G's")
+    d_lr_mult: float = opt(1.0, "D learning rate multiplier (2 = D at twice G's rate).", HYPER, lo=0, hi=1000)
+    gamma: float | str | None = opt(None, "R1 weight (0 = off), or a schedule: linear:10,5@5000.", HYPER, lo=0,
+                                    hi=1e6, schedule=True, none_means="preset")
+    r1_interval: int = opt(16, "Lazy R1: every N D steps.", HYPER, lo=1, hi=10000)
+    pl_weight: float | None = opt(None, "Path-length weight (0 = off).", HYPER, lo=0, hi=1e4, none_means="preset")
+    pl_interval: int = opt(4, "Lazy path length: every N G steps.", HYPER, lo=1, hi=10000)
+    pl_batch_shrink: int = opt(2, "Path-length batch = batch // this.", HYPER, lo=1, hi=1024)
+    pl_decay: float = opt(0.01, "Decay of the path-length mean.", HYPER, lo=0, hi=1)
+    style_mixing: float | str | None = opt(None, "Style-mixing probability (0 = off), or a schedule.", HYPER, lo=0,
+                                           hi=1, schedule=True, none_means="preset")
+    ema_kimg: float | None = opt(None, "G EMA half-life in kimg.", HYPER, lo=0, hi=1e9, none_means="preset")
+    ema_rampup: float | None = opt(None, "EMA ramp-up ratio (0 = off).", HYPER, lo=0, hi=100, none_means="preset")
+    # Augmentation.
+    mirror: bool = opt(False, "Add x-flipped copies of the data.", AUG)
+    aug: str = opt("ada", "Augmentation.", AUG, choices=("ada", "fixed", "diffaugment", "none", "noaug"))
+    aug_pipe: str = opt("bgc", "ADA op groups (official --augpipe).", AUG,
+                        choices=("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn",
+                                 "bgcfnc"))
+    aug_p: float = opt(0.0, "Initial (ada) or constant (fixed) augmentation probability.", AUG, lo=0, hi=1)
+    ada_target: float | str = opt(0.6, "ADA target for E[sign(D(real))], or a schedule.", AUG, lo=0, hi=1,
+                                  schedule=True)
+    ada_kimg: float | None = opt(None, "ADA speed: kimg for p to move by 1.", AUG, lo=0.001, hi=1e9,
+                                 none_means="500, or 100 with --init")
+    diffaugment: str = opt("color,translation,cutout", "DiffAugment policy.", AUG)
+    # Transfer and freezing.
+    init: str | None = opt(None, "Start from these weights (e.g. `ganforge transfer` output).", TRANSFER,
+                           metavar="PATH")
+    freeze: str = opt("", "Frozen parts: mapping, G<=512, D<256, G:b64, G, D (comma-separated).", TRANSFER)
+    freeze_d: int = opt(0, "FreezeD: freeze the first N D blocks.", TRANSFER, lo=0, hi=64)
+    unfreeze_every: float = opt(0.0, "Release one frozen resolution every N kimg (0 = never).", TRANSFER, lo=0,
+                                hi=1e9)
+    unfreeze_order: str = opt("top-down", "Order of gradual unfreezing.", TRANSFER, choices=("top-down", "bottom-up"))
+    # Performance.
+    precision: str = opt("auto", "auto = bf16 (fp16 where the GPU lacks bf16) in the top fp16-res resolutions on "
+                         "GPUs and bf16 CPUs, else fp32.", PERF, choices=("auto", "bf16", "fp16", "fp32"))
+    compile: bool = opt(False, "torch.compile the main phases (eager fallback).", PERF)
+    workers: int = opt(2, "Data loader processes.", PERF, lo=0, hi=64)
+    deterministic: bool = opt(False, "Deterministic algorithms (reproducible, slower).", PERF)
+    memory_check: bool = opt(True, "Refuse to start when the estimated peak memory does not fit.", PERF)
+    # Input/output.
+    snap: float = opt(50.0, "kimg between checkpoints and sample grids.", IO, lo=0.001, hi=1e9)
+    tick: float = opt(4.0, "kimg between progress lines and stats.", IO, lo=0.001, hi=1e9)
+    keep: int = opt(3, "Good checkpoints to keep.", IO, lo=1, hi=1_000_000)
+    grid: str = opt("8x4", "Sample grid, COLSxROWS.", IO, metavar="COLSxROWS")
+    metrics: str = opt("", "Metrics at every snapshot, e.g. fid50k_full.", IO)
+    metrics_num_gen: int | None = opt(None, "Generated images per snapshot metric.", IO, lo=1, hi=1_000_000,
+                                      none_means="the metric's own")
+    detector_inception: str | None = opt(None, "FID Inception TorchScript file.", IO, metavar="PATH",
+                                         none_means="package or cache")
+    tensorboard: bool = opt(True, "Write TensorBoard logs.", IO)
+    # Divergence guard.
+    max_failures: int = opt(3, "Rollbacks before giving up.", IO, lo=0, hi=1000)
+    rollback_lr_mult: float = opt(0.5, "Learning-rate factor after a rollback.", IO, lo=1e-6, hi=1)
+
+    # ------------------------------------------------------------------------
     def resolved(self) -> TrainConfig:
-        """Fill preset defaults; validate."""
-        if self.preset not in PRESETS:
-            raise ConfigError(f"--preset {self.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
-        p = PRESETS[self.preset]
+        """Check every value (type, range, choices, schedules); returns a copy. Preset values stay unset until
+        `with_recipe` knows the data's size."""
         c = dataclasses.replace(self)
-        c.batch = c.batch or p.batch
-        c.g_lr = c.g_lr if c.g_lr is not None else p.lr
-        c.d_lr = c.d_lr if c.d_lr is not None else c.g_lr
-        c.gamma = c.gamma if c.gamma is not None else p.gamma
-        c.pl_weight = c.pl_weight if c.pl_weight is not None else p.pl_weight
-        c.style_mixing = c.style_mixing if c.style_mixing is not None else p.style_mixing
-        c.ema_kimg = c.ema_kimg if c.ema_kimg is not None else p.ema_kimg
-        if c.ema_rampup == -1.0:
-            c.ema_rampup = p.ema_rampup
-        c.validate()
+        for f in dataclasses.fields(c):
+            setattr(c, f.name, check_value(f, getattr(c, f.name)))
+        c.grid_size  # noqa: B018 - parses and checks the grid text.
         return c
 
-    def validate(self) -> None:
-        self._check_types()
-        checks = [
-            (self.family in ("stylegan2", "dcgan"), "--family must be stylegan2 or dcgan"),
-            (self.batch is None or self.batch >= 1, f"--batch must be >= 1, got {self.batch}"),
-            (self.batch_gpu is None or self.batch_gpu >= 1, f"--batch-gpu must be >= 1, got {self.batch_gpu}"),
-            (self.kimg > 0, f"--kimg must be > 0, got {self.kimg}"),
-            (self.snap > 0, f"--snap must be > 0 kimg, got {self.snap}"),
-            (self.tick > 0, f"--tick must be > 0 kimg, got {self.tick}"),
-            (self.keep >= 1, f"--keep must be >= 1, got {self.keep}"),
-            (self.precision in ("auto", "bf16", "fp16", "fp32"), "--precision must be auto, bf16, fp16 or fp32"),
-            (self.r1_interval >= 1 and self.pl_interval >= 1, "regularization intervals must be >= 1"),
-            (self.unfreeze_order in ("top-down", "bottom-up"), "--unfreeze-order must be top-down or bottom-up"),
-            (self.aug in ("ada", "fixed", "diffaugment", "none", "noaug"),
-             f"--aug {self.aug!r}: choose ada, fixed, diffaugment or none"),
-            (self.aug_p >= 0, f"--aug-p must be >= 0, got {self.aug_p}"),
-            (self.freeze_d >= 0 and self.unfreeze_every >= 0, "--freeze-d and --unfreeze-every must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        from ganforge.train.schedule import ScheduleError, parse_schedule
-
-        bounds = {"g_lr": (0, None), "d_lr": (0, None), "gamma": (0, None), "style_mixing": (0, 1),
-                  "ada_target": (0, 1)}
-        for name, (lo, hi) in bounds.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                sched = parse_schedule(value, f"--{name.replace('_', '-')}")
-            except ScheduleError as e:
-                raise ConfigError(str(e)) from None
-            for _, v in sched.points:
-                if v < lo or (hi is not None and v > hi):
-                    rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-                    raise ConfigError(f"--{name.replace('_', '-')} value {v:g} is out of range: it must be {rng}")
-
-    def _check_types(self) -> None:
-        """Every value of its declared JSON kind (TOML and checkpoints are untrusted), numbers finite."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kinds = [_KINDS[k.strip()] for k in str(f.type).split("|")]
-            ok = any(isinstance(value, k) and not (isinstance(value, bool) and k in (int, _NUMBER)) for k in kinds)
-            flag = f"--{f.name.replace('_', '-')}"
-            if not ok:
-                wanted = " or ".join(_KIND_WORDS[k.strip()] for k in str(f.type).split("|") if k.strip() != "None")
-                raise ConfigError(f"{flag} {value!r}: give {wanted}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{flag} {value}: give a finite number")
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"--seed {self.seed} is out of range: use 0..4294967295")
-        if self.kimg > 1e9 or self.snap > 1e9 or self.tick > 1e9:
-            raise ConfigError("--kimg, --snap and --tick must be at most 1e9 kimg")
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(columns, rows) of the sample grid."""
+        parts = str(self.grid).lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ConfigError(f"--grid {self.grid!r}: write COLSxROWS, e.g. 8x4")
+        cols, rows = (int(p) for p in parts)
+        if not (1 <= cols <= 64 and 1 <= rows <= 64):
+            raise ConfigError(f"--grid {self.grid}: each side must be 1..64")
+        return cols, rows
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["grid"] = list(self.grid)
-        return d
+        """The TOML keys and values (pass back with --config)."""
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Keys with dashes or underscores; unknown keys are refused with the nearest valid one."""
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        values = {**_legacy_model_table(values.pop("model", None) if isinstance(values.get("model"), dict)
+                                        else None), **values}
+        if isinstance(values.get("grid"), (list, tuple)) and len(values["grid"]) == 2:  # Older config.json files.
+            values["grid"] = "x".join(str(v) for v in values["grid"])
+        unknown = sorted(set(values) - set(FIELDS))
         if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(names))}")
-        d = dict(d)
-        if "grid" in d:
-            d["grid"] = tuple(d["grid"])
-        return cls(**d)
+            raise ConfigError(unknown_key_sentence(unknown[0]))
+        return cls(**values)
 
 
-def load_config_file(path: str | Path) -> dict:
-    """A TOML (or JSON) file of TrainConfig keys (dashes or underscores); [model] holds Plan overrides."""
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# Plan names of an older `[model]` table -> today's keys.
+_LEGACY_MODEL_KEYS = {"g_input": "input", "mapping_layers": "map", "g_architecture": "g_arch",
+                      "d_architecture": "d_arch", "num_fp16_res": "fp16_res", "channel_table": "channels"}
+
+
+def _legacy_model_table(table: dict | None) -> dict:
+    return {_LEGACY_MODEL_KEYS.get(k, k): v for k, v in (table or {}).items()}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def unknown_key_sentence(key: str) -> str:
+    near = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]}?" if near else "see `ganforge train --help` for the options"
+    return f"unknown option {str(key)[:60]!r}: {hint}"
+
+
+# ----------------------------------------------------------------------------
+# Checking one value against its field.
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", dict: "a table"}
+
+
+def _kinds(f: dataclasses.Field) -> list[type]:
+    names = [k.strip() for k in str(f.type).split("|")]
+    table = {"bool": bool, "int": int, "float": float, "str": str, "dict": dict, "None": type(None)}
+    return [table[n] for n in names]
+
+
+def _is(value: object, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_value(f: dataclasses.Field, value: Any) -> Any:
+    """The value, type- and range-checked (a sentence naming the option otherwise)."""
+    o: Opt = f.metadata["opt"]
+    kinds = _kinds(f)
+    name = flag(f.name)
+    if value is None and type(None) in kinds:
+        return None
+    if not any(_is(value, k) for k in kinds):
+        wanted = " or ".join(_KIND_WORDS[k] for k in kinds if k in _KIND_WORDS)
+        return _fail(f"{name} {_shown(value)}: give {wanted}")
+    if isinstance(value, float) and not math.isfinite(value):
+        return _fail(f"{name} {value}: give a finite number")
+    if o.choices is not None and value not in o.choices:
+        return _fail(f"{name} {_shown(value)} is not one of: {', '.join(o.choices)}")
+    if o.schedule:
+        return _check_schedule(name, value, o)
+    if f.name == "channels":
+        return parse_channel_table(value)
+    if f.name == "conv_clamp":
+        return _check_clamp(value)
+    if _is(value, float) and not _in_range(value, o):
+        return _fail(f"{name} {value}: give a number in {_bounds(o)}")
+    return value
+
+
+def _shown(value: object) -> str:
+    """A value as the user typed it: strings quoted, everything cut to 60 characters."""
+    return repr(str(value)[:60]) if isinstance(value, str) else str(value)[:60]
+
+
+def _in_range(value: float, o: Opt) -> bool:
+    return (o.lo is None or value >= o.lo) and (o.hi is None or value <= o.hi)
+
+
+def _bounds(o: Opt) -> str:
+    def num(x: float) -> str:
+        return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 10_000 else f"{x:g}"
+
+    return f"{num(o.lo)}..{num(o.hi)}"
+
+
+def _fail(message: str):
+    raise ConfigError(message)
+
+
+def _check_schedule(name: str, value: float | str, o: Opt) -> float | str:
+    from ganforge.train.schedule import ScheduleError, parse_schedule
+
+    if isinstance(value, str):
+        try:
+            value = float(value)  # A plain number stays a number.
+        except ValueError:
+            pass
+    try:
+        sched = parse_schedule(value, name)
+    except ScheduleError as e:
+        raise ConfigError(str(e)) from None
+    for _, v in sched.points:
+        if not _in_range(v, o):
+            raise ConfigError(f"{name} value {v:g} is out of range: give values in {_bounds(o)}")
+    return value
+
+
+def _check_clamp(value: float | str) -> float | str:
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return "none"
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"--conv-clamp {value[:40]!r}: give a number or none") from None
+    if not (math.isfinite(value) and 0 < value <= 1e9):
+        raise ConfigError(f"--conv-clamp {value}: give a number in 0..1e9 (exclusive of 0), or none")
+    return float(value)
+
+
+def parse_channel_table(value: str | dict) -> dict[str, int]:
+    """'4=512,8=512,16=256' or a table {4: 512, "8": 512} -> {"4": 512, "8": 512, ...} (JSON keys)."""
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.replace(" ", "").split(",") if p]
+        if any(len(p) != 2 for p in pairs):
+            raise ConfigError(f"--channels {value[:60]!r}: write R=C pairs, e.g. 4=512,8=512,16=256")
+        value = dict(pairs)
+    table = {}
+    for res, ch in value.items():
+        try:
+            r, c = int(res), int(ch)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--channels entry {str(res)[:20]}={str(ch)[:20]}: both must be whole numbers") from None
+        if not (1 <= r <= 16384 and 1 <= c <= 16384) or isinstance(ch, (bool, float)):
+            raise ConfigError(f"--channels entry {res}={ch}: resolutions and channels are whole numbers 1..16384")
+        table[str(r)] = c
+    if not table:
+        raise ConfigError("--channels is empty: write R=C pairs, e.g. 4=512,8=512,16=256")
+    return table
+
+
+# ----------------------------------------------------------------------------
+# Files.
+
+
+def load_config_file(path) -> dict:
+    """The keys of a TOML (or JSON, e.g. a run's config.json) file; checked when the config is built."""
+    import json
+    from pathlib import Path
+
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist: check --config")
     text = path.read_text()
     if path.suffix == ".json":
-        raw = json.loads(text)
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+        raw = raw.get("config", raw) if isinstance(raw, dict) else raw  # A run's config.json holds {"config": …}.
     else:
         try:
             import tomllib
@@ -198,11 +368,43 @@ def load_config_file(path: str | Path) -> dict:
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-    return {k.replace("-", "_"): v for k, v in raw.items()}
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} does not hold a table of options")
+    return {str(k).replace("-", "_"): v for k, v in raw.items()}
 
 
 def merge(file_values: dict, cli_values: dict) -> TrainConfig:
-    """Precedence: CLI (only options given) > file > defaults (preset values fill in at resolve time)."""
-    merged = {**file_values, **{k: v for k, v in cli_values.items() if v is not None}}
-    return TrainConfig.from_dict(merged)
+    """Precedence: command line (options given) > file > defaults (presets fill in later)."""
+    return TrainConfig.from_dict({**file_values, **{k: v for k, v in cli_values.items() if v is not None}})
+
+
+# ----------------------------------------------------------------------------
+# Presets: the recipe and capacity fill what the user left unset.
+
+
+def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> TrainConfig:
+    """A copy with every unset training value taken from the preset at this size and process count.
+
+    A recipe preset (auto, stylegan2, paper256 …) brings its capacity and its settings; a capacity-only preset
+    (config-f, XL …) takes the settings of `auto`. The user's values always win.
+    """
+    from ganforge.train.recipes import recipe_for
+
+    is_recipe = cfg.preset in RECIPES
+    recipe = recipe_for(cfg.preset if is_recipe else "auto", height, width, gpus)
+    c = dataclasses.replace(cfg)
+    c.model = cfg.model or (recipe.model if is_recipe else cfg.preset)
+    c.batch = cfg.batch or recipe.batch
+    c.g_lr = recipe.lr if cfg.g_lr is None else cfg.g_lr
+    c.d_lr = c.g_lr if cfg.d_lr is None else cfg.d_lr
+    c.gamma = recipe.gamma if cfg.gamma is None else cfg.gamma
+    c.pl_weight = recipe.pl_weight if cfg.pl_weight is None else cfg.pl_weight
+    c.style_mixing = recipe.style_mixing if cfg.style_mixing is None else cfg.style_mixing
+    c.ema_kimg = recipe.ema_kimg if cfg.ema_kimg is None else cfg.ema_kimg
+    c.ema_rampup = recipe.ema_rampup if cfg.ema_rampup is None else cfg.ema_rampup
+    if cfg.mbstd_group is None and recipe.mbstd_group is not None:
+        c.mbstd_group = recipe.mbstd_group
+    if cfg.batch is None and cfg.batch_gpu is None and recipe.ref_gpus:  # Official: batch_gpu = batch // ref_gpus.
+        c.batch_gpu = max(min(c.batch // recipe.ref_gpus, c.batch // gpus), 1)
+    return c

@@ -18,7 +18,7 @@ from ganforge.augment import build_augment
 from ganforge.models.generator import cpu_has_native_bf16, cpu_reduced_precision
 from ganforge.plan import Plan, PlanError
 from ganforge.train import distributed as dist_utils
-from ganforge.train.config import TrainConfig
+from ganforge.train.config import TrainConfig, with_preset
 from ganforge.train.ema import ema_beta, update_ema
 from ganforge.train.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
 from ganforge.train.loss import GeneratorStep, Report, StyleGAN2Loss
@@ -87,6 +87,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         torch.use_deterministic_algorithms(True, warn_only=True)
     check_outdir(cfg)
     dataset = dataset if dataset is not None else open_dataset(cfg)
+    cfg = with_preset(cfg, dataset.shape[1], dataset.shape[2], dist.world_size)
     c_dim = dataset.c_dim if cfg.cond else 0
     plan = training_plan(cfg, list(dataset.shape), c_dim, device)
     if cfg.batch % dist.world_size:
@@ -195,7 +196,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             opt.step()
 
         # EMA and counters.
-        update_ema(state.G_ema, state.G, ema_beta(cfg.batch, state.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+        update_ema(state.G_ema, state.G, ema_beta(cfg.batch, state.cur_nimg, cfg.ema_kimg, cfg.ema_rampup or None))
         state.cur_nimg += cfg.batch
         state.batch_idx += 1
         done = state.cur_nimg >= total_nimg

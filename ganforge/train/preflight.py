@@ -52,6 +52,21 @@ def check_outdir(cfg: TrainConfig) -> None:
         raise ConfigError(str(e)) from None
 
 
+# Model options (the names `ganforge train` and `inspect` use) -> Plan fields.
+PLAN_FIELDS = {"cbase": "cbase", "cmax": "cmax", "z_dim": "z_dim", "w_dim": "w_dim", "map": "mapping_layers",
+               "g_arch": "g_architecture", "d_arch": "d_architecture", "style": "style", "input": "g_input",
+               "fp16_res": "num_fp16_res", "mbstd_group": "mbstd_group"}
+
+
+def plan_overrides(cfg) -> tuple[dict, dict[int, int] | None]:
+    """(make_plan overrides, channel table) from the model options that are set."""
+    overrides = {plan_key: getattr(cfg, key) for key, plan_key in PLAN_FIELDS.items() if getattr(cfg, key) is not None}
+    if cfg.conv_clamp is not None:
+        overrides["conv_clamp"] = None if cfg.conv_clamp == "none" else float(cfg.conv_clamp)
+    table = {int(r): c for r, c in cfg.channels.items()} if cfg.channels else None
+    return overrides, table
+
+
 def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: torch.device) -> Plan:
     """Plan from the config (or the --init checkpoint), resolution 'auto' from the data; mismatches fail here."""
     if cfg.init:
@@ -70,14 +85,15 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
     except PlanError as e:
         raise PlanError(f"{e} (the size comes from the data in {cfg.data}: prepare it at a valid size with "
                         f"`ganforge dataset prepare`)") from None
-    overrides = dict(cfg.model)
+    overrides, table = plan_overrides(cfg)
     if cfg.precision == "fp32":
         overrides["num_fp16_res"] = 0
     elif cfg.precision in ("bf16", "fp16"):
         overrides["fp16_dtype"] = cfg.precision
     elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
         overrides["fp16_dtype"] = "fp16"
-    plan = make_plan(cfg.preset, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, **overrides)
+    plan = make_plan(cfg.model, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, channel_table=table,
+                     **overrides)
     rep = compare_data(plan, data_shape, c_dim)
     if not rep.ok:
         raise PlanError(str(rep))

@@ -162,7 +162,7 @@ def fake_labels(dataset, n: int, c_dim: int, device: torch.device) -> torch.Tens
 @torch.no_grad()
 def sample_grid(G: torch.nn.Module, plan: Plan, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
     """Fixed seeds 0..cols·rows-1 (and cycling labels): the same grid at every snapshot. uint8 NCHW."""
-    cols, rows = cfg.grid
+    cols, rows = cfg.grid_size
     n = cols * rows
     z = z_from_seeds(list(range(n)), plan.z_dim).to(device)
     c = None
@@ -180,15 +180,15 @@ def save_snapshot(state: TrainState, run_dir: Path, dataset, sinks, cfg: TrainCo
     """Sample grid PNG (fixed seeds) + checkpoint; prune old checkpoints."""
     device = next(state.G_ema.parameters()).device
     kimg = state.cur_nimg / 1000
-    grid = make_grid(sample_grid(state.G_ema, state.plan, cfg, device), cols=cfg.grid[0])
+    grid = make_grid(sample_grid(state.G_ema, state.plan, cfg, device), cols=cfg.grid_size[0])
     save_png(grid, run_dir / f"fakes-{state.cur_nimg:012d}.png")  # Number = images shown to D.
     save_png(grid, run_dir / "fakes_latest.png")
     if sinks is not None:
         sinks.image("fakes", grid if grid.ndim == 3 else grid[:, :, None], kimg)
     if state.cur_nimg == 0 and not (run_dir / "reals.png").exists():
-        n = min(len(dataset), cfg.grid[0] * cfg.grid[1])
+        n = min(len(dataset), cfg.grid_size[0] * cfg.grid_size[1])
         reals = torch.stack([dataset[i][0] for i in range(n)])
-        save_png(make_grid(reals, cols=cfg.grid[0]), run_dir / "reals.png")
+        save_png(make_grid(reals, cols=cfg.grid_size[0]), run_dir / "reals.png")
     path = run_dir / ck.checkpoint_name(state.cur_nimg)
     save_state(state, path)
     why = check.problem(path)  # Read back what was written: a disk that corrupts writes is caught now.
