@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from ganforge.plan import make_plan
 from ganforge.train.config import TrainConfig, with_preset
@@ -109,3 +110,45 @@ def test_presets_match_the_official_train_py(tmp_path):
         want["batch_gpu"] = min(want["batch_gpu"], want["batch"] // int(gpus))
         got = ganforge_numbers(cfg, int(res), int(gpus))
         assert got == pytest.approx(want), key
+
+
+class Tiny16(torch.utils.data.Dataset):
+    """16 random 16x16 images, unlabelled."""
+
+    def __init__(self):
+        gen = torch.Generator().manual_seed(0)
+        self.imgs = torch.randint(0, 255, (16, 3, 16, 16), dtype=torch.uint8, generator=gen)
+        self.shape, self.c_dim, self.label_counts = [3, 16, 16], 0, []
+
+    def __len__(self):
+        return len(self.imgs)
+
+    def __getitem__(self, i):
+        return self.imgs[i], torch.zeros(0)
+
+
+def short_run(tmp_path, **kw):
+    from ganforge.train.loop import train
+
+    cfg = TrainConfig(data="mem", outdir=str(tmp_path), run_name="r", preset="tiny", kimg=0.016, batch=8, snap=0.016,
+                      tick=0.016, workers=0, tensorboard=False, **kw)
+    return train(cfg, Tiny16(), log=lambda *a: None)
+
+
+def test_dcgan_family_trains_with_the_classic_recipe(tmp_path):
+    state = short_run(tmp_path, family="dcgan")
+    cfg = state.cfg
+    assert (cfg.loss, cfg.g_lr, cfg.d_lr, cfg.beta1, cfg.beta2, cfg.gamma, cfg.aug) == ("dcgan", 2e-4, 2e-4, 0.5,
+                                                                                        0.999, 0.0, "none")
+    for opt in (state.opt_G, state.opt_D):  # No lazy-regularization correction: exactly Adam(2e-4, (0.5, 0.999)).
+        group = opt.param_groups[0]
+        assert group["lr"] == pytest.approx(2e-4) and group["betas"] == pytest.approx((0.5, 0.999))
+    assert state.augment_ctrl is None
+
+
+def test_dcgan_family_with_the_stylegan2_loss_and_user_values(tmp_path):
+    state = short_run(tmp_path, family="dcgan", loss="stylegan2")
+    assert (state.cfg.g_lr, state.cfg.beta1, state.cfg.beta2, state.cfg.aug) == (0.002, 0.0, 0.99, "ada")
+    state = short_run(tmp_path / "b", family="dcgan", g_lr=0.001, beta1=0.3, aug="fixed", aug_p=0.1)
+    assert (state.cfg.g_lr, state.cfg.beta1, state.cfg.beta2, state.cfg.aug) == (0.001, 0.3, 0.999, "fixed")
+    assert state.opt_G.param_groups[0]["betas"] == pytest.approx((0.3, 0.999))

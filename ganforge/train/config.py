@@ -107,6 +107,11 @@ class TrainConfig:
                                   none_means="preset")
     patch_d: bool = opt(False, "DCGAN: fully convolutional PatchGAN discriminator.", MODEL)
     # Hyperparameters.
+    loss: str = opt("auto", "Recipe of the loss: stylegan2 (non-saturating logistic, lazy R1 and path length) or "
+                    "dcgan (the classic: BCE, Adam 2e-4 with β1 0.5, no regularization, no augmentation); auto = "
+                    "dcgan for --family dcgan.", HYPER, choices=("auto", "stylegan2", "dcgan"))
+    beta1: float | None = opt(None, "Adam β1.", HYPER, lo=0, hi=0.9999, none_means="0, or 0.5 with the dcgan loss")
+    beta2: float | None = opt(None, "Adam β2.", HYPER, lo=0, hi=0.9999, none_means="0.99, or 0.999 with the dcgan loss")
     g_lr: float | str | None = opt(None, "G learning rate, or a schedule: 0.002,0.0002@10000.", HYPER, lo=0, hi=10,
                                    schedule=True, none_means="preset")
     d_lr: float | str | None = opt(None, "D learning rate or schedule.", HYPER, lo=0, hi=10, schedule=True,
@@ -125,7 +130,8 @@ class TrainConfig:
     ema_rampup: float | None = opt(None, "EMA ramp-up ratio (0 = off).", HYPER, lo=0, hi=100, none_means="preset")
     # Augmentation.
     mirror: bool = opt(False, "Add x-flipped copies of the data.", AUG)
-    aug: str = opt("ada", "Augmentation.", AUG, choices=("ada", "fixed", "diffaugment", "none", "noaug"))
+    aug: str | None = opt(None, "Augmentation.", AUG, choices=("ada", "fixed", "diffaugment", "none", "noaug"),
+                          none_means="ada, or none with the dcgan loss")
     aug_pipe: str = opt("bgc", "ADA op groups (official --augpipe).", AUG,
                         choices=("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn",
                                  "bgcfnc"))
@@ -407,4 +413,15 @@ def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> Tra
         c.mbstd_group = recipe.mbstd_group
     if cfg.batch is None and cfg.batch_gpu is None and recipe.ref_gpus:  # Official: batch_gpu = batch // ref_gpus.
         c.batch_gpu = max(min(c.batch // recipe.ref_gpus, c.batch // gpus), 1)
+    c.loss = cfg.loss if cfg.loss != "auto" else ("dcgan" if cfg.family == "dcgan" else "stylegan2")
+    classic = {"g_lr": DCGAN_LR, "gamma": 0.0, "pl_weight": 0.0, "style_mixing": 0.0, "ema_kimg": 0.0, "aug": "none",
+               "beta1": 0.5, "beta2": 0.999} if c.loss == "dcgan" else {"aug": "ada", "beta1": 0.0, "beta2": 0.99}
+    for key, value in classic.items():  # The loss recipe decides what the user and a recipe preset left unset.
+        if getattr(cfg, key) is None:
+            setattr(c, key, value)
+    if c.loss == "dcgan" and cfg.d_lr is None:
+        c.d_lr = c.g_lr
     return c
+
+
+DCGAN_LR = 0.0002  # Radford et al. 2016: Adam, lr 2e-4, β1 0.5.

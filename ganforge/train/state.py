@@ -79,7 +79,7 @@ class TrainState:
                                (self.opt_D, self.schedule("d_lr") * self.cfg.d_lr_mult, d_ratio)):
             for group in opt.param_groups:
                 group["lr"] = lr * ratio * self.lr_scale
-                group["betas"] = (0.0 ** ratio, 0.99**ratio)
+                group["betas"] = (self.cfg.beta1**ratio, self.cfg.beta2**ratio)
 
 
 def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainState:
