@@ -107,10 +107,13 @@ def test_runs_page_draws_curves_and_snapshots(server, browser, tmp_path):
     page.wait_for_function("() => document.getElementById('snap-img').naturalWidth > 0", timeout=TIMEOUT_MS)
     assert "4 kimg" in page.text_content("#snap-out")
     with open(server.runs / "exp1" / "stats.jsonl", "a") as f:  # Training goes on: the page polls and redraws.
-        f.write('{"kimg": 12.0, "Loss/G/loss": 0.8, "Loss/D/loss": 0.7}\n')
+        f.write('{"kimg": 12.0, "Loss/G/loss": 0.8, "Loss/D/loss": 0.7, "Schedule/g_lr": 0.0002}\n')
     page.wait_for_function(
         """() => (document.querySelector("path.line[data-series='Loss/D/loss']").getAttribute('d').match(/L/g) || [])
                  .length === 3""", timeout=TIMEOUT_MS)
+    # The learning rate logged at each tick is drawn beside the planned schedule, not as a chart of its own.
+    page.wait_for_selector("#schedule-charts path.line[data-series='in force']", state="attached", timeout=TIMEOUT_MS)
+    assert page.locator("#charts figcaption", has_text="Schedule/").count() == 0
     page.screenshot(path=str(tmp_path / "explore-runs.png"), full_page=True)
     assert Path(tmp_path / "explore-runs.png").stat().st_size > 0 and not errors
     page.close()

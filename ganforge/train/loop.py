@@ -29,6 +29,7 @@ from ganforge.train.preflight import (
     check_outdir,
     training_plan,
 )
+from ganforge.train.record import report_schedules, settings_lines
 from ganforge.train.run import (
     TrainingDiverged,
     build_loader,
@@ -100,7 +101,11 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     resume_path, skipped = find_resume(cfg, run_dir)
     check_memory(cfg, plan, batch_gpu, rounds, device)
     # Nothing was written before this line: a refused start leaves no run directory behind.
-    create_run_dir(cfg, plan, run_dir, resume_path, skipped if dist.is_main else [], log if dist.is_main else _quiet)
+    changed = {}
+    if dist.is_main:
+        changed = create_run_dir(cfg, plan, run_dir, resume_path, skipped, log)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     # Networks, optimizers, resume.
     torch.manual_seed(cfg.seed)  # Same initial weights on every rank and for every rerun.
@@ -146,9 +151,10 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     total_nimg = int(cfg.kimg * 1000)
     if dist.is_main:
         log(f"Run directory: {run_dir}")
-        accumulate = f" ({rounds} rounds of {batch_gpu // rounds} per process)" if rounds > 1 else ""
-        log(f"Training {plan.family} {cfg.preset} at {plan.resolution_text}, batch {cfg.batch}{accumulate}, "
-            f"{cfg.kimg:g} kimg on {device} ({dist.world_size} process(es)), {precision_text(plan, device)}")
+        log(f"Training on {device} ({dist.world_size} process(es))")
+        for line in settings_lines(cfg, plan, batch_gpu, rounds, dist.world_size, precision_text(plan, device),
+                                   frozen, changed):
+            log(line)
         if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):
             save_snapshot(state, run_dir, dataset, sinks, cfg)
     tick_start_nimg, tick_start_time, start_time = state.cur_nimg, time.time(), time.time()
@@ -209,6 +215,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         stats.report("Timing/sec_per_kimg", (now - tick_start_time) / max(tick_kimg, 1e-8))
         # Share of the tick spent waiting for the loader: near 0 when data loading keeps up with the step.
         stats.report("Timing/data_wait_pct", 100 * data_wait / max(now - tick_start_time, 1e-8))
+        report_schedules(stats.report, state, frozen)
         data_wait = 0.0
         if device.type == "cuda":
             stats.report("Resources/peak_gpu_mem_gb", torch.cuda.max_memory_allocated(device) / 2**30)
@@ -294,7 +301,3 @@ def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, 
     state.set_lr()
     log(f"Divergence at kimg {event['kimg']:.3f} ({failures}/{cfg.max_failures}): restored {path.name}, "
         f"learning rates x{lr_scale:g}")
-
-
-def _quiet(*_args) -> None:
-    pass

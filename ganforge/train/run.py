@@ -63,17 +63,19 @@ def find_resume(cfg: TrainConfig, run_dir: Path) -> tuple[Path | None, list[tupl
 
 
 def create_run_dir(cfg: TrainConfig, plan: Plan, run_dir: Path, resume: Path | None,
-                   skipped: list[tuple[Path, str]], log) -> None:
-    """Make the run directory, write config.json for a new run, and log (events.jsonl) what resume skipped."""
+                   skipped: list[tuple[Path, str]], log) -> dict:
+    """Make the run directory, write config.json (with what a resume changed, which it returns), and log
+    (events.jsonl) what resume skipped."""
+    from ganforge.train.record import write_config
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    if resume is None or not (run_dir / "config.json").exists():
-        ck.atomic_write_text(run_dir / "config.json", json.dumps(
-            {"config": cfg.to_dict(), "plan": plan.to_dict()}, indent=2))
+    changed = write_config(run_dir, cfg, plan, resume)
     for path, why in skipped:
         log(f"warning: skipped {path.name}: {why}")
         log_event(run_dir, {"event": "resume_skipped", "file": path.name, "reason": why})
     if resume is not None:
-        log_event(run_dir, {"event": "resume", "file": resume.name})
+        log_event(run_dir, {"event": "resume", "file": resume.name, **({"changed": changed} if changed else {})})
+    return changed
 
 
 def log_event(run_dir: Path, event: dict) -> None:

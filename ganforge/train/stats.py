@@ -21,6 +21,8 @@ class Collector:
         self._count: dict[str, float] = defaultdict(float)
 
     def report(self, name: str, value) -> None:
+        if isinstance(value, (int, float)):  # Python numbers keep their double precision.
+            value = torch.tensor(float(value), dtype=torch.float64)
         t = torch.as_tensor(value).detach().to(torch.float64).flatten()
         if t.numel() == 0:
             return

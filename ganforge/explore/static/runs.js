@@ -80,7 +80,7 @@ function lastKimg() {
 function drawCharts() {
   const keys = new Set();
   for (const r of run.records) for (const [k, v] of Object.entries(r)) {
-    if (k !== "kimg" && k !== "timestamp" && (typeof v === "number" || typeof v === "string")) keys.add(k);
+    if (k !== "kimg" && k !== "timestamp" && !k.startsWith("Schedule/") && (typeof v === "number" || typeof v === "string")) keys.add(k);
   }
   const series = (k) => ({ name: k, points: run.records.filter((r) => k in r).map((r) => [num(r.kimg), num(r[k])]) });
   const figures = [];
@@ -133,13 +133,28 @@ function drawProblems(info) {
   box.replaceChildren(...notes.map((n) => el("li", { text: n })));
 }
 
+// The values in force at each tick (Schedule/* in stats.jsonl: what the run really used, resumes included).
+function loggedSchedule(name) {
+  const key = `Schedule/${name}`;
+  return run.records.filter((r) => key in r).map((r) => [num(r.kimg), num(r[key])]);
+}
+
 function drawSchedules(info) {
   const xMax = Math.max(num(info.summary.target_kimg) || 0, lastKimg(), ...info.schedules.flatMap((s) => (s.points || []).map((p) => p[0])));
   $("#schedules").replaceChildren(el("table", { class: "kv" }, ...info.schedules.map((s) =>
     el("tr", {}, el("td", { text: s.name }), el("td", { text: s.error ? `${s.text} (${s.error})` : s.text })))));
-  $("#schedule-charts").replaceChildren(...info.schedules.filter((s) => s.points && s.points.length > 1).map((s) =>
-    lineChart({ title: `${s.name}: ${s.text}`, series: [{ name: s.name, points: s.points }], step: s.mode === "step",
-      xMax: xMax || null, height: 150 })));
+  const charts = [];
+  for (const s of info.schedules) {
+    const logged = loggedSchedule(s.name);
+    const series = [];
+    if (logged.length) series.push({ name: "in force", points: logged });
+    if (s.points && (s.points.length > 1 || logged.length)) series.push({ name: "planned", points: s.points });
+    if (series.length) charts.push(lineChart({ title: `${s.name}: ${s.text}`, series, step: s.mode === "step",
+      xMax: xMax || null, height: 150 }));
+  }
+  const frozen = loggedSchedule("frozen_tensors");
+  if (frozen.some((p) => p[1] > 0)) charts.push(lineChart({ title: "frozen tensors", series: [{ name: "frozen", points: frozen }], step: true, height: 150 }));
+  $("#schedule-charts").replaceChildren(...charts);
   $("#config").textContent = JSON.stringify(info.config, null, 2);
 }
 
@@ -168,7 +183,8 @@ async function refresh() {
   try {
     const [infoChanged, statsChanged] = await Promise.all([loadInfo(), loadStats()]);
     if (id !== run.id) return;
-    if (infoChanged) { drawSchedules(run.info); drawSamples(run.info); }
+    if (infoChanged) drawSamples(run.info);
+    if (infoChanged || statsChanged) drawSchedules(run.info);
     if (statsChanged || infoChanged) drawCharts();
     $("#summary").replaceChildren(...summaryTable(run.info));
     drawProblems(run.info);
