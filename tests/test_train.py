@@ -235,7 +235,7 @@ def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect
                   MemDataset(), log=lines.append)
     assert seen and all(s == expect for s in seen)
     assert "cpu" not in gen_module.REDUCED_PRECISION_DEVICES  # Restored after the run.
-    text = next(line for line in lines if line.startswith("Training "))
+    text = next(line for line in lines if line.startswith("Batch "))
     assert ("bf16 in the top 2 resolution(s)" in text) == expect, text
     assert weights_finite_all(state)
 
@@ -278,7 +278,7 @@ def test_accumulation_rounds_add_up_to_the_whole_batch(phase):
 def test_batch_gpu_trains_with_accumulation(tmp_path):
     lines = []
     state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, batch=8, batch_gpu=4), MemDataset(), log=lines.append)
-    assert any("(2 rounds of 4 per process)" in line for line in lines), lines
+    assert any("Batch 8 (8 per process × 1, 2 passes of 4)" in line for line in lines), lines
     assert state.cur_nimg == 16 and weights_finite_all(state)
     waits = [s["Timing/data_wait_pct"] for s in read_stats(state.run_dir / "stats.jsonl")]
     assert waits and all(0 <= w <= 100 for w in waits)  # The loader's share of each tick is measured.
