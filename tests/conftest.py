@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,33 @@ def always_diverge(monkeypatch):
             next(self.D.parameters()).fill_(float("inf"))
 
     monkeypatch.setattr(StyleGAN2Loss, "accumulate", poisoned)
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def require_shared(relative: str, marker: str, why: str) -> Path:
+    """SHARED/relative when SHARED/relative/marker exists; else skip the test, or fail it under CI (the CI
+    environment sets CI and always provides the shared folder, so a skip there would hide a broken test)."""
+    path = SHARED / relative
+    if (path / marker).exists():
+        return path
+    message = f"{path} not found: {why}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set, where it must be present)")
+    pytest.skip(message)
+
+
+class RandomImages(torch.utils.data.Dataset):
+    """n seeded random uint8 images [C, H, W] without labels: a dataset of any size for the loop."""
+
+    def __init__(self, n: int, channels: int, height: int, width: int, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        self.imgs = torch.randint(0, 255, (n, channels, height, width), dtype=torch.uint8, generator=gen)
+        self.shape, self.c_dim, self.label_counts = [channels, height, width], 0, []
+
+    def __len__(self):
+        return len(self.imgs)
+
+    def __getitem__(self, i):
+        return self.imgs[i], torch.zeros(0)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, require_shared
 
 from ganforge import netcheck
 from ganforge.models.discriminator import Discriminator
@@ -32,20 +33,14 @@ from ganforge.models.generator import Generator
 from ganforge.plan import make_plan
 from ganforge.tools import OfficialPickleError, OfficialRecord, UnsafePickleError, load_official_pkl, read_official_pkl
 
-PKL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "anchors" / "official-pkls"
+PKL_DIR = SHARED / "anchors" / "official-pkls"
 CASES = ("sg2ada-32px-uncond-skip-resnet", "sg2ada-64px-cond5-fp16")
 REL_TOL = 1e-5  # max|ours - reference| / max|reference|.
 
 
 def require_official_pkls() -> Path:
-    """The shared official pickles: the tests that use them skip where they are absent, but fail under CI
-    (the CI environment sets CI and must provide them)."""
-    if (PKL_DIR / "manifest.json").is_file():
-        return PKL_DIR
-    why = f"official StyleGAN2-ADA pickles not found at {PKL_DIR}: the reference tests compare against them"
-    if os.environ.get("CI"):
-        pytest.fail(why + " (CI is set, where they must be present)")
-    pytest.skip(why)
+    return require_shared("anchors/official-pkls", "manifest.json",
+                          "the reference tests compare against the official pickles")
 
 
 @pytest.fixture(scope="session")

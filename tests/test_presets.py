@@ -1,21 +1,16 @@
 """Presets: `auto` and the official configurations give the official numbers (train.py's cfg_specs)."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-import torch
+from conftest import RandomImages, require_shared
 
 from ganforge.plan import make_plan
 from ganforge.train.config import TrainConfig, with_preset
 from ganforge.train.preflight import plan_overrides
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-OFFICIAL = SHARED / "anchors" / "stylegan2-ada-pytorch"
 
 
 def ganforge_numbers(preset: str, res: int, gpus: int) -> dict:
@@ -95,11 +90,8 @@ CHILD = textwrap.dedent("""
 
 def test_presets_match_the_official_train_py(tmp_path):
     """Every official configuration at 32..1024 px on 1, 2 and 8 GPUs, from the official train.py itself."""
-    if not (OFFICIAL / "train.py").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"the official code is missing at {OFFICIAL}; CI always has it")
-        pytest.skip(f"official StyleGAN2-ADA code not found at {OFFICIAL}")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(OFFICIAL), str(tmp_path)], capture_output=True,
+    official = require_shared("anchors/stylegan2-ada-pytorch", "train.py", "the preset test runs the official train.py")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(official), str(tmp_path)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     official = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -112,27 +104,12 @@ def test_presets_match_the_official_train_py(tmp_path):
         assert got == pytest.approx(want), key
 
 
-class Tiny16(torch.utils.data.Dataset):
-    """16 random 16x16 images, unlabelled."""
-
-    def __init__(self):
-        gen = torch.Generator().manual_seed(0)
-        self.imgs = torch.randint(0, 255, (16, 3, 16, 16), dtype=torch.uint8, generator=gen)
-        self.shape, self.c_dim, self.label_counts = [3, 16, 16], 0, []
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        return self.imgs[i], torch.zeros(0)
-
-
 def short_run(tmp_path, **kw):
     from ganforge.train.loop import train
 
     cfg = TrainConfig(data="mem", outdir=str(tmp_path), run_name="r", preset="tiny", kimg=0.016, batch=8, snap=0.016,
                       tick=0.016, workers=0, tensorboard=False, **kw)
-    return train(cfg, Tiny16(), log=lambda *a: None)
+    return train(cfg, RandomImages(16, 3, 16, 16), log=lambda *a: None)
 
 
 def test_dcgan_family_trains_with_the_classic_recipe(tmp_path):

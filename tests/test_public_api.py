@@ -4,7 +4,6 @@ a ganforge checkpoint and on an official StyleGAN2-ADA pickle."""
 from __future__ import annotations
 
 import inspect
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, require_shared
 
 import ganforge
 from ganforge.checkpoint import CheckpointError, save_checkpoint
 
-PKL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "anchors" / "official-pkls"
+PKL_DIR = SHARED / "anchors" / "official-pkls"
 API = ("make_plan", "Plan", "TrainConfig", "build_generator", "build_discriminator", "load_generator",
        "load_checkpoint", "Checkpoint")
 
@@ -78,13 +78,7 @@ def test_load_checkpoint_refuses_nonfinite_weights_and_pickles(tiny, tmp_path):
 
 
 def require_official_pkls() -> Path:
-    """Skip where the shared official pickles are absent; fail under CI, which must provide them."""
-    if (PKL_DIR / "manifest.json").is_file():
-        return PKL_DIR
-    why = f"official StyleGAN2-ADA pickles not found at {PKL_DIR}: the load_generator test reads one"
-    if os.environ.get("CI"):
-        pytest.fail(why + " (CI is set, where they must be present)")
-    pytest.skip(why)
+    return require_shared("anchors/official-pkls", "manifest.json", "the load_generator test reads an official pickle")
 
 
 def test_load_generator_reads_an_official_pickle():

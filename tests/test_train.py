@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import MemDataset
+from conftest import MemDataset, RandomImages
 
 from ganforge import checkpoint as ck
 from ganforge.train.config import ConfigError, TrainConfig
@@ -160,25 +160,10 @@ def test_bad_data_fails_before_training(tmp_path):
         train(cfg_for(tmp_path, resolution="32"), MemDataset(), log=quiet)  # data is 16x16
 
 
-class NonSquare(torch.utils.data.Dataset):
-    """Random 32x24 (WxH) images: the DCGAN that broke when the size changed."""
-
-    def __init__(self):
-        gen = torch.Generator().manual_seed(0)
-        self.imgs = torch.randint(0, 255, (32, 3, 24, 32), dtype=torch.uint8, generator=gen)
-        self.shape, self.c_dim, self.label_counts = [3, 24, 32], 0, []
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        return self.imgs[i], torch.zeros(0)
-
-
 @pytest.mark.parametrize("patch_d", [False, True])
 def test_dcgan_family_trains_non_square(tmp_path, patch_d):
-    state = train(cfg_for(tmp_path, family="dcgan", patch_d=patch_d, resolution="auto", kimg=0.064), NonSquare(),
-                  log=quiet)
+    state = train(cfg_for(tmp_path, family="dcgan", patch_d=patch_d, resolution="auto", kimg=0.064),
+                  RandomImages(32, 3, 24, 32), log=quiet)
     assert state.plan.family == "dcgan" and (state.plan.height, state.plan.width) == (24, 32)
     ckpt = ck.latest_checkpoint(state.run_dir)
     from ganforge.tools.generate import generate, load_generator
