@@ -24,6 +24,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The documentation site, built into site/ from README.md, ARCHITECTURE.md, docs/ and the docstrings; warnings
 # are errors. NO_MKDOCS_2_WARNING silences a theme banner about future MkDocs releases.

@@ -35,8 +35,9 @@ def blurred(images: torch.Tensor, radius: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features_of(detector, dataset: ImageDataset, items: range, batch: int, blur: float | None,
-                timing: dict) -> np.ndarray:
+def features_of(
+    detector, dataset: ImageDataset, items: range, batch: int, blur: float | None, timing: dict
+) -> np.ndarray:
     """Detector features of dataset[items] (optionally blurred); detector CPU/wall seconds go into `timing`."""
     feats = []
     for start in range(items.start, items.stop, batch):
@@ -66,8 +67,10 @@ def main() -> None:
     if len(dataset) < 2 * args.num:
         raise SystemExit(f"{args.data} has {len(dataset)} images, fewer than 2 x --num {args.num}: lower --num")
     detector = load_detector("inception", args.detector, device=args.device)
-    print(f"detector: {detector.path} (sha256 {detector.sha256[:16]}, pre_resized={detector.pre_resized}), "
-          f"threads: {torch.get_num_threads()}")
+    print(
+        f"detector: {detector.path} (sha256 {detector.sha256[:16]}, pre_resized={detector.pre_resized}), "
+        f"threads: {torch.get_num_threads()}"
+    )
     timing = dict(cpu_s=0.0, wall_s=0.0, images=0)
     first, second = range(0, args.num), range(args.num, 2 * args.num)
     a = features_of(detector, dataset, first, args.batch, None, timing)

@@ -73,8 +73,13 @@ def measure(args, batch: int) -> dict:
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
     gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return {"batch": batch, "img_per_s": args.iters * batch / dt, "ms_per_img": 1000 * dt / (args.iters * batch),
-            "peak_gpu_mem_gb": gpu, "peak_rss_gb": peak_rss_gb()}
+    return {
+        "batch": batch,
+        "img_per_s": args.iters * batch / dt,
+        "ms_per_img": 1000 * dt / (args.iters * batch),
+        "peak_gpu_mem_gb": gpu,
+        "peak_rss_gb": peak_rss_gb(),
+    }
 
 
 def measure_in_subprocess(args, batch: int) -> dict:
@@ -106,11 +111,20 @@ def run(args) -> dict:
         batch *= 2
     ok = [r for r in rows if "error" not in r]
     best = max(ok, key=lambda r: r["img_per_s"]) if ok else None
-    return {"preset": args.preset, "resolution": plan.resolution_text, "channels": list(plan.channels),
-            "device": args.device, "ops": args.ops, "precision": args.precision, "compile": args.compile,
-            "iters": args.iters,
-            "threads": torch.get_num_threads(), "rows": rows, "best": best,
-            "largest_batch": ok[-1]["batch"] if ok else None}
+    return {
+        "preset": args.preset,
+        "resolution": plan.resolution_text,
+        "channels": list(plan.channels),
+        "device": args.device,
+        "ops": args.ops,
+        "precision": args.precision,
+        "compile": args.compile,
+        "iters": args.iters,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "best": best,
+        "largest_batch": ok[-1]["batch"] if ok else None,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,8 +135,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cmax", type=int, default=None)
     ap.add_argument("--mapping-layers", dest="mapping_layers", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                    help="reduced precision for the plan's top num_fp16_res blocks (on CPUs: opt-in)")
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="reduced precision for the plan's top num_fp16_res blocks (on CPUs: opt-in)",
+    )
     ap.add_argument("--ops", default="fast", choices=["fast", "reference"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the generator (eager fallback)")
     ap.add_argument("--min-batch", type=int, default=1)
@@ -137,7 +155,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     raw = list(sys.argv[1:] if argv is None else argv)
     if "--worker" in raw:
         i = raw.index("--worker")
-        raw = raw[:i] + raw[i + 2:]
+        raw = raw[:i] + raw[i + 2 :]
     args.argv = raw
     return args
 
@@ -152,8 +170,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(r))
         return r
-    print(f"G inference, {r['preset']} at {r['resolution']} (channels {r['channels']}), {r['device']}, "
-          f"{r['precision']}, ops {r['ops']}, {r['threads']} threads, const noise")
+    print(
+        f"G inference, {r['preset']} at {r['resolution']} (channels {r['channels']}), {r['device']}, "
+        f"{r['precision']}, ops {r['ops']}, {r['threads']} threads, const noise"
+    )
     print(f"{'batch':>6} {'img/s':>9} {'ms/img':>9} {'peak mem':>14}")
     for row in r["rows"]:
         if "error" in row:

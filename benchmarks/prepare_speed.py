@@ -54,8 +54,10 @@ def main() -> None:
         t0 = time.perf_counter()
         make_jpegs(src, args.count, args.size)
         mb = sum(p.stat().st_size for p in src.iterdir()) / 1e6
-        print(f"generated {args.count} {args.size}x{args.size} JPEGs ({mb:.0f} MB) in {time.perf_counter() - t0:.1f} s;"
-              f" {os.cpu_count()} CPUs")
+        print(
+            f"generated {args.count} {args.size}x{args.size} JPEGs ({mb:.0f} MB) in {time.perf_counter() - t0:.1f} s;"
+            f" {os.cpu_count()} CPUs"
+        )
         print(f"{'workers':>7} {'png level':>9} {'seconds':>8} {'images/s':>9} {'zip MB':>7}")
         for level in args.compress:
             for workers in args.workers:

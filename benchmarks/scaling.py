@@ -57,8 +57,10 @@ def estimate(preset: str, res: int, train_batch: int, infer_batch: int) -> dict:
         else:
             macs += row["params"]
     return {
-        "params_G": g["params"], "params_D": d["params"],
-        "act_G": g["activation_bytes_per_image"], "act_D": d["activation_bytes_per_image"],
+        "params_G": g["params"],
+        "params_D": d["params"],
+        "act_G": g["activation_bytes_per_image"],
+        "act_D": d["activation_bytes_per_image"],
         "train_gb": estimate_peak_bytes(info, "train", train_batch) / 2**30,
         "infer_gb": estimate_peak_bytes(info, "infer", infer_batch) / 2**30,
         "macs_per_image": macs,
@@ -102,16 +104,16 @@ def measure(spec: dict) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
         out = {"seconds_per_image": (time.perf_counter() - t0) / spec["batch"]}
-    peak = (torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda"
-            else peak_rss_gb() - base)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else peak_rss_gb() - base
     return {**out, "peak_gb": peak, "compute_seconds": time.perf_counter() - t_start}
 
 
 def spawn(spec: dict, timeout: float) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.scaling", "--worker", json.dumps(spec)]
     try:
-        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
@@ -159,17 +161,26 @@ def run(args) -> dict:
             print(f"{sweep} {preset} {res} {task}: {wall:.1f} s", file=sys.stderr, flush=True)
         results.append(row)
     ratios = [r[t]["ratio_to_estimate"] for r in results for t in ("train", "infer") if r[t].get("measured")]
-    return {"device": args.device, "train_batch": args.train_batch, "infer_batch": args.infer_batch,
-            "threads": torch.get_num_threads(), "rows": results,
-            "measured_to_estimate": {"min": min(ratios), "max": max(ratios)} if ratios else None}
+    return {
+        "device": args.device,
+        "train_batch": args.train_batch,
+        "infer_batch": args.infer_batch,
+        "threads": torch.get_num_threads(),
+        "rows": results,
+        "measured_to_estimate": {"min": min(ratios), "max": max(ratios)} if ratios else None,
+    }
 
 
 def print_table(r: dict) -> None:
-    print(f"Scaling on {r['device']} ({r['threads']} threads): training batch {r['train_batch']} "
-          f"(s/iteration, cycle-weighted), inference batch {r['infer_batch']} (ms/image); "
-          f"memory in GiB: measured peak | inspector estimate | measured/estimate")
-    print(f"{'sweep':<10} {'preset':<9} {'res':>5} {'params':>8} | {'s/iter':>8} {'train peak':>10} {'est':>7} "
-          f"{'ratio':>6} | {'ms/img':>9} {'G peak':>7} {'est':>7} {'ratio':>6}")
+    print(
+        f"Scaling on {r['device']} ({r['threads']} threads): training batch {r['train_batch']} "
+        f"(s/iteration, cycle-weighted), inference batch {r['infer_batch']} (ms/image); "
+        f"memory in GiB: measured peak | inspector estimate | measured/estimate"
+    )
+    print(
+        f"{'sweep':<10} {'preset':<9} {'res':>5} {'params':>8} | {'s/iter':>8} {'train peak':>10} {'est':>7} "
+        f"{'ratio':>6} | {'ms/img':>9} {'G peak':>7} {'est':>7} {'ratio':>6}"
+    )
     for row in r["rows"]:
         est = row["estimate"]
         cells = []
@@ -177,15 +188,19 @@ def print_table(r: dict) -> None:
             m = row[task]
             key = "seconds_per_iter" if task == "train" else "seconds_per_image"
             if m.get("measured"):
-                cells.append(f"{m[key] * scale:>8.2f}{'' if task == 'train' else ' '} {m['peak_gb']:>10.2f} "
-                             f"{est[est_key]:>7.2f} {m['ratio_to_estimate']:>6.2f}")
+                cells.append(
+                    f"{m[key] * scale:>8.2f}{'' if task == 'train' else ' '} {m['peak_gb']:>10.2f} "
+                    f"{est[est_key]:>7.2f} {m['ratio_to_estimate']:>6.2f}"
+                )
             else:
                 cells.append(f"{'estimate':>9} {'-':>9} {est[est_key]:>7.2f} {'-':>6}")
         params = (est["params_G"] + est["params_D"]) / 1e6
         print(f"{row['sweep']:<10} {row['preset']:<9} {row['resolution']:>5} {params:>7.1f}M | {cells[0]} | {cells[1]}")
     if r["measured_to_estimate"]:
-        print(f"measured / inspector estimate: {r['measured_to_estimate']['min']:.2f} .. "
-              f"{r['measured_to_estimate']['max']:.2f}")
+        print(
+            f"measured / inspector estimate: {r['measured_to_estimate']['min']:.2f} .. "
+            f"{r['measured_to_estimate']['max']:.2f}"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -194,8 +209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--infer-batch", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, default=90.0, help="skip rows predicted to take longer")
-    ap.add_argument("--mem-fraction", type=float, default=0.7, help="skip rows whose estimate exceeds this share "
-                                                                       "of the available memory")
+    ap.add_argument(
+        "--mem-fraction",
+        type=float,
+        default=0.7,
+        help="skip rows whose estimate exceeds this share of the available memory",
+    )
     ap.add_argument("--mem-margin", type=float, default=2.0, help="safety factor on the inspector's estimate")
     ap.add_argument("--resolutions", default=",".join(map(str, RESOLUTIONS)), help="config-f resolutions")
     ap.add_argument("--capacities", default=",".join(CAPACITIES[1:]), help="presets at 1024 (or none)")

@@ -40,17 +40,30 @@ def sync(device: torch.device) -> None:
 class Trainer:
     """ganforge's training iteration without data loading, logging or checkpoints (as train/loop.py runs it)."""
 
-    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device, use_compile: bool = False,
-                 augment: str = "none", ada_p: float = 0.2):
+    def __init__(
+        self,
+        plan: Plan,
+        cfg: TrainConfig,
+        device: torch.device,
+        use_compile: bool = False,
+        augment: str = "none",
+        ada_p: float = 0.2,
+    ):
         self.plan, self.cfg, self.device, self.batch = plan, cfg, device, cfg.batch
         self.state: TrainState = build_state(plan, cfg, device)
         self.G_step = GeneratorStep(self.state.G, cfg.style_mixing)
         # ADA on: the official 'bgc' pipeline at a fixed p (the adaptive controller only moves p).
         pipe, _ = build_augment("fixed" if augment == "ada" else "none", pipe="bgc", p=ada_p)
-        self.loss = StyleGAN2Loss(self.G_step, self.state.D, r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight,
-                                  pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay,
-                                  augment=pipe.to(device) if pipe is not None else None,
-                                  compile=use_compile).to(device)
+        self.loss = StyleGAN2Loss(
+            self.G_step,
+            self.state.D,
+            r1_gamma=cfg.gamma,
+            pl_weight=cfg.pl_weight,
+            pl_batch_shrink=cfg.pl_batch_shrink,
+            pl_decay=cfg.pl_decay,
+            augment=pipe.to(device) if pipe is not None else None,
+            compile=use_compile,
+        ).to(device)
         self.phases = make_phases(cfg, True)
         self.real = torch.rand([self.batch, plan.img_channels, plan.height, plan.width], device=device) * 2 - 1
         self.c = torch.zeros([self.batch, 0], device=device)
@@ -105,8 +118,15 @@ def time_sampled_cycle(trainer, reps: int = 1) -> dict:
     mean = {k: trainer.phase_seconds[k] / trainer.phase_runs[k] for k in trainer.phase_runs}
     seconds = sum(mean[k] * cycle / trainer.intervals[k] for k in mean)
     img_s = cycle * trainer.batch / seconds
-    return {"iters": cycle, "seconds": seconds, "img_per_s": img_s, "sec_per_kimg": 1000 / img_s,
-            "phase_seconds": mean, "timed_wall_seconds": wall, "mode": f"sampled cycle ({reps} rep(s))"}
+    return {
+        "iters": cycle,
+        "seconds": seconds,
+        "img_per_s": img_s,
+        "sec_per_kimg": 1000 / img_s,
+        "phase_seconds": mean,
+        "timed_wall_seconds": wall,
+        "mode": f"sampled cycle ({reps} rep(s))",
+    }
 
 
 def time_training(trainer: Trainer, iters: int, warmup: int) -> dict:
@@ -123,8 +143,14 @@ def time_training(trainer: Trainer, iters: int, warmup: int) -> dict:
     sync(trainer.device)
     dt = time.perf_counter() - t0
     img_s = iters * trainer.batch / dt
-    return {"iters": iters, "seconds": dt, "img_per_s": img_s, "sec_per_kimg": 1000 / img_s,
-            "phase_seconds": dict(trainer.phase_seconds), "mode": "consecutive iterations"}
+    return {
+        "iters": iters,
+        "seconds": dt,
+        "img_per_s": img_s,
+        "sec_per_kimg": 1000 / img_s,
+        "phase_seconds": dict(trainer.phase_seconds),
+        "mode": "consecutive iterations",
+    }
 
 
 def effective_precision(precision: str, device: torch.device, plan: Plan) -> str:
@@ -164,9 +190,16 @@ def run(args) -> dict:
         else:
             result = time_training(trainer, args.iters, args.warmup)
     return {
-        "preset": args.preset, "resolution": plan.resolution_text, "channels": list(plan.channels),
-        "batch": args.batch, "device": str(device), "ops": args.ops, "precision": precision,
-        "augment": args.augment, "compile": args.compile, **result,
+        "preset": args.preset,
+        "resolution": plan.resolution_text,
+        "channels": list(plan.channels),
+        "batch": args.batch,
+        "device": str(device),
+        "ops": args.ops,
+        "precision": precision,
+        "augment": args.augment,
+        "compile": args.compile,
+        **result,
         "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         "peak_rss_gb": peak_rss_gb(),
     }
@@ -181,17 +214,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cmax", type=int, default=None, help="override the preset's channel cap")
     ap.add_argument("--mapping-layers", dest="mapping_layers", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                    help="as `ganforge train --precision`: auto = bf16 top resolutions on GPUs and on CPUs with bf16 "
-                         "instructions, else fp32")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="as `ganforge train --precision`: auto = bf16 top resolutions on GPUs and on CPUs with bf16 "
+        "instructions, else fp32",
+    )
     ap.add_argument("--augment", default="none", choices=["none", "ada"], help="ADA off, or on (bgc at --ada-p)")
     ap.add_argument("--ada-p", dest="ada_p", type=float, default=0.2, help="augmentation probability with ADA on")
     ap.add_argument("--ops", default="fast", choices=["fast", "reference"], help="ganforge fast paths or reference ops")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--iters", type=int, default=16, help="timed iterations (16 = one lazy-regularization cycle)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first (iteration 0 runs every phase)")
-    ap.add_argument("--sampled", type=int, default=0, metavar="REPS",
-                    help="time each phase REPS times and compose one 16-iteration cycle from them (big models)")
+    ap.add_argument(
+        "--sampled",
+        type=int,
+        default=0,
+        metavar="REPS",
+        help="time each phase REPS times and compose one 16-iteration cycle from them (big models)",
+    )
     ap.add_argument("--json", action="store_true")
     return ap.parse_args(argv)
 
@@ -204,10 +246,14 @@ def main(argv: list[str] | None = None) -> dict:
         return r
     gpu = r["peak_gpu_mem_gb"]
     mem = f"{gpu:.2f} GB GPU" if gpu is not None else f"{r['peak_rss_gb']:.2f} GB RSS"
-    print(f"{'preset':<10} {'res':>9} {'batch':>5} {'device':>6} {'ops':>9} {'prec':>5} {'ADA':>4} {'img/s':>9} "
-          f"{'sec/kimg':>9} {'peak mem':>14}")
-    print(f"{r['preset']:<10} {r['resolution']:>9} {r['batch']:>5} {r['device']:>6} {r['ops']:>9} {r['precision']:>5} "
-          f"{'on' if r['augment'] == 'ada' else 'off':>4} {r['img_per_s']:>9.2f} {r['sec_per_kimg']:>9.1f} {mem:>14}")
+    print(
+        f"{'preset':<10} {'res':>9} {'batch':>5} {'device':>6} {'ops':>9} {'prec':>5} {'ADA':>4} {'img/s':>9} "
+        f"{'sec/kimg':>9} {'peak mem':>14}"
+    )
+    print(
+        f"{r['preset']:<10} {r['resolution']:>9} {r['batch']:>5} {r['device']:>6} {r['ops']:>9} {r['precision']:>5} "
+        f"{'on' if r['augment'] == 'ada' else 'off':>4} {r['img_per_s']:>9.2f} {r['sec_per_kimg']:>9.1f} {mem:>14}"
+    )
     print("phase seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in r["phase_seconds"].items()))
     return r
 

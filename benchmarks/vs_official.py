@@ -100,11 +100,23 @@ def import_official(root: str) -> types.SimpleNamespace:
 def official_networks(off: types.SimpleNamespace, arch: Arch, resolution: int | None = None):
     res = resolution or arch.resolution
     common = dict(channel_base=arch.cbase, channel_max=arch.cmax, num_fp16_res=0, conv_clamp=arch.conv_clamp)
-    G = off.networks.Generator(z_dim=arch.z_dim, c_dim=0, w_dim=arch.z_dim, img_resolution=res, img_channels=3,
-                               mapping_kwargs=dict(num_layers=arch.mapping_layers),
-                               synthesis_kwargs=dict(architecture="skip", **common))
-    D = off.networks.Discriminator(c_dim=0, img_resolution=res, img_channels=3, architecture="resnet",
-                                   epilogue_kwargs=dict(mbstd_group_size=arch.mbstd_group), **common)
+    G = off.networks.Generator(
+        z_dim=arch.z_dim,
+        c_dim=0,
+        w_dim=arch.z_dim,
+        img_resolution=res,
+        img_channels=3,
+        mapping_kwargs=dict(num_layers=arch.mapping_layers),
+        synthesis_kwargs=dict(architecture="skip", **common),
+    )
+    D = off.networks.Discriminator(
+        c_dim=0,
+        img_resolution=res,
+        img_channels=3,
+        architecture="resnet",
+        epilogue_kwargs=dict(mbstd_group_size=arch.mbstd_group),
+        **common,
+    )
     return G, D
 
 
@@ -117,9 +129,17 @@ class OfficialTrainer:
         self.G = G.train().requires_grad_(False).to(device)
         self.D = D.train().requires_grad_(False).to(device)
         self.G_ema = copy.deepcopy(self.G).eval()
-        self.loss = off.loss.StyleGAN2Loss(device=device, G_mapping=self.G.mapping, G_synthesis=self.G.synthesis,
-                                           D=self.D, style_mixing_prob=0.9, r1_gamma=arch.gamma, pl_batch_shrink=2,
-                                           pl_decay=0.01, pl_weight=2)
+        self.loss = off.loss.StyleGAN2Loss(
+            device=device,
+            G_mapping=self.G.mapping,
+            G_synthesis=self.G.synthesis,
+            D=self.D,
+            style_mixing_prob=0.9,
+            r1_gamma=arch.gamma,
+            pl_batch_shrink=2,
+            pl_decay=0.01,
+            pl_weight=2,
+        )
         self.phases = []
         for name, module, reg_interval in (("G", self.G, 4), ("D", self.D, 16)):
             ratio = reg_interval / (reg_interval + 1)
@@ -139,8 +159,9 @@ class OfficialTrainer:
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             module.requires_grad_(True)
-            self.loss.accumulate_gradients(phase=name, real_img=self.real, real_c=self.c, gen_z=z, gen_c=self.c,
-                                           sync=True, gain=interval)
+            self.loss.accumulate_gradients(
+                phase=name, real_img=self.real, real_c=self.c, gen_z=z, gen_c=self.c, sync=True, gain=interval
+            )
             module.requires_grad_(False)
             for param in module.parameters():
                 if param.grad is not None:
@@ -168,9 +189,17 @@ class OfficialTrainer:
 def ganforge_plan(arch: Arch, resolution: int | None = None):
     from ganforge.plan import make_plan
 
-    return make_plan("paper256", resolution or arch.resolution, cbase=arch.cbase, cmax=arch.cmax,
-                     mapping_layers=arch.mapping_layers, z_dim=arch.z_dim, w_dim=arch.z_dim,
-                     mbstd_group=arch.mbstd_group, conv_clamp=arch.conv_clamp)
+    return make_plan(
+        "paper256",
+        resolution or arch.resolution,
+        cbase=arch.cbase,
+        cmax=arch.cmax,
+        mapping_layers=arch.mapping_layers,
+        z_dim=arch.z_dim,
+        w_dim=arch.z_dim,
+        mbstd_group=arch.mbstd_group,
+        conv_clamp=arch.conv_clamp,
+    )
 
 
 def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
@@ -178,8 +207,15 @@ def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
     from ganforge.train.config import TrainConfig, with_preset
 
     plan = ganforge_plan(arch)
-    cfg = TrainConfig(preset="paper256", batch=batch, gamma=arch.gamma, g_lr=arch.lr, ema_kimg=arch.ema_kimg,
-                      pl_weight=2.0, style_mixing=0.9).resolved()
+    cfg = TrainConfig(
+        preset="paper256",
+        batch=batch,
+        gamma=arch.gamma,
+        g_lr=arch.lr,
+        ema_kimg=arch.ema_kimg,
+        pl_weight=2.0,
+        style_mixing=0.9,
+    ).resolved()
     return Trainer(plan, with_preset(cfg, plan.height, plan.width), device)
 
 
@@ -366,19 +402,56 @@ def make_jobs(args) -> list[dict]:
     jobs = []
     for k, name in enumerate(args.configs.split(",")):
         for tool, precision, default in tools_in_order(k, ganforge_variants("train", args)):
-            jobs.append(dict(base, task="train", tool=tool, precision=precision, default=default, config=name,
-                             arch=asdict(archs[name]), batch=args.batch, full_cycle=args.full_cycle, reps=args.reps,
-                             warmup=1, iters=16, resolution=archs[name].resolution))
+            jobs.append(
+                dict(
+                    base,
+                    task="train",
+                    tool=tool,
+                    precision=precision,
+                    default=default,
+                    config=name,
+                    arch=asdict(archs[name]),
+                    batch=args.batch,
+                    full_cycle=args.full_cycle,
+                    reps=args.reps,
+                    warmup=1,
+                    iters=16,
+                    resolution=archs[name].resolution,
+                )
+            )
     for k, res in enumerate(int(r) for r in args.infer_res.split(",")):
         for tool, precision, default in tools_in_order(k, ganforge_variants("infer", args)):
-            jobs.append(dict(base, task="infer", tool=tool, precision=precision, default=default,
-                             config=args.infer_config, arch=asdict(archs[args.infer_config]), batch=args.infer_batch,
-                             warmup=1, iters=args.infer_iters, resolution=res))
+            jobs.append(
+                dict(
+                    base,
+                    task="infer",
+                    tool=tool,
+                    precision=precision,
+                    default=default,
+                    config=args.infer_config,
+                    arch=asdict(archs[args.infer_config]),
+                    batch=args.infer_batch,
+                    warmup=1,
+                    iters=args.infer_iters,
+                    resolution=res,
+                )
+            )
     if not args.skip_parity:
         precisions = sorted({j["precision"] for j in jobs})
         for name in args.configs.split(","):
-            jobs.append(dict(base, task="parity", tool="both", precision="fp32", precisions=precisions, config=name,
-                             arch=asdict(archs[name]), batch=4, resolution=archs[name].resolution))
+            jobs.append(
+                dict(
+                    base,
+                    task="parity",
+                    tool="both",
+                    precision="fp32",
+                    precisions=precisions,
+                    config=name,
+                    arch=asdict(archs[name]),
+                    batch=4,
+                    resolution=archs[name].resolution,
+                )
+            )
     return jobs
 
 
@@ -392,22 +465,42 @@ def summarize(results: list[dict], env_name: str) -> dict:
         if r["tool"] != "ganforge":
             continue
         off = official[(r["task"], r["config"], r["resolution"])]
-        rows.append(dict(
-            env=env_name, task=r["task"], config=r["config"], resolution=r["resolution"], batch=r["batch"],
-            precision=r["precision"], default=r.get("default", r["precision"] == "fp32"),
-            official_img_per_s=off["img_per_s"], ganforge_img_per_s=r["img_per_s"],
-            ratio=r["img_per_s"] / off["img_per_s"], official_peak_rss_gb=off["peak_rss_gb"],
-            ganforge_peak_rss_gb=r["peak_rss_gb"], rss_ratio=r["peak_rss_gb"] / off["peak_rss_gb"],
-            official_cpu_seconds=off["cpu_seconds_total"], ganforge_cpu_seconds=r["cpu_seconds_total"],
-            official_phase_seconds=off.get("phase_seconds"), ganforge_phase_seconds=r.get("phase_seconds")))
+        rows.append(
+            dict(
+                env=env_name,
+                task=r["task"],
+                config=r["config"],
+                resolution=r["resolution"],
+                batch=r["batch"],
+                precision=r["precision"],
+                default=r.get("default", r["precision"] == "fp32"),
+                official_img_per_s=off["img_per_s"],
+                ganforge_img_per_s=r["img_per_s"],
+                ratio=r["img_per_s"] / off["img_per_s"],
+                official_peak_rss_gb=off["peak_rss_gb"],
+                ganforge_peak_rss_gb=r["peak_rss_gb"],
+                rss_ratio=r["peak_rss_gb"] / off["peak_rss_gb"],
+                official_cpu_seconds=off["cpu_seconds_total"],
+                ganforge_cpu_seconds=r["cpu_seconds_total"],
+                official_phase_seconds=off.get("phase_seconds"),
+                ganforge_phase_seconds=r.get("phase_seconds"),
+            )
+        )
     rows.sort(key=lambda row: (row["task"] != "train", row["config"], row["resolution"], not row["default"]))
-    parity = {r["config"]: {k: v for k, v in r.items() if k in PARITY_TOL or k.startswith("bf16_")}
-              for r in results if r["task"] == "parity"}
+    parity = {
+        r["config"]: {k: v for k, v in r.items() if k in PARITY_TOL or k.startswith("bf16_")}
+        for r in results
+        if r["task"] == "parity"
+    }
 
     def pick(task: str | None, default: bool | None = None, precision: str | None = None) -> list[dict]:
-        return [row for row in rows if (task is None or row["task"] == task)
-                and (default is None or row["default"] == default)
-                and (precision is None or row["precision"] == precision)]
+        return [
+            row
+            for row in rows
+            if (task is None or row["task"] == task)
+            and (default is None or row["default"] == default)
+            and (precision is None or row["precision"] == precision)
+        ]
 
     def lowest(selected: list[dict]) -> float | None:
         return min(row["ratio"] for row in selected) if selected else None
@@ -423,8 +516,9 @@ def summarize(results: list[dict], env_name: str) -> dict:
         "fp32_train_ratio": lowest(pick("train", precision="fp32")),  # Both tools in fp32.
         "fp32_infer_ratio": lowest(pick("infer", precision="fp32")),
         "fp32_peak_rss_ratio": highest_rss(pick(None, precision="fp32")),
-        "default_precision": {task: next((row["precision"] for row in pick(task, default=True)), None)
-                              for task in ("train", "infer")},
+        "default_precision": {
+            task: next((row["precision"] for row in pick(task, default=True)), None) for task in ("train", "infer")
+        },
         "parity": parity,
         "parity_ok": all(d[k] <= tol for d in parity.values() for k, tol in PARITY_TOL.items() if k in d),
     }
@@ -436,29 +530,40 @@ def fmt_ratio(value: float | None) -> str:
 
 def print_table(summary: dict, header: str) -> None:
     print(header)
-    print(f"{'task':<6} {'config':<13} {'res':>4} {'batch':>5} {'ganforge':>13} {'official img/s':>15} "
-          f"{'ganforge img/s':>15} {'ratio':>7} {'official RSS':>13} {'ganforge RSS':>13} {'RSS ratio':>9}")
+    print(
+        f"{'task':<6} {'config':<13} {'res':>4} {'batch':>5} {'ganforge':>13} {'official img/s':>15} "
+        f"{'ganforge img/s':>15} {'ratio':>7} {'official RSS':>13} {'ganforge RSS':>13} {'RSS ratio':>9}"
+    )
     for r in summary["rows"]:
         label = r["precision"] + (" default" if r["default"] else "")
-        print(f"{r['task']:<6} {r['config']:<13} {r['resolution']:>4} {r['batch']:>5} {label:>13} "
-              f"{r['official_img_per_s']:>15.2f} {r['ganforge_img_per_s']:>15.2f} {r['ratio']:>6.2f}x "
-              f"{r['official_peak_rss_gb']:>9.2f} GiB {r['ganforge_peak_rss_gb']:>9.2f} GiB {r['rss_ratio']:>9.2f}")
+        print(
+            f"{r['task']:<6} {r['config']:<13} {r['resolution']:>4} {r['batch']:>5} {label:>13} "
+            f"{r['official_img_per_s']:>15.2f} {r['ganforge_img_per_s']:>15.2f} {r['ratio']:>6.2f}x "
+            f"{r['official_peak_rss_gb']:>9.2f} GiB {r['ganforge_peak_rss_gb']:>9.2f} GiB {r['rss_ratio']:>9.2f}"
+        )
     for r in summary["rows"]:
         if r["task"] == "train":
             fmt = lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items())
-            print(f"  {r['config']} ({r['precision']}) seconds per phase run: official "
-                  f"{fmt(r['official_phase_seconds'])}; ganforge {fmt(r['ganforge_phase_seconds'])}")
+            print(
+                f"  {r['config']} ({r['precision']}) seconds per phase run: official "
+                f"{fmt(r['official_phase_seconds'])}; ganforge {fmt(r['ganforge_phase_seconds'])}"
+            )
     for name, d in summary["parity"].items():
-        print(f"  parity {name}, official weights in ganforge (max|diff| / max|official|; tolerance): "
-              + ", ".join(f"{k} {v:.1e}" + (f" ({PARITY_TOL[k]:.0e})" if k in PARITY_TOL else "")
-                          for k, v in d.items()))
-    print(f"defaults (ganforge training {summary['default_precision']['train']}, inference "
-          f"{summary['default_precision']['infer']}; official fp32): training {fmt_ratio(summary['train_ratio'])}, "
-          f"inference {fmt_ratio(summary['infer_ratio'])} (lowest), peak RSS ratio "
-          f"{fmt_ratio(summary['peak_rss_ratio'])} (highest)")
-    print(f"both fp32: training {fmt_ratio(summary['fp32_train_ratio'])}, inference "
-          f"{fmt_ratio(summary['fp32_infer_ratio'])}, peak RSS ratio {fmt_ratio(summary['fp32_peak_rss_ratio'])}; "
-          f"parity {'ok' if summary['parity_ok'] else 'FAILED'}")
+        print(
+            f"  parity {name}, official weights in ganforge (max|diff| / max|official|; tolerance): "
+            + ", ".join(f"{k} {v:.1e}" + (f" ({PARITY_TOL[k]:.0e})" if k in PARITY_TOL else "") for k, v in d.items())
+        )
+    print(
+        f"defaults (ganforge training {summary['default_precision']['train']}, inference "
+        f"{summary['default_precision']['infer']}; official fp32): training {fmt_ratio(summary['train_ratio'])}, "
+        f"inference {fmt_ratio(summary['infer_ratio'])} (lowest), peak RSS ratio "
+        f"{fmt_ratio(summary['peak_rss_ratio'])} (highest)"
+    )
+    print(
+        f"both fp32: training {fmt_ratio(summary['fp32_train_ratio'])}, inference "
+        f"{fmt_ratio(summary['fp32_infer_ratio'])}, peak RSS ratio {fmt_ratio(summary['fp32_peak_rss_ratio'])}; "
+        f"parity {'ok' if summary['parity_ok'] else 'FAILED'}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -470,22 +575,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--configs", default="wide,narrow", help="training configurations: wide, narrow")
     ap.add_argument("--batch", type=int, default=None, help="training batch (default 16; 8 with --quick)")
     ap.add_argument("--reps", type=int, default=2, help="timed runs of each phase for the composed cycle")
-    ap.add_argument("--full-cycle", action="store_true",
-                    help="time 16 consecutive iterations instead of composing the cycle from timed phases (the "
-                         "same work; about 3x longer: the official wide cycle alone takes ~4 min on 2 cores)")
+    ap.add_argument(
+        "--full-cycle",
+        action="store_true",
+        help="time 16 consecutive iterations instead of composing the cycle from timed phases (the "
+        "same work; about 3x longer: the official wide cycle alone takes ~4 min on 2 cores)",
+    )
     ap.add_argument("--infer-config", default="narrow")
     ap.add_argument("--infer-res", default=None, help="inference resolutions (default 64,128,256)")
     ap.add_argument("--infer-batch", type=int, default=None, help="inference batch (default 16)")
     ap.add_argument("--infer-iters", type=int, default=None, help="timed inference batches (default 3)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's)")
-    ap.add_argument("--env", default="plain",
-                    help="comma-separated environments, each applied to both tools' workers: plain (as started), "
-                         "thp (THP_MEM_ALLOC_ENABLE=1: PyTorch's huge-page allocator), passive (OMP_WAIT_POLICY="
-                         "PASSIVE: idle OpenMP threads sleep instead of spinning; matters when other processes share "
-                         "the cores), thp+passive")
-    ap.add_argument("--ganforge-precision", default="default,fp32",
-                    help="ganforge variants to measure: default (its own settings: training bf16 on bf16-capable "
-                         "CPUs, else fp32; inference fp32 on CPUs), fp32, bf16; comma-separated")
+    ap.add_argument(
+        "--env",
+        default="plain",
+        help="comma-separated environments, each applied to both tools' workers: plain (as started), "
+        "thp (THP_MEM_ALLOC_ENABLE=1: PyTorch's huge-page allocator), passive (OMP_WAIT_POLICY="
+        "PASSIVE: idle OpenMP threads sleep instead of spinning; matters when other processes share "
+        "the cores), thp+passive",
+    )
+    ap.add_argument(
+        "--ganforge-precision",
+        default="default,fp32",
+        help="ganforge variants to measure: default (its own settings: training bf16 on bf16-capable "
+        "CPUs, else fp32; inference fp32 on CPUs), fp32, bf16; comma-separated",
+    )
     ap.add_argument("--skip-parity", action="store_true")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -513,28 +627,39 @@ def main(argv: list[str] | None = None) -> dict | None:
         for spec in make_jobs(args):
             t0 = time.perf_counter()
             results.append(spawn(spec, env))
-            print(f"[{env_name}] {spec['tool']:<8} {spec['task']:<6} {spec['config']:<7} {spec['resolution']:>4} px: "
-                  f"{time.perf_counter() - t0:6.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"[{env_name}] {spec['tool']:<8} {spec['task']:<6} {spec['config']:<7} {spec['resolution']:>4} px: "
+                f"{time.perf_counter() - t0:6.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         summaries.append(summarize(results, env_name))
     summary = {**summaries[0], "rows": [r for s in summaries for r in s["rows"]], "env": envs[0]}
     summary["by_env"] = {name: {k: v for k, v in s.items() if k.endswith("_ratio")} for name, s in zip(envs, summaries)}
     archs = QUICK_ARCHS if args.quick else ARCHS
     out = {
         **summary,
-        "device": args.device, "threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
+        "device": args.device,
+        "threads": args.threads or torch.get_num_threads(),
+        "torch": torch.__version__,
         "official_ops": "reference (no plugins), fp32",
-        "training_timing": "16 consecutive iterations" if args.full_cycle else
-        f"one 16-iteration cycle composed from each phase timed {args.reps}x",
-        "archs": {k: asdict(v) for k, v in archs.items()}, "quick": args.quick,
+        "training_timing": "16 consecutive iterations"
+        if args.full_cycle
+        else f"one 16-iteration cycle composed from each phase timed {args.reps}x",
+        "archs": {k: asdict(v) for k, v in archs.items()},
+        "quick": args.quick,
         "wall_seconds": time.perf_counter() - t_start,
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},  # Other processes on the machine.
     }
     if args.json:
         print(json.dumps(out))
     else:
-        print_table(out, f"ganforge vs official StyleGAN2-ADA on {args.device} ({out['threads']} threads, torch "
-                         f"{torch.__version__}); training batch {args.batch}, inference batch {args.infer_batch}; "
-                         f"{out['wall_seconds']:.0f} s; 1-min load average {load_start:.1f} at the start")
+        print_table(
+            out,
+            f"ganforge vs official StyleGAN2-ADA on {args.device} ({out['threads']} threads, torch "
+            f"{torch.__version__}); training batch {args.batch}, inference batch {args.infer_batch}; "
+            f"{out['wall_seconds']:.0f} s; 1-min load average {load_start:.1f} at the start",
+        )
     return out
 
 

@@ -224,10 +224,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     tensors = contents.file.read(parts=contents.nets)  # Verifies the checksum over the whole file.
     bad = ck.nonfinite_part(tensors, contents.nets)
     if bad:
-        raise ck.CheckpointError(f"{contents.file.path} holds non-finite (NaN or infinite) {bad} weights: "
-                                 f"use an earlier checkpoint")
+        raise ck.CheckpointError(
+            f"{contents.file.path} holds non-finite (NaN or infinite) {bad} weights: use an earlier checkpoint"
+        )
     return Checkpoint(
-        path=contents.file.path, kind=contents.kind, plan=contents.plan, d_plan=contents.d_plan,
-        patch_d=contents.patch_d, meta=contents.file.meta,
+        path=contents.file.path,
+        kind=contents.kind,
+        plan=contents.plan,
+        d_plan=contents.d_plan,
+        patch_d=contents.patch_d,
+        meta=contents.file.meta,
         networks={name: ck.split(tensors, name) for name in contents.nets},
     )

@@ -37,8 +37,15 @@ MAX_HEADER_BYTES = 16 * 2**20  # ganforge headers are a few hundred KB; JSON par
 MAX_DIMS = 8
 CHUNK = 16 * 2**20  # Read and hash granularity.
 DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -73,7 +80,7 @@ class CheckpointFile:
         if part is None:
             return {k: e.shape for k, e in self.entries.items()}
         prefix = part + "."
-        return {k[len(prefix):]: e.shape for k, e in self.entries.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: e.shape for k, e in self.entries.items() if k.startswith(prefix)}
 
     def read(self, parts: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         """Every tensor (or those of `parts`, e.g. ('G_ema',)), with the checksum over the whole file verified
@@ -88,16 +95,20 @@ class CheckpointFile:
                 while got < len(buf):
                     n = f.readinto(view[got : got + CHUNK])
                     if not n:
-                        raise CheckpointError(f"{self.path} ended while reading tensor {name}: the file was "
-                                              f"truncated; use an earlier checkpoint")
+                        raise CheckpointError(
+                            f"{self.path} ended while reading tensor {name}: the file was "
+                            f"truncated; use an earlier checkpoint"
+                        )
                     got += n
                 if digest is not None:
                     digest.update(buf)
                 if parts is None or name.split(".", 1)[0] in parts:
                     tensors[name] = _tensor(buf, e)
         if digest is not None and digest.hexdigest() != self.checksum:
-            raise CheckpointError(f"{self.path} fails its checksum: its bytes changed after it was written (disk "
-                                  f"or copy error); use an earlier checkpoint or a good copy")
+            raise CheckpointError(
+                f"{self.path} fails its checksum: its bytes changed after it was written (disk "
+                f"or copy error); use an earlier checkpoint or a good copy"
+            )
         return tensors
 
 
@@ -181,8 +192,9 @@ def write_raw(path: str | Path, clean: dict[str, torch.Tensor], meta_text: str) 
     for name in order:
         digest.update(_raw(clean[name]))
     header = {"__metadata__": {"ganforge": meta_text, "ganforge_sha256": digest.hexdigest()}}
-    header.update({k: {"dtype": e.dtype, "shape": list(e.shape), "data_offsets": [e.begin, e.end]}
-                   for k, e in entries.items()})
+    header.update(
+        {k: {"dtype": e.dtype, "shape": list(e.shape), "data_offsets": [e.begin, e.end]} for k, e in entries.items()}
+    )
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # The data section starts 8-byte aligned.
 
@@ -203,11 +215,15 @@ def write_raw(path: str | Path, clean: dict[str, torch.Tensor], meta_text: str) 
 def _foreign(path: Path, head: bytes) -> str | None:
     """A sentence naming another tool's format by its own signature, or None."""
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return (f"{path} is a pickle, which can run code when loaded; ganforge refuses it. For an official "
-                f"StyleGAN2-ADA .pkl use `ganforge convert {path} OUT.safetensors`")
+        return (
+            f"{path} is a pickle, which can run code when loaded; ganforge refuses it. For an official "
+            f"StyleGAN2-ADA .pkl use `ganforge convert {path} OUT.safetensors`"
+        )
     if head[:4] == b"PK\x03\x04":
-        return (f"{path} is a zip archive (torch.save output holds a pickle, which can run code): ganforge refuses "
-                f"it; for an official StyleGAN2-ADA .pkl use `ganforge convert {path} OUT.safetensors`")
+        return (
+            f"{path} is a zip archive (torch.save output holds a pickle, which can run code): ganforge refuses "
+            f"it; for an official StyleGAN2-ADA .pkl use `ganforge convert {path} OUT.safetensors`"
+        )
     if head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
         return f"{path} is an image, not a checkpoint: give a .safetensors checkpoint"
     return None
@@ -221,8 +237,11 @@ def _parse_entries(path: Path, header: dict, data_size: int) -> dict[str, Entry]
         if not isinstance(spec, dict) or spec.get("dtype") not in DTYPES:
             raise ValueError(f"tensor {name[:80]!r} has no valid dtype")
         shape, offsets = spec.get("shape"), spec.get("data_offsets")
-        if (not isinstance(shape, list) or len(shape) > MAX_DIMS
-                or not all(type(d) is int and 0 <= d <= 2**40 for d in shape)):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_DIMS
+            or not all(type(d) is int and 0 <= d <= 2**40 for d in shape)
+        ):
             raise ValueError(f"tensor {name[:80]!r} has a malformed shape")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
             raise ValueError(f"tensor {name[:80]!r} has malformed data offsets")
@@ -282,17 +301,23 @@ def open_checkpoint(path: str | Path) -> CheckpointFile:
         header, data_start, size = _read_header(path)
         entries = _parse_entries(path, header, size - data_start)
     except _Truncated as e:
-        raise CheckpointError(f"{path} is truncated: it holds {e.have} of its {e.need} data bytes; "
-                              f"use an earlier checkpoint") from None
+        raise CheckpointError(
+            f"{path} is truncated: it holds {e.have} of its {e.need} data bytes; use an earlier checkpoint"
+        ) from None
     except ValueError as e:
         with open(path, "rb") as f:
             foreign = _foreign(path, f.read(8))
-        raise CheckpointError(foreign or f"{path} is not a safetensors checkpoint ({e}): it is damaged or "
-                              f"another kind of file; use an earlier checkpoint") from None
+        raise CheckpointError(
+            foreign
+            or f"{path} is not a safetensors checkpoint ({e}): it is damaged or "
+            f"another kind of file; use an earlier checkpoint"
+        ) from None
     extra = header.get("__metadata__") or {}
     if not isinstance(extra, dict) or not isinstance(extra.get("ganforge"), str):
-        raise CheckpointError(f"{path} is a safetensors file without ganforge metadata: it was not written by "
-                              f"ganforge (for weights from other tools, load them in Python)")
+        raise CheckpointError(
+            f"{path} is a safetensors file without ganforge metadata: it was not written by "
+            f"ganforge (for weights from other tools, load them in Python)"
+        )
     meta_text, checksum = extra["ganforge"], extra.get("ganforge_sha256")
     try:
         meta = json.loads(meta_text)
@@ -304,8 +329,9 @@ def open_checkpoint(path: str | Path) -> CheckpointFile:
     if type(version) is not int or version < 1:
         raise CheckpointError(f"{path} has a malformed format version: it is damaged")
     if version > VERSION:
-        raise CheckpointError(f"{path} has format version {version}, newer than this ganforge reads ({VERSION}): "
-                              f"upgrade ganforge")
+        raise CheckpointError(
+            f"{path} has format version {version}, newer than this ganforge reads ({VERSION}): upgrade ganforge"
+        )
     if version >= 2 and not (isinstance(checksum, str) and re.fullmatch(r"[0-9a-f]{64}", checksum)):
         raise CheckpointError(f"{path} lacks its checksum: the header is damaged; use an earlier checkpoint")
     return CheckpointFile(path, meta, meta_text, entries, checksum if version >= 2 else None, data_start, size)

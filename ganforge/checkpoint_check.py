@@ -61,22 +61,26 @@ def _check_optimizer(f: ck.CheckpointFile, c: Contents, part: str, net: str) -> 
     """Adam state: `<param index>.<step|exp_avg|exp_avg_sq>` with each moment shaped like its parameter."""
     path = f.path
     groups = f.meta.get(part, {}).get("param_groups") if isinstance(f.meta.get(part), dict) else None
-    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                                               for g in groups):
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups
+    ):
         raise ck.CheckpointError(f"{path}: the {part} record has no param_groups list: the file is damaged")
     shapes = parameter_shapes(c.plan if net == "G" else c.d_plan, "G" if net == "G" else "D", c.patch_d)
     listed = [i for g in groups for i in g["params"]]
     if listed != list(range(len(shapes))):
-        raise ck.CheckpointError(f"{path}: {part} lists {len(listed)} parameters but its plan's {net} has "
-                                 f"{len(shapes)}: the file is damaged")
+        raise ck.CheckpointError(
+            f"{path}: {part} lists {len(listed)} parameters but its plan's {net} has {len(shapes)}: the file is damaged"
+        )
     for name, shape in f.shapes(part).items():
         idx, _, key = name.partition(".")
         if not idx.isdigit() or int(idx) >= len(shapes) or key not in ("step", "exp_avg", "exp_avg_sq"):
             raise ck.CheckpointError(f"{path}: tensor {part}.{name[:80]} is not Adam state: the file is damaged")
         want = () if key == "step" else shapes[int(idx)]
         if tuple(shape) != tuple(want):
-            raise ck.CheckpointError(f"{path}: tensor {part}.{name} has shape {list(shape)} but its parameter "
-                                     f"needs {list(want)}: the file is damaged")
+            raise ck.CheckpointError(
+                f"{path}: tensor {part}.{name} has shape {list(shape)} but its parameter "
+                f"needs {list(want)}: the file is damaged"
+            )
 
 
 def inspect_file(path: str | Path) -> Contents:

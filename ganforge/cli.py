@@ -22,8 +22,12 @@ from ganforge.latents import MAX_SEEDS, check_psi, parse_seeds
 from ganforge.plan import make_plan, parse_resolution
 from ganforge.tools.cli import NoiseMode
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="StyleGAN2-family GANs at any resolution.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="StyleGAN2-family GANs at any resolution.",
+)
 
 
 @app.callback()
@@ -31,9 +35,9 @@ def root() -> None:
     """ganforge: train and use StyleGAN2-family GANs at any resolution."""
 
 
-
-def _inspect(preset: str, resolution: str, family: str, img_channels: int, classes: int, as_json: bool,
-             **model) -> None:
+def _inspect(
+    preset: str, resolution: str, family: str, img_channels: int, classes: int, as_json: bool, **model
+) -> None:
     """Per-layer shapes, parameter counts and memory for a preset at a resolution (no GPU, no memory used)."""
     from ganforge.inspector import format_bytes, format_count, inspect_plan
     from ganforge.train.config import TrainConfig, with_preset
@@ -44,8 +48,9 @@ def _inspect(preset: str, resolution: str, family: str, img_channels: int, class
         given = {k: v for k, v in model.items() if v is not None}
         cfg = with_preset(TrainConfig(preset=preset, family=family, **given).resolved(), h, w)
         overrides, table = plan_overrides(cfg)
-        plan = make_plan(cfg.model, (h, w), family=family, img_channels=img_channels, c_dim=classes,
-                         channel_table=table, **overrides)
+        plan = make_plan(
+            cfg.model, (h, w), family=family, img_channels=img_channels, c_dim=classes, channel_table=table, **overrides
+        )
     except GanforgeError as e:
         fail(str(e))
     info = inspect_plan(plan)
@@ -62,19 +67,26 @@ def _inspect(preset: str, resolution: str, family: str, img_channels: int, class
         for row in net["layers"]:
             table.add_row(row["name"], row["kind"], str(row["output_shape"]), f"{row['params']:,}")
         console.print(table)
-        console.print(f"{title}: {net['params']:,} parameters ({format_count(net['params'])}), "
-                      f"{net['buffers']:,} buffer values, ~{format_bytes(net['activation_bytes_per_image'])} "
-                      f"of activations per image (fp32)")
+        console.print(
+            f"{title}: {net['params']:,} parameters ({format_count(net['params'])}), "
+            f"{net['buffers']:,} buffer values, ~{format_bytes(net['activation_bytes_per_image'])} "
+            f"of activations per image (fp32)"
+        )
     g = info["generator"]
-    console.print(f"num_ws: {g['num_ws']}   output: {g['output_shape']}   base: {plan.base_w}x{plan.base_h}   "
-                  f"channels per block: {list(plan.channels)}")
-    console.print(f"G+D: {info['total_params']:,} parameters ({format_count(info['total_params'])}); "
-                  f"Adam training state ~{format_bytes(info['train_state_bytes'])}")
+    console.print(
+        f"num_ws: {g['num_ws']}   output: {g['output_shape']}   base: {plan.base_w}x{plan.base_h}   "
+        f"channels per block: {list(plan.channels)}"
+    )
+    console.print(
+        f"G+D: {info['total_params']:,} parameters ({format_count(info['total_params'])}); "
+        f"Adam training state ~{format_bytes(info['train_state_bytes'])}"
+    )
     m = info["memory_estimate"]
-    console.print(f"Estimated peak memory (fp32): training {format_bytes(m['train_base_bytes'])} + "
-                  f"{format_bytes(m['train_bytes_per_image'])} per image of the per-GPU batch; inference "
-                  f"{format_bytes(m['infer_base_bytes'])} + {format_bytes(m['infer_bytes_per_image'])} per image")
-
+    console.print(
+        f"Estimated peak memory (fp32): training {format_bytes(m['train_base_bytes'])} + "
+        f"{format_bytes(m['train_bytes_per_image'])} per image of the per-GPU batch; inference "
+        f"{format_bytes(m['infer_base_bytes'])} + {format_bytes(m['infer_bytes_per_image'])} per image"
+    )
 
 
 def build_inspect_command():
@@ -86,8 +98,11 @@ def build_inspect_command():
         _inspect(**kwargs)
 
     fixed = [
-        ("preset", str, typer.Option("auto", help=f"Preset (capacity of a recipe or a model preset): "
-                                     f"{', '.join(PRESET_NAMES)}.")),
+        (
+            "preset",
+            str,
+            typer.Option("auto", help=f"Preset (capacity of a recipe or a model preset): {', '.join(PRESET_NAMES)}."),
+        ),
         ("resolution", str, typer.Option("1024", metavar="WxH", help="Output size: 256 or WxH such as 512x256.")),
         ("family", str, typer.Option("stylegan2", help="Model family: stylegan2 or dcgan.")),
         ("img_channels", int, typer.Option(3, min=1, max=16, help="Image channels (3 = RGB, 1 = grayscale).")),
@@ -100,11 +115,13 @@ def build_inspect_command():
     inspect_command.__doc__ = _inspect.__doc__
     return inspect_command
 
+
 @app.command()
 def generate(
     checkpoint: str = typer.Option(..., help="ganforge checkpoint (.safetensors) or official StyleGAN2-ADA .pkl."),
-    seeds: str = typer.Option("0-7", callback=usage(parse_seeds),
-                              help=f"Seeds: 0-99 or 1,5,9 (0..2^32-1, at most {MAX_SEEDS:,})."),
+    seeds: str = typer.Option(
+        "0-7", callback=usage(parse_seeds), help=f"Seeds: 0-99 or 1,5,9 (0..2^32-1, at most {MAX_SEEDS:,})."
+    ),
     outdir: str = typer.Option("out", help="Output folder."),
     trunc: float = typer.Option(1.0, callback=usage(check_psi), help="Truncation psi, -10..10 (1 = off, 0.7 typical)."),
     trunc_cutoff: int = typer.Option(None, min=0, help="Truncate only the first N ws (0..num_ws)."),
@@ -116,8 +133,9 @@ def generate(
     """Generate images from seeds (seed -> z exactly as the official generate.py)."""
     from ganforge.tools.generate import generate_images
 
-    paths = generate_images(checkpoint, seeds, outdir, trunc, trunc_cutoff, noise_mode.value, class_idx, grid=grid,
-                            device=device)
+    paths = generate_images(
+        checkpoint, seeds, outdir, trunc, trunc_cutoff, noise_mode.value, class_idx, grid=grid, device=device
+    )
     console.print(f"Wrote {len(paths)} images to {outdir}")
 
 

@@ -32,7 +32,12 @@ def schema_option(f: dataclasses.Field, panel: str | None = None) -> inspect.Par
     if shown not in (None, ""):
         text += f" \\[default: {shown}]"  # Escaped: --help renders Rich markup.
     names = [f"{flag(f.name)}/--no-{f.name.replace('_', '-')}"] if annotation is bool else [flag(f.name)]
-    option = typer.Option(None, *names, help=text, metavar=o.metavar, show_default=False,
-                          rich_help_panel=panel or o.group)
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                             annotation=annotation | None if annotation is not bool else bool | None)
+    option = typer.Option(
+        None, *names, help=text, metavar=o.metavar, show_default=False, rich_help_panel=panel or o.group
+    )
+    return inspect.Parameter(
+        f.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=option,
+        annotation=annotation | None if annotation is not bool else bool | None,
+    )

@@ -18,8 +18,11 @@ def _preset_list() -> str:
     from ganforge.train.recipes import RECIPES
 
     lines = [f"  {name:<10} {r.description}" for name, r in RECIPES.items()]
-    lines += [f"  {name:<10} {p.description} (with the auto recipe)" for name, p in MODEL_PRESETS.items()
-              if name not in RECIPES]
+    lines += [
+        f"  {name:<10} {p.description} (with the auto recipe)"
+        for name, p in MODEL_PRESETS.items()
+        if name not in RECIPES
+    ]
     return "\n".join(lines)
 
 
@@ -57,16 +60,34 @@ def build_train_command():
         _train(config, dry_run, **given)
 
     params = [
-        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=typer.Option(
-            None, "--config", help="TOML (or config.json) file of options; the command line overrides it.",
-            metavar="FILE", rich_help_panel="Main")),
-        inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
-            False, "--dry-run", help="Print the config as it would run (presets filled in from the data) and exit.",
-            rich_help_panel="Input/output")),
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=str | None,
+            default=typer.Option(
+                None,
+                "--config",
+                help="TOML (or config.json) file of options; the command line overrides it.",
+                metavar="FILE",
+                rich_help_panel="Main",
+            ),
+        ),
+        inspect.Parameter(
+            "dry_run",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(
+                False,
+                "--dry-run",
+                help="Print the config as it would run (presets filled in from the data) and exit.",
+                rich_help_panel="Input/output",
+            ),
+        ),
     ]
     order = [MAIN, MODEL, HYPER, AUG, TRANSFER, PERF, IO]  # The panels of --help, in this order.
-    fields = sorted((f for f in FIELDS.values() if f.metadata["opt"].cli), key=lambda f: order.index(
-        f.metadata["opt"].group))
+    fields = sorted(
+        (f for f in FIELDS.values() if f.metadata["opt"].cli), key=lambda f: order.index(f.metadata["opt"].group)
+    )
     params += [schema_option(f) for f in fields]
     train.__signature__ = inspect.Signature(params[:1] + params[2:] + params[1:2])
     train.__doc__ = TRAIN_DOC.replace("PRESETS", _preset_list())
@@ -110,9 +131,20 @@ def demo(
     out = Path(outdir)
     data = make_demo_dataset(out / "shapes-32", count=1200, resolution=(32, 32))
     typer.echo(f"Demo data: {data} (1,200 images of discs, squares and crosses, 32x32)")
-    cfg = TrainConfig(data=str(data), outdir=str(out), run_name="run", preset="tiny", kimg=kimg, batch=16,
-                      snap=max(kimg / 4, 0.5), tick=max(kimg / 12, 0.25), device=device, resume="latest",
-                      workers=0, grid="8x4").resolved()
+    cfg = TrainConfig(
+        data=str(data),
+        outdir=str(out),
+        run_name="run",
+        preset="tiny",
+        kimg=kimg,
+        batch=16,
+        snap=max(kimg / 4, 0.5),
+        tick=max(kimg / 12, 0.25),
+        device=device,
+        resume="latest",
+        workers=0,
+        grid="8x4",
+    ).resolved()
     run_training(cfg)
     from ganforge.checkpoint_check import latest_good
     from ganforge.tools.generate import generate_images
@@ -152,7 +184,7 @@ def transfer(
     console.print(table)
     for net in ("G", "D"):
         if report.new.get(net):
-            console.print(f"{net} new: " + ", ".join(sorted({n.rsplit('.', 1)[0] for n in report.new[net]})))
+            console.print(f"{net} new: " + ", ".join(sorted({n.rsplit(".", 1)[0] for n in report.new[net]})))
         if report.dropped.get(net):
-            console.print(f"{net} dropped: " + ", ".join(sorted({n.rsplit('.', 1)[0] for n in report.dropped[net]})))
+            console.print(f"{net} dropped: " + ", ".join(sorted({n.rsplit(".", 1)[0] for n in report.dropped[net]})))
     console.print(f"Wrote {out}: start a run from it with `ganforge train --data DATA --init {out}`")

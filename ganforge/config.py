@@ -30,22 +30,37 @@ class ModelPreset:
 
 
 MODEL_PRESETS: dict[str, ModelPreset] = {
-    "auto": ModelPreset(mapping_layers=2, description="official --cfg=auto: config-f channels from 512 px, half below; "
-                        "2 mapping layers"),
+    "auto": ModelPreset(
+        mapping_layers=2, description="official --cfg=auto: config-f channels from 512 px, half below; 2 mapping layers"
+    ),
     "config-f": ModelPreset(description="StyleGAN2 config-f (official 'stylegan2' cfg), 59.4M at 1024"),
     "stylegan2": ModelPreset(description="the official 'stylegan2' cfg: config-f"),
     "M": ModelPreset(cbase=49152, description="1.5x config-f channels above 64 px, 64.0M at 1024"),
     "L": ModelPreset(cbase=65536, description="2x config-f channels above 64 px, 69.8M at 1024"),
     "XL": ModelPreset(cbase=81920, cmax=640, description="640 max channels, 106.1M at 1024"),
     "XXL": ModelPreset(cbase=98304, cmax=768, description="768 max channels, 150.2M at 1024"),
-    "XXXL": ModelPreset(cbase=98304, cmax=1024, z_dim=1024, w_dim=1024, mapping_layers=6,
-                        description="1024 max channels, z/w 1024, 6 mapping layers, 253.7M at 1024"),
+    "XXXL": ModelPreset(
+        cbase=98304,
+        cmax=1024,
+        z_dim=1024,
+        w_dim=1024,
+        mapping_layers=6,
+        description="1024 max channels, z/w 1024, 6 mapping layers, 253.7M at 1024",
+    ),
     "paper256": ModelPreset(cbase=16384, mbstd_group=8, description="official paper256 (half config-f channels)"),
     "paper512": ModelPreset(mbstd_group=8, description="official paper512"),
     "paper1024": ModelPreset(description="official paper1024"),
     "cifar": ModelPreset(mapping_layers=2, d_architecture="orig", mbstd_group=32, description="official cifar"),
-    "tiny": ModelPreset(cbase=2048, cmax=32, z_dim=64, w_dim=64, mapping_layers=2, num_fp16_res=0, conv_clamp=None,
-                        description="a small model for CPU demos and tests"),
+    "tiny": ModelPreset(
+        cbase=2048,
+        cmax=32,
+        z_dim=64,
+        w_dim=64,
+        mapping_layers=2,
+        num_fp16_res=0,
+        conv_clamp=None,
+        description="a small model for CPU demos and tests",
+    ),
 }
 PRESETS = MODEL_PRESETS  # The name the inspector and older code use.
 

@@ -109,8 +109,11 @@ def run_cli(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
         err.print(styled("error:", "bold red", os_error_sentence(e)), soft_wrap=True)
         code = 1
     except MemoryError as e:  # Ours carry a sentence; the interpreter's carry none.
-        text = str(e) if str(e) and " " in str(e) else ("out of memory: use a smaller batch, resolution or model, "
-                                                       "or fewer images at once")
+        text = (
+            str(e)
+            if str(e) and " " in str(e)
+            else ("out of memory: use a smaller batch, resolution or model, or fewer images at once")
+        )
         err.print(styled("error:", "bold red", text), soft_wrap=True)
         code = 1
     except KeyboardInterrupt:

@@ -58,8 +58,9 @@ def _check_can_create(folder: Path, path: Path, flag: str) -> None:
     if not base.is_dir():
         raise OutputError(f"{flag} {path}: {base} is a file, so no folder can be made under it; choose another path")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise OutputError(f"{flag} {path}: the folder {base} is not writable; check its permissions or choose "
-                          f"another path")
+        raise OutputError(
+            f"{flag} {path}: the folder {base} is not writable; check its permissions or choose another path"
+        )
 
 
 def check_output_dir(path: str | os.PathLike, flag: str = "--outdir") -> Path:
@@ -91,5 +92,7 @@ def check_canvas(count: int, height: int, width: int, what: str) -> None:
     pixels = count * height * width
     if pixels > MAX_CANVAS_PIXELS:
         most = max(1, MAX_CANVAS_PIXELS // (height * width))
-        raise OutputError(f"{what} would be {count} images of {width}x{height}, {pixels / 1e6:.0f} megapixels, over "
-                          f"the {MAX_CANVAS_PIXELS / 1e6:.0f}-megapixel limit of one image: use at most {most} images")
+        raise OutputError(
+            f"{what} would be {count} images of {width}x{height}, {pixels / 1e6:.0f} megapixels, over "
+            f"the {MAX_CANVAS_PIXELS / 1e6:.0f}-megapixel limit of one image: use at most {most} images"
+        )

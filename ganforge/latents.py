@@ -52,8 +52,10 @@ def _ranges(text: str, flag: str, top: int, what: str) -> list[tuple[int, int]]:
             continue
         m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
         if m is None:
-            raise LatentError(f"{flag} {shown(text)}: {shown(part)} is not a number or a range; write e.g. 0-7 or "
-                              f"1,5,9 (whole numbers 0..{top})")
+            raise LatentError(
+                f"{flag} {shown(text)}: {shown(part)} is not a number or a range; write e.g. 0-7 or "
+                f"1,5,9 (whole numbers 0..{top})"
+            )
         digits = max(len(m.group(1)), len(m.group(2) or ""))
         lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if digits <= 10 else (0, top + 1)
         if max(lo, hi) > top:
@@ -72,8 +74,10 @@ def parse_ranges(text: str, flag: str, limit: int, top: int = SEED_MAX, what: st
         raise LatentError(f"{flag} {shown(text)} is empty: write e.g. 0-7 or 1,5,9")
     count = sum(hi - lo + 1 for lo, hi in ranges)
     if count > limit:
-        raise LatentError(f"{flag} {shown(text)}: {count:,} {what} are more than the {limit:,} allowed at once; "
-                          f"pass a shorter range, or split the work over several calls")
+        raise LatentError(
+            f"{flag} {shown(text)}: {count:,} {what} are more than the {limit:,} allowed at once; "
+            f"pass a shorter range, or split the work over several calls"
+        )
     return [s for lo, hi in ranges for s in range(lo, hi + 1)]
 
 
@@ -86,8 +90,9 @@ def check_psi(psi: float, flag: str = "--trunc") -> float:
     """Truncation ψ, finite and in -PSI_LIMIT..PSI_LIMIT (NaN or inf would make every image black)."""
     psi = float(psi)
     if not math.isfinite(psi) or abs(psi) > PSI_LIMIT:
-        raise LatentError(f"{flag} {psi:g}: pass a truncation psi in {-PSI_LIMIT:g}..{PSI_LIMIT:g} "
-                          f"(1 = off, 0.7 typical)")
+        raise LatentError(
+            f"{flag} {psi:g}: pass a truncation psi in {-PSI_LIMIT:g}..{PSI_LIMIT:g} (1 = off, 0.7 typical)"
+        )
     return psi
 
 
@@ -97,8 +102,10 @@ def check_cutoff(cutoff: int | None, num_ws: int | None = None, flag: str = "--t
         return None
     top = "num_ws" if num_ws is None else str(num_ws)
     if cutoff < 0 or (num_ws is not None and cutoff > num_ws):
-        raise LatentError(f"{flag} {cutoff}: pass 0..{top} (the number of ws truncated, from the coarsest), "
-                          f"or leave it out to truncate all {top}")
+        raise LatentError(
+            f"{flag} {cutoff}: pass 0..{top} (the number of ws truncated, from the coarsest), "
+            f"or leave it out to truncate all {top}"
+        )
     return cutoff
 
 

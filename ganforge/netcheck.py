@@ -77,6 +77,8 @@ def shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[
         return f"{what} holds tensor(s) {_listing(extra)} that its plan does not have: the file is damaged"
     for name, shape in expected.items():
         if tuple(found[name]) != tuple(shape):
-            return (f"{what}: tensor {name} has shape {list(found[name])} but its plan needs {list(shape)}: "
-                    f"the file is damaged")
+            return (
+                f"{what}: tensor {name} has shape {list(found[name])} but its plan needs {list(shape)}: "
+                f"the file is damaged"
+            )
     return None

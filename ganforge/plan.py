@@ -45,9 +45,7 @@ def parse_resolution(value: int | str | tuple[int, int] | list[int]) -> tuple[in
         text = str(value).strip().lower()
         m = re.fullmatch(r"(\d+)\s*(?:[x×*]\s*(\d+))?", text)
         if not m:
-            raise PlanError(
-                f"resolution {value!r} is not a size: write 256 for 256x256, or WxH such as 512x256"
-            )
+            raise PlanError(f"resolution {value!r} is not a size: write 256 for 256x256, or WxH such as 512x256")
         w = int(m.group(1))
         h = int(m.group(2)) if m.group(2) else w
     if h <= 0 or w <= 0 or max(h, w) > MAX_SIDE:
@@ -207,8 +205,9 @@ class Plan:
         d = dict(d)
         channels = d["channels"]
         if not isinstance(channels, (list, tuple)) or len(channels) > MAX_BLOCKS:
-            raise PlanError(f"{source}: channels must be a list of at most {MAX_BLOCKS} block widths: "
-                            "the file is damaged")
+            raise PlanError(
+                f"{source}: channels must be a list of at most {MAX_BLOCKS} block widths: the file is damaged"
+            )
         d["channels"] = tuple(channels)
         for f in dataclasses.fields(cls):
             problem = field_type_problem(f.name, d[f.name]) if f.name in d else None
@@ -311,12 +310,22 @@ def make_plan(
         conv_clamp=p.conv_clamp,
         mbstd_group=p.mbstd_group,
     )
-    options = {f.name for f in dataclasses.fields(Plan)} - {"height", "width", "base_h", "base_w", "channels",
-                                                            "preset", "cbase", "cmax"}
+    options = {f.name for f in dataclasses.fields(Plan)} - {
+        "height",
+        "width",
+        "base_h",
+        "base_w",
+        "channels",
+        "preset",
+        "cbase",
+        "cmax",
+    }
     for key, value in overrides.items():
         if key not in options:
-            raise PlanError(f"unknown model option {key}={str(value)[:40]!r}; valid options: cbase, cmax, "
-                            + ", ".join(sorted(options)))
+            raise PlanError(
+                f"unknown model option {key}={str(value)[:40]!r}; valid options: cbase, cmax, "
+                + ", ".join(sorted(options))
+            )
         problem = field_type_problem(key, value)
         if problem:
             raise PlanError(f"model option {problem}")
@@ -330,11 +339,25 @@ def make_plan(
 # 8 mapping layers), far below what would exhaust a machine when a hostile file asks for it.
 MAX_BLOCKS = 13  # 4 * 2**12 = 16384 = MAX_SIDE.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "height": (1, MAX_SIDE), "width": (1, MAX_SIDE), "base_h": (1, MAX_LONG_BASE), "base_w": (1, MAX_LONG_BASE),
-    "img_channels": (1, 16), "c_dim": (0, 100_000), "z_dim": (1, 8192), "w_dim": (1, 8192),
-    "mapping_layers": (1, 64), "mapping_lr_mult": (1e-8, 100.0), "w_avg_beta": (0.0, 1.0),
-    "cbase": (0, 2**24), "cmax": (0, 16384), "num_fp16_res": (0, MAX_BLOCKS + 1), "conv_clamp": (1e-6, 1e9),
-    "mbstd_group": (0, 4096), "mbstd_channels": (0, 256), "cmap_dim": (1, 16384), "d_mapping_layers": (0, 64),
+    "height": (1, MAX_SIDE),
+    "width": (1, MAX_SIDE),
+    "base_h": (1, MAX_LONG_BASE),
+    "base_w": (1, MAX_LONG_BASE),
+    "img_channels": (1, 16),
+    "c_dim": (0, 100_000),
+    "z_dim": (1, 8192),
+    "w_dim": (1, 8192),
+    "mapping_layers": (1, 64),
+    "mapping_lr_mult": (1e-8, 100.0),
+    "w_avg_beta": (0.0, 1.0),
+    "cbase": (0, 2**24),
+    "cmax": (0, 16384),
+    "num_fp16_res": (0, MAX_BLOCKS + 1),
+    "conv_clamp": (1e-6, 1e9),
+    "mbstd_group": (0, 4096),
+    "mbstd_channels": (0, 256),
+    "cmap_dim": (1, 16384),
+    "d_mapping_layers": (0, 64),
 }
 MAX_CHANNELS = 16384  # Feature maps of one block.
 _FLOAT_FIELDS = ("mapping_lr_mult", "w_avg_beta", "conv_clamp")
@@ -392,9 +415,13 @@ def validate(plan: Plan) -> None:
             f"{plan.base_w}x{plan.base_h} must have even sides; use a const input or another resolution"
         )
     if check_resolution(plan.height, plan.width)[:2] != (plan.base_h, plan.base_w):
-        raise PlanError(f"the plan's base {plan.base_w}x{plan.base_h} does not fit its size {plan.resolution_text}: "
-                        f"a plan must come from make_plan (a file holding this one is damaged)")
+        raise PlanError(
+            f"the plan's base {plan.base_w}x{plan.base_h} does not fit its size {plan.resolution_text}: "
+            f"a plan must come from make_plan (a file holding this one is damaged)"
+        )
     if len(plan.channels) != check_resolution(plan.height, plan.width)[2] + 1:
-        raise PlanError(f"the plan lists {len(plan.channels)} block widths but its size {plan.resolution_text} has "
-                        f"{check_resolution(plan.height, plan.width)[2] + 1} blocks: a plan must come from make_plan "
-                        f"(a file holding this one is damaged)")
+        raise PlanError(
+            f"the plan lists {len(plan.channels)} block widths but its size {plan.resolution_text} has "
+            f"{check_resolution(plan.height, plan.width)[2] + 1} blocks: a plan must come from make_plan "
+            f"(a file holding this one is damaged)"
+        )

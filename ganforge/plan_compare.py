@@ -66,15 +66,18 @@ def compare_plans(ckpt: Plan, model: Plan) -> Report:
     """Compare a checkpoint's Plan with the model it is loaded into."""
     rep = Report()
     if ckpt.family != model.family:
-        rep.add("family", f"the checkpoint is a {ckpt.family} model but this is a {model.family} model: "
-                f"use --family {ckpt.family}.")
+        rep.add(
+            "family",
+            f"the checkpoint is a {ckpt.family} model but this is a {model.family} model: use --family {ckpt.family}.",
+        )
         return rep
     if (ckpt.height, ckpt.width) != (model.height, model.width):
         extra = f" with {ckpt.num_ws} ws; this model is {model.resolution_text} with {model.num_ws} ws"
         rep.add(
             "resolution",
-            f"the checkpoint was trained at {ckpt.resolution_text}" + (extra if model.family == "stylegan2" else
-            f"; this model is {model.resolution_text}") + f": use `ganforge transfer CKPT --resolution "
+            f"the checkpoint was trained at {ckpt.resolution_text}"
+            + (extra if model.family == "stylegan2" else f"; this model is {model.resolution_text}")
+            + f": use `ganforge transfer CKPT --resolution "
             f"{model.resolution_text}` to copy what fits, or build the model at --resolution {ckpt.resolution_text}.",
         )
     same_sizes = (ckpt.base_h, ckpt.base_w) == (model.base_h, model.base_w)
@@ -90,12 +93,23 @@ def compare_plans(ckpt: Plan, model: Plan) -> Report:
                     f"or `ganforge transfer` to change capacity.",
                 )
                 break
-    for name in ("z_dim", "w_dim", "mapping_layers", "c_dim", "img_channels", "g_architecture",
-                 "d_architecture", "style", "g_input"):
+    for name in (
+        "z_dim",
+        "w_dim",
+        "mapping_layers",
+        "c_dim",
+        "img_channels",
+        "g_architecture",
+        "d_architecture",
+        "style",
+        "g_input",
+    ):
         a, b = getattr(ckpt, name), getattr(model, name)
         if a != b:
-            rep.add(name, f"the checkpoint has {name}={a!r} but this model has {name}={b!r}: "
-                    f"build the model with {name}={a!r}.")
+            rep.add(
+                name,
+                f"the checkpoint has {name}={a!r} but this model has {name}={b!r}: build the model with {name}={a!r}.",
+            )
     return rep
 
 

@@ -48,8 +48,11 @@ def tiny_generator(c_dim: int = 0, resolution: int | str = 16, seed: int = 0) ->
     plan = make_plan("tiny", resolution, c_dim=c_dim)
     G = build_generator(plan).eval()
     with torch.no_grad():
-        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, G.z_dim), None if c_dim == 0 else
-                                        torch.eye(c_dim)[torch.arange(256) % c_dim])[:, 0].mean(0))
+        G.mapping.w_avg.copy_(
+            G.mapping(torch.randn(256, G.z_dim), None if c_dim == 0 else torch.eye(c_dim)[torch.arange(256) % c_dim])[
+                :, 0
+            ].mean(0)
+        )
         for name, p in G.named_parameters():  # Visible noise: noise_strength starts at 0 in a fresh network.
             if name.endswith("noise_strength"):
                 p.fill_(0.3)
@@ -58,8 +61,9 @@ def tiny_generator(c_dim: int = 0, resolution: int | str = 16, seed: int = 0) ->
 
 def save_tiny(G: torch.nn.Module, path: Path) -> Path:
     """An export checkpoint that load_generator reads."""
-    save_checkpoint(path, {f"G_ema.{k}": v for k, v in G.state_dict().items()},
-                    {"kind": "export", "plan": G.plan.to_dict()})
+    save_checkpoint(
+        path, {f"G_ema.{k}": v for k, v in G.state_dict().items()}, {"kind": "export", "plan": G.plan.to_dict()}
+    )
     return path
 
 

@@ -17,9 +17,17 @@ from ganforge.augment.image_ops import band_filter, band_weights
 # brightness 1 + 5·0.2; contrast 2^(5·0.5); luma flip max|x_i − 2·mean(x)| = 5/3; hue rotation keeps
 # ‖rgb‖₂ ≤ √3; saturation |mean| + 2^5·4/3; noise 1 + (5·0.1)·5; filter: band gains ≤ √13 each, 8 in practice.
 OP_BOUNDS = {
-    "scale": 1.8907, "rotate": 1.8907, "aniso": 1.8907, "xfrac": 1.8907,
-    "brightness": 2.0, "contrast": 2**2.5, "lumaflip": 5 / 3 + 1e-5, "hue": math.sqrt(3) + 1e-5,
-    "saturation": 1 + 32 * 4 / 3, "imgfilter": 8.0, "noise": 3.5,
+    "scale": 1.8907,
+    "rotate": 1.8907,
+    "aniso": 1.8907,
+    "xfrac": 1.8907,
+    "brightness": 2.0,
+    "contrast": 2**2.5,
+    "lumaflip": 5 / 3 + 1e-5,
+    "hue": math.sqrt(3) + 1e-5,
+    "saturation": 1 + 32 * 4 / 3,
+    "imgfilter": 8.0,
+    "noise": 3.5,
 }
 MOVE_ONLY = ("xflip", "rotate90", "xint", "cutout")
 ALL_OPS = (*MOVE_ONLY, *OP_BOUNDS)

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, sys, torch
     import torch.distributed as dist
     from ganforge.augment import build_augment
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent('''
         ctrl.accumulate(logits)
     json.dump(ctrl.stats(), open(out, "w"))
     dist.destroy_process_group()
-''')
+""")
 
 
 def test_two_ranks_agree_on_p(tmp_path):
@@ -32,9 +32,16 @@ def test_two_ranks_agree_on_p(tmp_path):
     init_file = tmp_path / "dist_init"
     outs = [tmp_path / f"rank{r}.json" for r in range(2)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(init_file), str(outs[r])], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), str(init_file), str(outs[r])],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(2)
+    ]
     for proc in procs:
         log, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, log[-3000:]

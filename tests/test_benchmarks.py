@@ -19,16 +19,47 @@ OFFICIAL = REPO.parent / "shared" / "anchors" / "stylegan2-ada-pytorch"
 
 
 def test_train_speed_tiny(capsys):
-    r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--iters", "2", "--warmup", "1",
-                          "--device", "cpu", "--json"])
+    r = train_speed.main(
+        [
+            "--preset",
+            "tiny",
+            "--resolution",
+            "16",
+            "--batch",
+            "4",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
     assert r["img_per_s"] > 0 and r["peak_rss_gb"] > 0
     assert set(r["phase_seconds"]) == {"Gmain", "Dmain", "ema"}  # Iterations 1 and 2: no lazy regularization.
     assert json.loads(capsys.readouterr().out)["iters"] == 2
 
 
 def test_train_speed_reference_ops_and_table(capsys):
-    r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--iters", "2", "--warmup", "0",
-                          "--ops", "reference", "--device", "cpu"])
+    r = train_speed.main(
+        [
+            "--preset",
+            "tiny",
+            "--resolution",
+            "16",
+            "--batch",
+            "4",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--ops",
+            "reference",
+            "--device",
+            "cpu",
+        ]
+    )
     assert r["ops"] == "reference"
     assert set(r["phase_seconds"]) == {"Gmain", "Greg", "Dmain", "Dreg", "ema"}  # Iteration 0 runs every phase.
     assert "img/s" in capsys.readouterr().out
@@ -39,8 +70,24 @@ def test_train_speed_sampled_cycle_with_ada_and_compile(capsys, monkeypatch):
     from ganforge.nn import compile as compile_module
 
     monkeypatch.setattr(compile_module, "DEFAULT_BACKEND", "aot_eager")
-    r = train_speed.main(["--preset", "tiny", "--resolution", "16", "--batch", "4", "--sampled", "1", "--augment",
-                          "ada", "--compile", "--device", "cpu", "--json"])
+    r = train_speed.main(
+        [
+            "--preset",
+            "tiny",
+            "--resolution",
+            "16",
+            "--batch",
+            "4",
+            "--sampled",
+            "1",
+            "--augment",
+            "ada",
+            "--compile",
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
     assert r["augment"] == "ada" and r["compile"] and r["mode"].startswith("sampled cycle")
     ph = r["phase_seconds"]
     assert set(ph) == {"Gmain", "Greg", "Dmain", "Dreg", "ema"}
@@ -49,8 +96,9 @@ def test_train_speed_sampled_cycle_with_ada_and_compile(capsys, monkeypatch):
 
 
 def test_infer_speed_tiny_in_subprocesses():
-    r = infer_speed.main(["--preset", "tiny", "--resolution", "16", "--iters", "2", "--max-batch", "2",
-                          "--device", "cpu", "--json"])
+    r = infer_speed.main(
+        ["--preset", "tiny", "--resolution", "16", "--iters", "2", "--max-batch", "2", "--device", "cpu", "--json"]
+    )
     assert [row["batch"] for row in r["rows"]] == [1, 2]
     assert all(row["img_per_s"] > 0 and row["peak_rss_gb"] > 0 for row in r["rows"])
     assert r["largest_batch"] == 2
@@ -58,9 +106,28 @@ def test_infer_speed_tiny_in_subprocesses():
 
 def test_infer_speed_script_in_process():
     """As a script (its documented use), bf16 opt-in, one process."""
-    out = subprocess.run([sys.executable, "benchmarks/infer_speed.py", "--preset", "tiny", "--resolution", "16",
-                          "--iters", "2", "--max-batch", "2", "--in-process", "--precision", "bf16", "--json"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/infer_speed.py",
+            "--preset",
+            "tiny",
+            "--resolution",
+            "16",
+            "--iters",
+            "2",
+            "--max-batch",
+            "2",
+            "--in-process",
+            "--precision",
+            "bf16",
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     r = json.loads(out)
     assert r["precision"] == "bf16" and len(r["rows"]) == 2
 
@@ -74,11 +141,13 @@ def test_scaling_quick():
         assert row["estimate"]["train_gb"] > 0
 
 
-@pytest.mark.skipif(not (OFFICIAL / "training" / "networks.py").is_file(),
-                    reason=f"official StyleGAN2-ADA code not found at {OFFICIAL}")
+@pytest.mark.skipif(
+    not (OFFICIAL / "training" / "networks.py").is_file(), reason=f"official StyleGAN2-ADA code not found at {OFFICIAL}"
+)
 def test_vs_official_quick():
-    r = vs_official.main(["--official", str(OFFICIAL), "--quick", "--configs", "narrow", "--infer-res", "16",
-                          "--reps", "1", "--json"])
+    r = vs_official.main(
+        ["--official", str(OFFICIAL), "--quick", "--configs", "narrow", "--infer-res", "16", "--reps", "1", "--json"]
+    )
     assert r["train_ratio"] > 0 and r["infer_ratio"] > 0 and r["peak_rss_ratio"] > 0
     assert r["fp32_train_ratio"] > 0 and r["fp32_peak_rss_ratio"] > 0
     assert r["parity_ok"], r["parity"]
@@ -104,9 +173,9 @@ def test_vs_official_summary_without_workers():
     assert s["train_ratio"] == 2.0 and s["infer_ratio"] == 1.2 and s["peak_rss_ratio"] == 1.0 and s["parity_ok"]
     assert s["fp32_train_ratio"] == 2.0  # Without a 'default' flag, the fp32 rows are ganforge's default.
     vs_official.print_table(s, "header")
-    bf16 = dict(common, task="train", tool="ganforge", precision="bf16", default=True, img_per_s=3.0,
-                peak_rss_gb=1.0)
-    results = [{**r, "default": False} if r.get("precision") == "fp32" and r["tool"] == "ganforge" else r
-               for r in results] + [bf16]
+    bf16 = dict(common, task="train", tool="ganforge", precision="bf16", default=True, img_per_s=3.0, peak_rss_gb=1.0)
+    results = [
+        {**r, "default": False} if r.get("precision") == "fp32" and r["tool"] == "ganforge" else r for r in results
+    ] + [bf16]
     s = vs_official.summarize(results, "plain")
     assert s["train_ratio"] == 3.0 and s["fp32_train_ratio"] == 2.0 and s["default_precision"]["train"] == "bf16"

@@ -12,8 +12,14 @@ from ganforge import checkpoint as ck
 
 def test_round_trip_and_metadata(tmp_path):
     path = tmp_path / "c.safetensors"
-    tensors = {"G.w": torch.randn(3, 4), "opt.0.step": torch.tensor(5.0), "half": torch.ones(3, dtype=torch.bfloat16),
-               "empty": torch.zeros(0, 2), "flag": torch.tensor([True, False]), "idx": torch.arange(3)}
+    tensors = {
+        "G.w": torch.randn(3, 4),
+        "opt.0.step": torch.tensor(5.0),
+        "half": torch.ones(3, dtype=torch.bfloat16),
+        "empty": torch.zeros(0, 2),
+        "flag": torch.tensor([True, False]),
+        "idx": torch.arange(3),
+    }
     ck.save_checkpoint(path, tensors, {"kimg": 1.5, "plan": {"height": 4}})
     back, meta = ck.load_checkpoint(path)
     assert set(back) == set(tensors) and meta["kimg"] == 1.5 and meta["format"] == ck.FORMAT
@@ -92,24 +98,40 @@ def raw_file(header: dict, data: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + data
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"", "holds only 0 byte"),
-    (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......", "not JSON"),
-    (struct.pack("<Q", 2**63) + b"{}", "header of"),  # No allocation of the claimed length.
-    (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "is an image"),
-    (raw_file({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 9]}}, b"\0" * 9), "claims 9 bytes"),
-    (raw_file({"w": {"dtype": "X9", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8), "no valid dtype"),
-    (raw_file({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}}, b"\0" * 8), "malformed shape"),
-    (raw_file({"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 8]}}, b"\0" * 8), "claims 8"),
-    (raw_file({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-               "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12), "does not start where"),
-    (raw_file({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8), "truncated"),
-    (raw_file({"__metadata__": {"ganforge": "[[[["}, "w": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}},
-              b"\0" * 4), "damaged ganforge metadata"),
-    (raw_file({"__metadata__": {"ganforge": json.dumps({"format": ck.FORMAT, "version": 2})}}, b""), "checksum"),
-    (raw_file({"__metadata__": {"ganforge": json.dumps({"format": ck.FORMAT, "version": True})}}, b""), "version"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "holds only 0 byte"),
+        (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......", "not JSON"),
+        (struct.pack("<Q", 2**63) + b"{}", "header of"),  # No allocation of the claimed length.
+        (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "is an image"),
+        (raw_file({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 9]}}, b"\0" * 9), "claims 9 bytes"),
+        (raw_file({"w": {"dtype": "X9", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8), "no valid dtype"),
+        (raw_file({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}}, b"\0" * 8), "malformed shape"),
+        (raw_file({"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 8]}}, b"\0" * 8), "claims 8"),
+        (
+            raw_file(
+                {
+                    "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                    "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+                },
+                b"\0" * 12,
+            ),
+            "does not start where",
+        ),
+        (raw_file({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8), "truncated"),
+        (
+            raw_file(
+                {"__metadata__": {"ganforge": "[[[["}, "w": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}},
+                b"\0" * 4,
+            ),
+            "damaged ganforge metadata",
+        ),
+        (raw_file({"__metadata__": {"ganforge": json.dumps({"format": ck.FORMAT, "version": 2})}}, b""), "checksum"),
+        (raw_file({"__metadata__": {"ganforge": json.dumps({"format": ck.FORMAT, "version": True})}}, b""), "version"),
+    ],
+)
 def test_damaged_headers_are_one_sentence(tmp_path, content, words):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
@@ -135,8 +157,11 @@ def test_foreign_safetensors_and_missing_paths(tmp_path):
 
 def test_version_1_files_without_checksum_still_load(tmp_path):
     old = tmp_path / "v1.safetensors"
-    save_file({"G.w": torch.arange(4.0)}, old, metadata={"ganforge": json.dumps({"format": ck.FORMAT, "version": 1,
-                                                                                   "kimg": 3})})
+    save_file(
+        {"G.w": torch.arange(4.0)},
+        old,
+        metadata={"ganforge": json.dumps({"format": ck.FORMAT, "version": 1, "kimg": 3})},
+    )
     back, meta = ck.load_checkpoint(old)
     assert torch.equal(back["G.w"], torch.arange(4.0)) and meta["kimg"] == 3
     assert ck.open_checkpoint(old).checksum is None

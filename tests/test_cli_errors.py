@@ -87,8 +87,11 @@ SUBPROCESS_CASES = {  # id -> (arguments, exit code, words the line must hold)
     "generate-markup-path": ("generate --checkpoint [/x].safetensors", 1, ("[/x].safetensors",)),
     "project-target-text": ("project --checkpoint {ckpt} --target {note} --loss mse", 1, ("--target", "image")),
     "metrics-markup-name": ("metrics --checkpoint {ckpt} --data {imgs} --metrics [bold]x", 2, ("[bold]x", "fid")),
-    "prepare-max-aspect-inf": ("dataset prepare {imgs} out.zip --resolution 16 --max-aspect inf", 2,
-                               ("--max-aspect inf", "1..1000")),
+    "prepare-max-aspect-inf": (
+        "dataset prepare {imgs} out.zip --resolution 16 --max-aspect inf",
+        2,
+        ("--max-aspect inf", "1..1000"),
+    ),
     "convert-dest-pkl": ("convert {obj} out.pkl", 1, ("DEST", ".safetensors")),
 }
 
@@ -96,13 +99,19 @@ SUBPROCESS_CASES = {  # id -> (arguments, exit code, words the line must hold)
 @pytest.fixture(scope="module")
 def spawned(inputs, tmp_path_factory) -> dict:
     """Every subprocess case started at once on a pool of two; each test waits for its own."""
+
     def run(case: str) -> tuple[subprocess.CompletedProcess, Path, set[str]]:
         args, _, _ = SUBPROCESS_CASES[case]
         cwd = tmp_path_factory.mktemp(case)
         (cwd / FILE).write_text("x")
         before = listing(cwd)
-        proc = subprocess.run([sys.executable, "-m", "ganforge", *args.format(**inputs).split(" ")], cwd=cwd,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ganforge", *args.format(**inputs).split(" ")],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return proc, cwd, before
 
     pool = ThreadPoolExecutor(2)
@@ -375,8 +384,13 @@ def test_curate_and_prepare_options_are_checked():
     from ganforge.data.prepare import PrepareError, PrepareOptions, _make_job
 
     _check_thresholds(CurateOptions(blur=0, symmetry=1, max_tilt=180, max_eye_offset=0.25))
-    for kwargs in ({"blur": -1}, {"symmetry": math.nan}, {"max_tilt": math.inf}, {"min_confidence": 1.5},
-                   {"max_eye_offset": -0.1}):
+    for kwargs in (
+        {"blur": -1},
+        {"symmetry": math.nan},
+        {"max_tilt": math.inf},
+        {"min_confidence": 1.5},
+        {"max_eye_offset": -0.1},
+    ):
         with pytest.raises(CurateError):
             _check_thresholds(CurateOptions(**kwargs))
     assert _make_job(PrepareOptions(resolution=16, max_aspect=1000, workers=64)).max_aspect == 1000
@@ -388,8 +402,9 @@ def test_curate_and_prepare_options_are_checked():
 class FakeVGG(torch.nn.Module):
     """vgg16.pt's forward signature; it also takes return_features, as Inception does."""
 
-    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False,
-                return_features: bool = False) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
         return img.float().mean(dim=[2, 3])
 
 

@@ -9,9 +9,19 @@ import pytest
 from ganforge.train.config import FIELDS, Opt, TrainConfig, flag
 
 SPECIAL = {  # Fields whose valid values are not implied by their type and range.
-    "data": "", "run_name": "my-run", "resolution": "16", "device": "cpu", "resume": "latest",
-    "init": "weights.safetensors", "freeze": "mapping", "diffaugment": "color", "metrics": "fid50k_full",
-    "detector_inception": "inception.pt", "channels": "4=16,8=16,16=8", "conv_clamp": "none", "grid": "4x2",
+    "data": "",
+    "run_name": "my-run",
+    "resolution": "16",
+    "device": "cpu",
+    "resume": "latest",
+    "init": "weights.safetensors",
+    "freeze": "mapping",
+    "diffaugment": "color",
+    "metrics": "fid50k_full",
+    "detector_inception": "inception.pt",
+    "channels": "4=16,8=16,16=8",
+    "conv_clamp": "none",
+    "grid": "4x2",
     "outdir": "elsewhere",
 }
 
@@ -110,8 +120,9 @@ def test_bad_values_are_refused_with_the_option_name(f, value, words, tmp_path, 
     assert code == 2 and err.startswith(f"error: {flag(f.name)}") and words in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("key, near", [("g_lrr", "g_lr"), ("gama", "gamma"), ("batchsize", "batch"),
-                                       ("mirorr", "mirror")])
+@pytest.mark.parametrize(
+    "key, near", [("g_lrr", "g_lr"), ("gama", "gamma"), ("batchsize", "batch"), ("mirorr", "mirror")]
+)
 def test_unknown_keys_name_the_nearest(key, near, tmp_path, cli):
     toml = tmp_path / "run.toml"
     toml.write_text(f"{key} = 1\n")

@@ -18,8 +18,21 @@ def quiet(*a):
 
 
 def cfg_for(tmp_path, **kw):
-    base = dict(data="mem", outdir=str(tmp_path), run_name="run", preset="tiny", resolution="16", kimg=0.064,
-                batch=8, snap=0.032, tick=0.032, workers=0, tensorboard=False, resume="latest", seed=1)
+    base = dict(
+        data="mem",
+        outdir=str(tmp_path),
+        run_name="run",
+        preset="tiny",
+        resolution="16",
+        kimg=0.064,
+        batch=8,
+        snap=0.032,
+        tick=0.032,
+        workers=0,
+        tensorboard=False,
+        resume="latest",
+        seed=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -54,8 +67,9 @@ def test_config_validates_schedules():
 
 
 def test_schedules_apply_and_survive_resume(tmp_path):
-    cfg = cfg_for(tmp_path, g_lr="0.002,0.0005@0.032", d_lr_mult=2.0, gamma="linear:1,0.5@0.064",
-                  pl_weight=0.0, kimg=0.032)
+    cfg = cfg_for(
+        tmp_path, g_lr="0.002,0.0005@0.032", d_lr_mult=2.0, gamma="linear:1,0.5@0.064", pl_weight=0.0, kimg=0.032
+    )
     state = train(cfg, MemDataset(), log=quiet)
     ratio = 16 / 17  # lazy R1 correction of D
     assert state.opt_G.param_groups[0]["lr"] == pytest.approx(0.002)  # last step at 0.024 kimg
@@ -121,8 +135,11 @@ def _checkpoint(tmp_path, res, **kw):
     plan = make_plan("tiny", res, **kw)
     G, D = build_generator(plan), build_discriminator(plan)
     path = tmp_path / f"src{res}.safetensors"
-    ck.save_checkpoint(path, ck.join(G=G.state_dict(), D=D.state_dict(), G_ema=G.state_dict()),
-                       {"kind": "export", "plan": plan.to_dict()})
+    ck.save_checkpoint(
+        path,
+        ck.join(G=G.state_dict(), D=D.state_dict(), G_ema=G.state_dict()),
+        {"kind": "export", "plan": plan.to_dict()},
+    )
     return path, G, D
 
 
@@ -161,8 +178,11 @@ def test_transfer_then_train_with_frozen_lower_blocks(tmp_path):
     src, _, _ = _checkpoint(tmp_path, 16)
     transfer(src, tmp_path / "t32.safetensors", resolution=32)
     before, _ = ck.load_checkpoint(tmp_path / "t32.safetensors")
-    state = train(cfg_for(tmp_path, resolution="auto", init=str(tmp_path / "t32.safetensors"), freeze="G<=16,D<=16",
-                          kimg=0.032), MemDataset(res=32), log=quiet)
+    state = train(
+        cfg_for(tmp_path, resolution="auto", init=str(tmp_path / "t32.safetensors"), freeze="G<=16,D<=16", kimg=0.032),
+        MemDataset(res=32),
+        log=quiet,
+    )
     after = state.G.state_dict()
     assert torch.equal(after["synthesis.b16.conv1.weight"], before["G.synthesis.b16.conv1.weight"])
     assert not torch.equal(after["synthesis.b32.conv1.weight"], before["G.synthesis.b32.conv1.weight"])

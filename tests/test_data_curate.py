@@ -57,8 +57,9 @@ def test_blur_orders_sharp_and_blurred_and_threshold_decides(tmp_path):
     soft = sharp.filter(ImageFilter.GaussianBlur(2.5))
     assert blur_score(sharp) > 3 * blur_score(soft)
     # The working size makes the score independent of resolution: the same smooth pattern at two sizes scores alike.
-    waves = [np.uint8(128 + 60 * np.sin(np.arange(w) * (2 * np.pi * 40 / w)))[None, :].repeat(w // 2, 0)
-             for w in (256, 768)]
+    waves = [
+        np.uint8(128 + 60 * np.sin(np.arange(w) * (2 * np.pi * 40 / w)))[None, :].repeat(w // 2, 0) for w in (256, 768)
+    ]
     low, high = (blur_score(Image.fromarray(a)) for a in waves)
     assert low == pytest.approx(high, rel=0.08)
     src = tmp_path / "src"
@@ -100,8 +101,10 @@ def test_tilt_and_eye_offset_of_synthetic_landmarks(angle):
         assert eye_offset(similarity(turned, angle, scale, (10.0, 20.0))) == pytest.approx(-0.3, abs=1e-9)
 
 
-@pytest.mark.parametrize("angle,scale,size", [(0.0, 1.0, 128), (-25.0, 0.6, 128), (40.0, 2.5, 128),
-                                              (90.0, 1.3, 128), (170.0, 1.0, 96), (-60.0, 2.5, 64)])
+@pytest.mark.parametrize(
+    "angle,scale,size",
+    [(0.0, 1.0, 128), (-25.0, 0.6, 128), (40.0, 2.5, 128), (90.0, 1.3, 128), (170.0, 1.0, 96), (-60.0, 2.5, 64)],
+)
 def test_alignment_puts_landmarks_on_the_template(angle, scale, size):
     lm = similarity(TEMPLATE, angle, scale, (260.0, 240.0))
     expected = template_output(size)
@@ -136,12 +139,31 @@ def test_alignment_pads_outside_the_photo():
 # MTCNN.
 
 SHAPES = {  # The facenet-pytorch files' keys and shapes.
-    "pnet.pt": {"conv1": (10, 3, 3, 3), "conv2": (16, 10, 3, 3), "conv3": (32, 16, 3, 3), "conv4_1": (2, 32, 1, 1),
-                "conv4_2": (4, 32, 1, 1)},
-    "rnet.pt": {"conv1": (28, 3, 3, 3), "conv2": (48, 28, 3, 3), "conv3": (64, 48, 2, 2), "dense4": (128, 576),
-                "dense5_1": (2, 128), "dense5_2": (4, 128)},
-    "onet.pt": {"conv1": (32, 3, 3, 3), "conv2": (64, 32, 3, 3), "conv3": (64, 64, 3, 3), "conv4": (128, 64, 2, 2),
-                "dense5": (256, 1152), "dense6_1": (2, 256), "dense6_2": (4, 256), "dense6_3": (10, 256)},
+    "pnet.pt": {
+        "conv1": (10, 3, 3, 3),
+        "conv2": (16, 10, 3, 3),
+        "conv3": (32, 16, 3, 3),
+        "conv4_1": (2, 32, 1, 1),
+        "conv4_2": (4, 32, 1, 1),
+    },
+    "rnet.pt": {
+        "conv1": (28, 3, 3, 3),
+        "conv2": (48, 28, 3, 3),
+        "conv3": (64, 48, 2, 2),
+        "dense4": (128, 576),
+        "dense5_1": (2, 128),
+        "dense5_2": (4, 128),
+    },
+    "onet.pt": {
+        "conv1": (32, 3, 3, 3),
+        "conv2": (64, 32, 3, 3),
+        "conv3": (64, 64, 3, 3),
+        "conv4": (128, 64, 2, 2),
+        "dense5": (256, 1152),
+        "dense6_1": (2, 256),
+        "dense6_2": (4, 256),
+        "dense6_3": (10, 256),
+    },
 }
 
 
@@ -191,8 +213,14 @@ def test_weights_missing_error_names_files_and_places(tmp_path, monkeypatch):
     with pytest.raises(mtcnn.WeightsMissing) as e:
         mtcnn.find_weights()
     text = str(e.value)
-    for part in ("pnet.pt", "rnet.pt", "onet.pt", str(tmp_path / "cache" / "mtcnn"), "pip download facenet-pytorch",
-                 "--mtcnn-dir"):
+    for part in (
+        "pnet.pt",
+        "rnet.pt",
+        "onet.pt",
+        str(tmp_path / "cache" / "mtcnn"),
+        "pip download facenet-pytorch",
+        "--mtcnn-dir",
+    ):
         assert part in text
     with pytest.raises(mtcnn.WeightsMissing, match=r"--mtcnn-dir .*empty lacks pnet\.pt, rnet\.pt, onet\.pt"):
         mtcnn.find_weights(tmp_path / "empty")

@@ -142,8 +142,9 @@ def test_loader_batches_resume_and_resident(official_zip):
     resident = make_loader(ds, batch_size=4, seed=3, workers=0, resident=True)
     for _ in range(3):
         next(resident)
-    for (a, la), (b, lb), (c, lc) in zip(following, [next(resumed) for _ in range(3)],
-                                         [next(resident) for _ in range(3)]):
+    for (a, la), (b, lb), (c, lc) in zip(
+        following, [next(resumed) for _ in range(3)], [next(resident) for _ in range(3)]
+    ):
         assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(la, lb) and torch.equal(la, lc)
     resumed.load_state_dict(state)
     assert torch.equal(next(resumed)[0], following[0][0])

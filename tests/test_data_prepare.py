@@ -68,8 +68,11 @@ def make_odd_source(root):
 
 
 def tree_hashes(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def load(path):
@@ -96,8 +99,11 @@ def test_prepare_odd_inputs_to_folder(tmp_path):
     assert files["h_empty.png"]["reason"] == "empty file (0 bytes)"
     assert "not an image" in files["i_text.jpg"]["reason"]
     assert "--max-aspect" in files["k_wide.png"]["reason"]
-    assert files["sub/dup.png"] == {"file": "sub/dup.png", "action": "duplicate",
-                                    "reason": "same pixels as b_palette.png"}
+    assert files["sub/dup.png"] == {
+        "file": "sub/dup.png",
+        "action": "duplicate",
+        "reason": "same pixels as b_palette.png",
+    }
     assert "upscaled" in files["j_small.png"]["reason"] and files["j_small.png"]["action"] == "adjusted"
     assert "EXIF orientation 6" in files["a_exif.jpg"]["reason"]
     assert "CMYK" in files["d_cmyk.jpg"]["reason"] and "16-bit" in files["e_gray16.png"]["reason"]
@@ -170,8 +176,10 @@ def test_cli_prepare_zip_source_with_csv_labels_then_reprepare_official(tmp_path
     labels.write_text("file,label\n" + "".join(f"p{i}.png,{i % 3}\n" for i in range(4)))
     before = tree_hashes(tmp_path)
     dest = tmp_path / "out.zip"
-    result = runner.invoke(dataset_app, ["prepare", str(src), str(dest), "--resolution", "32", "--labels", str(labels),
-                                         "--workers", "2", "--quiet"])
+    result = runner.invoke(
+        dataset_app,
+        ["prepare", str(src), str(dest), "--resolution", "32", "--labels", str(labels), "--workers", "2", "--quiet"],
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 4 images" in result.output
     assert {k: v for k, v in tree_hashes(tmp_path).items() if k in before} == before
@@ -193,8 +201,9 @@ def test_cli_nothing_usable_exits_1_and_writes_nothing(tmp_path):
     (src / "a.png").write_bytes(b"")
     (src / "b.jpg").write_text("text")
     noise(8, 8).save(src / "tiny.png")
-    result = runner.invoke(dataset_app, ["prepare", str(src), str(tmp_path / "out"), "--resolution", "64",
-                                         "--small", "skip", "-q"])
+    result = runner.invoke(
+        dataset_app, ["prepare", str(src), str(tmp_path / "out"), "--resolution", "64", "--small", "skip", "-q"]
+    )
     assert result.exit_code == 1
     assert "nothing usable was found" in result.output and "--small upscale" in result.output
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*partial*"))

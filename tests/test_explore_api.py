@@ -33,12 +33,30 @@ from ganforge.explore.state import Limits  # noqa: E402
 
 BASE = "http://127.0.0.1"
 STATS = [
-    {"kimg": 0.0, "timestamp": 1.0, "Loss/G/loss": 2.0, "Loss/D/loss": 1.5, "Augment/p": 0.0,
-     "Timing/sec_per_kimg": 30.0},
-    {"kimg": 4.0, "timestamp": 2.0, "Loss/G/loss": 1.2, "Loss/D/loss": 1.1, "Augment/p": 0.05,
-     "Timing/sec_per_kimg": 31.0},
-    {"kimg": 8.0, "timestamp": 3.0, "Loss/G/loss": "nan", "Loss/D/loss": 0.9, "Augment/p": 0.11,
-     "Timing/sec_per_kimg": 29.5},
+    {
+        "kimg": 0.0,
+        "timestamp": 1.0,
+        "Loss/G/loss": 2.0,
+        "Loss/D/loss": 1.5,
+        "Augment/p": 0.0,
+        "Timing/sec_per_kimg": 30.0,
+    },
+    {
+        "kimg": 4.0,
+        "timestamp": 2.0,
+        "Loss/G/loss": 1.2,
+        "Loss/D/loss": 1.1,
+        "Augment/p": 0.05,
+        "Timing/sec_per_kimg": 31.0,
+    },
+    {
+        "kimg": 8.0,
+        "timestamp": 3.0,
+        "Loss/G/loss": "nan",
+        "Loss/D/loss": 0.9,
+        "Augment/p": 0.11,
+        "Timing/sec_per_kimg": 29.5,
+    },
 ]
 
 
@@ -47,8 +65,9 @@ def tiny_checkpoint(path: Path, resolution: int = 16) -> Path:
     torch.manual_seed(0)
     plan = ganforge.make_plan("tiny", resolution)
     G = ganforge.build_generator(plan).eval()
-    save_checkpoint(path, {f"G_ema.{k}": v for k, v in G.state_dict().items()},
-                    {"kind": "export", "plan": plan.to_dict()})
+    save_checkpoint(
+        path, {f"G_ema.{k}": v for k, v in G.state_dict().items()}, {"kind": "export", "plan": plan.to_dict()}
+    )
     return path
 
 
@@ -60,9 +79,17 @@ def fake_runs(root: Path, stats: list[dict] = STATS) -> Path:
     """runs/exp1: config with schedule strings, stats.jsonl, two snapshots; plus a secret beside the runs root."""
     run = root / "runs" / "exp1"
     run.mkdir(parents=True)
-    config = {"config": {"kimg": 10, "preset": "tiny", "g_lr": "0.002,0.0002@5", "d_lr": 0.002, "d_lr_mult": 2.0,
-                         "gamma": "linear:10,5@8"},
-              "plan": {"family": "stylegan2", "preset": "tiny", "width": 16, "height": 16}}
+    config = {
+        "config": {
+            "kimg": 10,
+            "preset": "tiny",
+            "g_lr": "0.002,0.0002@5",
+            "d_lr": 0.002,
+            "d_lr_mult": 2.0,
+            "gamma": "linear:10,5@8",
+        },
+        "plan": {"family": "stylegan2", "preset": "tiny", "width": 16, "height": 16},
+    }
     (run / "config.json").write_text(json.dumps(config))
     (run / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stats))
     write_png(run / "fakes-000000000000.png", 10)
@@ -168,12 +195,25 @@ def test_grid_and_walk(client):
 
 
 BAD = [
-    ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"), ({"seed": "abc"}, "seed"), ({"psi": 3}, "psi"),
-    ({"psi": "nan"}, "psi"), ({"psi": "inf"}, "psi"), ({"noise": "loud"}, "noise"), ({"grid": 0}, "grid"),
-    ({"grid": 17}, "grid"), ({"grid": "many"}, "grid"), ({"cutoff": 99}, "cutoff"), ({"class": 0}, "class"),
-    ({"mix_seed": 1, "mix_from": 0, "mix_to": 99}, "mix_to"), ({"mix_seed": 1, "mix_from": 3, "mix_to": 1}, "mix_from"),
-    ({"walk_seed": 1, "walk": 2}, "walk"), ({"space": "x"}, "space"), ({"bogus": 1}, "bogus"),
-    ({"seed": 2**32 - 2, "grid": 4}, "grid"), ({"model": "nope"}, "model"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**32}, "seed"),
+    ({"seed": "abc"}, "seed"),
+    ({"psi": 3}, "psi"),
+    ({"psi": "nan"}, "psi"),
+    ({"psi": "inf"}, "psi"),
+    ({"noise": "loud"}, "noise"),
+    ({"grid": 0}, "grid"),
+    ({"grid": 17}, "grid"),
+    ({"grid": "many"}, "grid"),
+    ({"cutoff": 99}, "cutoff"),
+    ({"class": 0}, "class"),
+    ({"mix_seed": 1, "mix_from": 0, "mix_to": 99}, "mix_to"),
+    ({"mix_seed": 1, "mix_from": 3, "mix_to": 1}, "mix_from"),
+    ({"walk_seed": 1, "walk": 2}, "walk"),
+    ({"space": "x"}, "space"),
+    ({"bogus": 1}, "bogus"),
+    ({"seed": 2**32 - 2, "grid": 4}, "grid"),
+    ({"model": "nope"}, "model"),
 ]
 
 
@@ -208,8 +248,20 @@ def test_refusals_that_are_not_ranges(client, tiny_ckpt, tmp_path):
 # Files and paths.
 
 
-@pytest.mark.parametrize("path", ["../secret.txt", "../../secret.txt", "sub/../../secret.txt", "/etc/passwd",
-                                  "C:\\Windows\\win.ini", "..\\secret.txt", "leak.txt", "%2e%2e/secret.txt", ""])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.txt",
+        "../../secret.txt",
+        "sub/../../secret.txt",
+        "/etc/passwd",
+        "C:\\Windows\\win.ini",
+        "..\\secret.txt",
+        "leak.txt",
+        "%2e%2e/secret.txt",
+        "",
+    ],
+)
 def test_paths_out_of_the_run_are_refused(client, path):
     reply = client.get("/api/run/file", params={"id": "exp1", "path": path})
     assert reply.status_code in (400, 403, 404), reply.text
@@ -319,8 +371,10 @@ def run_cli(command: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("params", [{"seed": 5, "psi": 0.7, "cutoff": 3}, {"seed": 11, "grid": 4, "psi": -0.35},
-                                    {"seed": 2, "noise": "none"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"seed": 5, "psi": 0.7, "cutoff": 3}, {"seed": 11, "grid": 4, "psi": -0.35}, {"seed": 2, "noise": "none"}],
+)
 def test_save_writes_png_and_json_that_ganforge_generate_reproduces(client, params):
     record = client.post("/api/save", params=params).json()
     saved = np.asarray(Image.open(record["png"]))
@@ -357,8 +411,11 @@ def test_conditional_and_dcgan_models(tmp_path):
     dcgan_plan = ganforge.make_plan("tiny", 16, family="dcgan")
     for plan, name in ((cond_plan, "cond"), (dcgan_plan, "dcgan")):
         G = ganforge.build_generator(plan).eval()
-        save_checkpoint(tmp_path / f"{name}.safetensors", {f"G_ema.{k}": v for k, v in G.state_dict().items()},
-                        {"kind": "export", "plan": plan.to_dict()})
+        save_checkpoint(
+            tmp_path / f"{name}.safetensors",
+            {f"G_ema.{k}": v for k, v in G.state_dict().items()},
+            {"kind": "export", "plan": plan.to_dict()},
+        )
     app = create_app(checkpoint=tmp_path / "cond.safetensors", device="cpu", save_dir=tmp_path / "s")
     with TestClient(app, base_url=BASE) as c:
         assert c.get("/api/model").json()["c_dim"] == 3
@@ -385,8 +442,9 @@ def test_explore_command_prints_the_url_and_refuses_bad_options(tiny_ckpt, tmp_p
     started = {}
     monkeypatch.setattr(uvicorn, "run", lambda asgi, host, port, **kw: started.update(host=host, port=port))
     port = free_port()
-    result = CliRunner().invoke(app, ["--checkpoint", str(tiny_ckpt), "--port", str(port),
-                                      "--save-dir", str(tmp_path / "s")])
+    result = CliRunner().invoke(
+        app, ["--checkpoint", str(tiny_ckpt), "--port", str(port), "--save-dir", str(tmp_path / "s")]
+    )
     assert result.exit_code == 0, result.output
     assert f"http://127.0.0.1:{port}/" in result.output and started == {"host": "127.0.0.1", "port": port}
     assert CliRunner().invoke(app, []).exit_code == 2

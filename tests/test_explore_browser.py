@@ -20,16 +20,22 @@ from test_explore_api import LiveServer, fake_runs, tiny_checkpoint  # noqa: E40
 from ganforge.explore.app import create_app  # noqa: E402
 
 CHROMIUM = os.environ.get("GANFORGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install -y chromium), "
-                                                          "or set GANFORGE_CHROMIUM to a Chromium binary")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium on PATH (apt-get install -y chromium), or set GANFORGE_CHROMIUM to a Chromium binary",
+)
 TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("explore-browser")
-    app = create_app(checkpoint=tiny_checkpoint(root / "tiny.safetensors"), runs=fake_runs(root), device="cpu",
-                     save_dir=root / "saves")
+    app = create_app(
+        checkpoint=tiny_checkpoint(root / "tiny.safetensors"),
+        runs=fake_runs(root),
+        device="cpu",
+        save_dir=root / "saves",
+    )
     with LiveServer(app) as live:
         live.runs = root / "runs"
         yield live
@@ -52,7 +58,10 @@ def shown(page, **expect) -> str:
             if (img.dataset.pending !== '0' || !img.dataset.digest) return false;
             const q = new URLSearchParams(img.dataset.query);
             return Object.entries(want).every(([k, v]) => q.get(k) === String(v));
-        }""", arg=expect, timeout=TIMEOUT_MS)
+        }""",
+        arg=expect,
+        timeout=TIMEOUT_MS,
+    )
     return page.get_attribute("#view", "data-digest")
 
 
@@ -85,8 +94,7 @@ def test_model_page_seed_psi_and_style_mix(server, browser, tmp_path):
     assert shown(page, seed=3) != mixed  # Arrow keys move through latent space.
 
     page.click("#save")
-    page.wait_for_function("() => document.getElementById('saved').textContent.startsWith('saved')",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function("() => document.getElementById('saved').textContent.startsWith('saved')", timeout=TIMEOUT_MS)
     assert Path(page.get_attribute("#saved", "data-json")).is_file()
     page.screenshot(path=str(tmp_path / "explore-model.png"), full_page=True)
     assert not page.is_visible("#error") and not errors
@@ -110,7 +118,9 @@ def test_runs_page_draws_curves_and_snapshots(server, browser, tmp_path):
         f.write('{"kimg": 12.0, "Loss/G/loss": 0.8, "Loss/D/loss": 0.7, "Schedule/g_lr": 0.0002}\n')
     page.wait_for_function(
         """() => (document.querySelector("path.line[data-series='Loss/D/loss']").getAttribute('d').match(/L/g) || [])
-                 .length === 3""", timeout=TIMEOUT_MS)
+                 .length === 3""",
+        timeout=TIMEOUT_MS,
+    )
     # The learning rate logged at each tick is drawn beside the planned schedule, not as a chart of its own.
     page.wait_for_selector("#schedule-charts path.line[data-series='in force']", state="attached", timeout=TIMEOUT_MS)
     assert page.locator("#charts figcaption", has_text="Schedule/").count() == 0

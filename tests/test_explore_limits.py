@@ -37,10 +37,14 @@ def good(tmp_path_factory) -> Path:
 def bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     """Files that `--checkpoint` may name and that no loader can use."""
     folder.mkdir(exist_ok=True)
-    files = {"truncated.safetensors": good.read_bytes()[: good.stat().st_size // 2],
-             "random.safetensors": random.Random(1).randbytes(4096), "empty.safetensors": b"",
-             "pickle.safetensors": pickle.dumps({"G_ema": 1}), "damaged.pkl": random.Random(2).randbytes(4096),
-             "truncated.pkl": pickle.dumps({"G_ema": list(range(100))})[:50]}
+    files = {
+        "truncated.safetensors": good.read_bytes()[: good.stat().st_size // 2],
+        "random.safetensors": random.Random(1).randbytes(4096),
+        "empty.safetensors": b"",
+        "pickle.safetensors": pickle.dumps({"G_ema": 1}),
+        "damaged.pkl": random.Random(2).randbytes(4096),
+        "truncated.pkl": pickle.dumps({"G_ema": list(range(100))})[:50],
+    }
     out = {}
     for name, data in files.items():
         (out.setdefault(name, folder / name)).write_bytes(data)
@@ -51,8 +55,12 @@ def bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     plan = ganforge.make_plan("tiny", 16).to_dict()
     G = ganforge.build_generator(ganforge.make_plan("tiny", 16))
     weights = {f"G_ema.{k}": v for k, v in G.state_dict().items()}
-    for name, meta in {"plan-hello": {"plan": "hello"}, "plan-types": {"plan": dict(plan, z_dim="64")},
-                       "plan-range": {"plan": dict(plan, mapping_layers=10**9)}, "no-plan": {}}.items():
+    for name, meta in {
+        "plan-hello": {"plan": "hello"},
+        "plan-types": {"plan": dict(plan, z_dim="64")},
+        "plan-range": {"plan": dict(plan, mapping_layers=10**9)},
+        "no-plan": {},
+    }.items():
         save_checkpoint(folder / f"{name}.safetensors", weights, {"kind": "export", **meta})
         out[f"{name}.safetensors"] = folder / f"{name}.safetensors"
     out["mismatch.safetensors"] = mismatched_checkpoint(folder / "mismatch.safetensors")
@@ -65,10 +73,24 @@ def bad_ckpts(good, tmp_path_factory) -> dict[str, Path]:
     return bad_checkpoints(tmp_path_factory.mktemp("bad-ckpts"), good)
 
 
-@pytest.mark.parametrize("name", ["truncated.safetensors", "random.safetensors", "empty.safetensors",
-                                  "pickle.safetensors", "damaged.pkl", "truncated.pkl", "foreign.safetensors",
-                                  "plan-hello.safetensors", "plan-types.safetensors", "plan-range.safetensors",
-                                  "no-plan.safetensors", "mismatch.safetensors", "bighead.safetensors"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "truncated.safetensors",
+        "random.safetensors",
+        "empty.safetensors",
+        "pickle.safetensors",
+        "damaged.pkl",
+        "truncated.pkl",
+        "foreign.safetensors",
+        "plan-hello.safetensors",
+        "plan-types.safetensors",
+        "plan-range.safetensors",
+        "no-plan.safetensors",
+        "mismatch.safetensors",
+        "bighead.safetensors",
+    ],
+)
 def test_a_bad_checkpoint_is_422_with_a_sentence(bad_ckpts, tmp_path, name):
     app = create_app(checkpoint=bad_ckpts[name], device="cpu", save_dir=tmp_path / "s")
     with TestClient(app, base_url=BASE) as c:
@@ -108,8 +130,7 @@ def test_saves_are_bounded_by_count_and_bytes(good, tmp_path):
         written = sum(f.stat().st_size for f in (tmp_path / "a").iterdir())
         assert status["saves"] == 2 and status["saved_bytes"] == written
     one = status["saved_bytes"] // 2
-    app = create_app(checkpoint=good, device="cpu", save_dir=tmp_path / "b",
-                     limits=Limits(max_save_bytes=one * 3 // 2))
+    app = create_app(checkpoint=good, device="cpu", save_dir=tmp_path / "b", limits=Limits(max_save_bytes=one * 3 // 2))
     with TestClient(app, base_url=BASE) as c:
         assert c.post("/api/save", params={"seed": 1}).status_code == 200
         over = c.post("/api/save", params={"seed": 1})
@@ -158,5 +179,3 @@ def test_an_unwritable_save_folder_and_a_full_disk(good, tmp_path, monkeypatch):
         assert reply.status_code == 507 and "is full" in reply.json()["error"]
         assert c.get("/api/status").json()["saves"] == 0
     assert list((tmp_path / "saves").iterdir()) == []  # No PNG without its JSON.
-
-

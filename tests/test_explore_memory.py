@@ -50,8 +50,9 @@ def hostile_checkpoint(path: Path) -> Path:
     """The tiny 16 px G's tensors (~100 KB) under a plan that claims z/w 8192, 64 mapping layers, 16384 channels."""
     plan = ganforge.make_plan("tiny", 16)
     G = ganforge.build_generator(plan)
-    claims = dict(plan.to_dict(), z_dim=8192, w_dim=8192, mapping_layers=64, cmax=16384,
-                  channels=[16384] * len(plan.channels))
+    claims = dict(
+        plan.to_dict(), z_dim=8192, w_dim=8192, mapping_layers=64, cmax=16384, channels=[16384] * len(plan.channels)
+    )
     ganforge.Plan.from_dict(claims)  # Every claimed number is within the Plan's bounds: only the shapes can tell.
     save_checkpoint(path, {f"G_ema.{k}": v for k, v in G.state_dict().items()}, {"kind": "export", "plan": claims})
     return path
@@ -61,8 +62,12 @@ def test_a_hostile_checkpoint_is_refused_without_allocating(tmp_path):
     ckpt = hostile_checkpoint(tmp_path / "hostile.safetensors")
     assert ckpt.stat().st_size < 1_000_000
     t0 = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", CHILD, str(ckpt), str(tmp_path / "saves"), str(ADDRESS_SPACE)],
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ckpt), str(tmp_path / "saves"), str(ADDRESS_SPACE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     wall = time.perf_counter() - t0
     assert child.returncode == 0, child.stderr[-3000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])

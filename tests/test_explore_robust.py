@@ -26,8 +26,10 @@ from ganforge.checkpoint import save_checkpoint  # noqa: E402
 from ganforge.explore.app import create_app  # noqa: E402
 from ganforge.explore.runfiles import read_stats  # noqa: E402
 
-GOOD_CONFIG = {"config": {"kimg": 10, "preset": "tiny", "g_lr": 0.002}, "plan": {"family": "stylegan2",
-                                                                                "preset": "tiny"}}
+GOOD_CONFIG = {
+    "config": {"kimg": 10, "preset": "tiny", "g_lr": 0.002},
+    "plan": {"family": "stylegan2", "preset": "tiny"},
+}
 STATS_TEXT = "".join(json.dumps(r) + "\n" for r in STATS)
 
 # config.json contents that make a run broken, and a phrase its reason must contain.
@@ -47,17 +49,31 @@ BROKEN_CONFIGS = {
 }
 # Lines of a stats.jsonl being written: 3 usable records, 8 bad lines, a half-written last line.
 STATS_LINES = [
-    b'{"kimg": 0, "Loss/G/loss": 1.0}', b"not json", b"[1, 2]", b'"text"', b'{"kimg": "x"}', b'{"kimg": NaN}',
+    b'{"kimg": 0, "Loss/G/loss": 1.0}',
+    b"not json",
+    b"[1, 2]",
+    b'"text"',
+    b'{"kimg": "x"}',
+    b'{"kimg": NaN}',
     b'{"kimg": 1, "a": Infinity, "b": "hello", "c": [1], "d": 1e999, "e": -Infinity, "f": NaN, "g": 2.5}',
-    b"\xff\xfe\x00garbage", b"[" * 50_000, b"1" * 5000, b'{"kimg": 2, "z": 3, "big": ' + b"9" * 400 + b"}",
+    b"\xff\xfe\x00garbage",
+    b"[" * 50_000,
+    b"1" * 5000,
+    b'{"kimg": 2, "z": 3, "big": ' + b"9" * 400 + b"}",
 ]
-METRIC_LINES = [b"nope", b"[1]", b'{"results": "x"}', b'{"results": {"fid50k_full": NaN}}',
-                b'{"results": {"fid50k_full": 12.5}, "snapshot": "checkpoint-000000004000.safetensors"}',
-                b'{"snapshot": 5, "results": {"fid50k_full": 11}}']
+METRIC_LINES = [
+    b"nope",
+    b"[1]",
+    b'{"results": "x"}',
+    b'{"results": {"fid50k_full": NaN}}',
+    b'{"results": {"fid50k_full": 12.5}, "snapshot": "checkpoint-000000004000.safetensors"}',
+    b'{"snapshot": 5, "results": {"fid50k_full": 11}}',
+]
 
 
-def new_run(root: Path, name: str, config: bytes | None = json.dumps(GOOD_CONFIG).encode(),
-            stats: bytes = STATS_TEXT.encode()) -> Path:
+def new_run(
+    root: Path, name: str, config: bytes | None = json.dumps(GOOD_CONFIG).encode(), stats: bytes = STATS_TEXT.encode()
+) -> Path:
     run = root / name
     run.mkdir()
     if config is not None:
@@ -69,8 +85,11 @@ def new_run(root: Path, name: str, config: bytes | None = json.dumps(GOOD_CONFIG
 def mismatched_checkpoint(path: Path) -> Path:
     """A header that reads and a valid Plan (32 px) over tensors of another model (16 px): only loading finds it."""
     G = ganforge.build_generator(ganforge.make_plan("tiny", 16))
-    save_checkpoint(path, {f"G_ema.{k}": v for k, v in G.state_dict().items()},
-                    {"kind": "export", "plan": ganforge.make_plan("tiny", 32).to_dict()})
+    save_checkpoint(
+        path,
+        {f"G_ema.{k}": v for k, v in G.state_dict().items()},
+        {"kind": "export", "plan": ganforge.make_plan("tiny", 32).to_dict()},
+    )
     return path
 
 
@@ -154,11 +173,18 @@ def test_a_broken_run_folder_beside_a_good_one(client):
     runs = listing(client)
     assert runs["exp1"]["broken"] is None and runs["exp1"]["target_kimg"] == 10
     expected = {name: phrase for name, (_, phrase) in BROKEN_CONFIGS.items()} | {
-        "cfg-huge": "over 4 MB", "cfg-loop": "cannot be opened", "cfg-dir": "not a regular file",
-        "cfg-fifo": "not a regular file", "cfg-outside": "outside the run folder",
-        "stats-fifo": "stats.jsonl is not a regular file", "stats-loop": "stats.jsonl cannot be opened",
-        "ckpt-damaged": "checkpoint-000000001000.safetensors", "ckpt-fallback": "checkpoint-000000002000",
-        "ckpt-many": "G_ema in checkpoint-000000000019.safetensors", "ckpt-bighead": "header of 20 MB"}
+        "cfg-huge": "over 4 MB",
+        "cfg-loop": "cannot be opened",
+        "cfg-dir": "not a regular file",
+        "cfg-fifo": "not a regular file",
+        "cfg-outside": "outside the run folder",
+        "stats-fifo": "stats.jsonl is not a regular file",
+        "stats-loop": "stats.jsonl cannot be opened",
+        "ckpt-damaged": "checkpoint-000000001000.safetensors",
+        "ckpt-fallback": "checkpoint-000000002000",
+        "ckpt-many": "G_ema in checkpoint-000000000019.safetensors",
+        "ckpt-bighead": "header of 20 MB",
+    }
     for name, phrase in expected.items():
         assert phrase in (runs[name]["broken"] or ""), (name, runs[name]["broken"])
     assert set(expected) | {"exp1", "stats-bad", "ckpt-bitrot"} == set(runs)
@@ -216,8 +242,10 @@ def test_metric_files_are_read_from_their_newest_lines_within_bounds(tmp_path, m
     from ganforge.explore.runs import nimg_of
 
     run = new_run(tmp_path, "metrics")
-    lines = [json.dumps({"results": {"fid": float(k)}, "snapshot": f"checkpoint-{k * 1000:012d}.safetensors"})
-             for k in range(100)]
+    lines = [
+        json.dumps({"results": {"fid": float(k)}, "snapshot": f"checkpoint-{k * 1000:012d}.safetensors"})
+        for k in range(100)
+    ]
     (run / "metric-fid.jsonl").write_text("\n".join(lines) + "\n")
     (run / "metric-kid.jsonl").write_text(lines[0] + "\n")
     monkeypatch.setattr(runfiles, "MAX_METRIC_BYTES", 3 * len(lines[-1]))
@@ -299,18 +327,38 @@ def test_running_out_of_memory_is_507_with_a_sentence(client, monkeypatch):
 def test_no_request_about_broken_files_gets_a_500(client):
     ids = list(listing(client)) + ["..", "loopdir", "nope", "", "x" * 5000]
     models = [m["key"] for m in client.get("/api/models").json()["models"]] + ids
-    paths = ["config.json", "stats.jsonl", "fakes-000000001000.png", "fakes-000000000000.png", "metric-x.jsonl",
-             "checkpoint-000000001000.safetensors", "../secret.txt", "x" * 5000 + ".png"]
-    requests = [("get", "/", {}), ("get", "/runs", {}), ("get", "/api/status", {}), ("get", "/api/models", {}),
-                ("get", "/api/runs", {}), ("get", "/static/runs.js", {})]
+    paths = [
+        "config.json",
+        "stats.jsonl",
+        "fakes-000000001000.png",
+        "fakes-000000000000.png",
+        "metric-x.jsonl",
+        "checkpoint-000000001000.safetensors",
+        "../secret.txt",
+        "x" * 5000 + ".png",
+    ]
+    requests = [
+        ("get", "/", {}),
+        ("get", "/runs", {}),
+        ("get", "/api/status", {}),
+        ("get", "/api/models", {}),
+        ("get", "/api/runs", {}),
+        ("get", "/static/runs.js", {}),
+    ]
     for run_id in ids:
-        requests += [("get", "/api/run", {"id": run_id}), ("get", "/api/run/stats", {"id": run_id}),
-                     ("get", "/api/run/stats", {"id": run_id, "since": 10**30}),
-                     ("get", "/api/run/stats", {"id": run_id, "since": "9" * 5000})]
+        requests += [
+            ("get", "/api/run", {"id": run_id}),
+            ("get", "/api/run/stats", {"id": run_id}),
+            ("get", "/api/run/stats", {"id": run_id, "since": 10**30}),
+            ("get", "/api/run/stats", {"id": run_id, "since": "9" * 5000}),
+        ]
         requests += [("get", "/api/run/file", {"id": run_id, "path": p}) for p in paths]
     for key in models:
-        requests += [("get", "/api/model", {"model": key}), ("get", "/api/render", {"model": key, "seed": 1}),
-                     ("post", "/api/save", {"model": key, "seed": 1})]
+        requests += [
+            ("get", "/api/model", {"model": key}),
+            ("get", "/api/render", {"model": key, "seed": 1}),
+            ("post", "/api/save", {"model": key, "seed": 1}),
+        ]
     codes = {}
     for method, url, params in requests:
         reply = getattr(client, method)(url, params=params)

@@ -32,15 +32,18 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 # FIR filtering.
 
 
-@pytest.mark.parametrize("up,down,pad", [
-    (2, 1, (2, 1, 2, 1)),  # upsample2d
-    (2, 1, (1, 1, 1, 1)),  # symmetric: crop inside the transposed conv
-    (2, 1, (3, 0, -1, 2)),  # asymmetric, with a crop
-    (1, 2, (1, 1, 1, 1)),  # downsample2d
-    (1, 2, (2, 2, 2, 2)),  # the 3x3-down conv's filter step
-    (1, 1, (1, 1, 1, 1)),  # the up conv's filter step
-    (1, 1, (1, 2, 0, -1)),  # asymmetric with a crop
-])
+@pytest.mark.parametrize(
+    "up,down,pad",
+    [
+        (2, 1, (2, 1, 2, 1)),  # upsample2d
+        (2, 1, (1, 1, 1, 1)),  # symmetric: crop inside the transposed conv
+        (2, 1, (3, 0, -1, 2)),  # asymmetric, with a crop
+        (1, 2, (1, 1, 1, 1)),  # downsample2d
+        (1, 2, (2, 2, 2, 2)),  # the 3x3-down conv's filter step
+        (1, 1, (1, 1, 1, 1)),  # the up conv's filter step
+        (1, 1, (1, 2, 0, -1)),  # asymmetric with a crop
+    ],
+)
 def test_upfirdn2d_fast_matches_reference(up, down, pad):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
     f = torch.rand(4, 4, dtype=torch.float64)  # Asymmetric: a flip error would show.
@@ -145,8 +148,9 @@ def test_preferred_layout():
 
 
 def tiny_plan(arch: str, **kw):
-    return make_plan("tiny", 16, g_architecture=arch, d_architecture=arch, conv_clamp=kw.pop("conv_clamp", 0.8),
-                     num_fp16_res=0, **kw)
+    return make_plan(
+        "tiny", 16, g_architecture=arch, d_architecture=arch, conv_clamp=kw.pop("conv_clamp", 0.8), num_fp16_res=0, **kw
+    )
 
 
 def grads(net: torch.nn.Module) -> list[torch.Tensor]:

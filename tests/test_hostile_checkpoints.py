@@ -59,8 +59,12 @@ EXPORT_CASES = {
     "conv_clamp_nan": (setp(conv_clamp=float("nan")), None, None, "conv_clamp"),
     "missing_tensor": (None, lambda t: t.pop("G_ema.mapping.fc0.weight"), None, "lacks the tensor(s) mapping.fc0"),
     "extra_tensor": (None, lambda t: t.update({"G_ema.evil": torch.zeros(2)}), None, "holds tensor(s) evil"),
-    "wrong_shape": (None, lambda t: t.update({"G_ema.mapping.fc0.weight": torch.zeros(3, 3)}), None,
-                    "mapping.fc0.weight has shape [3, 3]"),
+    "wrong_shape": (
+        None,
+        lambda t: t.update({"G_ema.mapping.fc0.weight": torch.zeros(3, 3)}),
+        None,
+        "mapping.fc0.weight has shape [3, 3]",
+    ),
     "no_networks": (None, lambda t: t.clear(), None, "holds no G, D or G_ema"),
 }
 
@@ -148,8 +152,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_hostile_metadata_is_refused_fast_in_bounded_memory(hostile_dir):
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(hostile_dir)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(hostile_dir)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]  # Never a signal, never an uncaught error.
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["peak_rss_gib"] < 1.5, out["peak_rss_gib"]
@@ -168,15 +171,28 @@ def test_resume_and_init_refuse_hostile_checkpoints_with_one_line(hostile_dir, t
     from ganforge.data.demo import make_demo_dataset
 
     data = make_demo_dataset(tmp_path / "shapes", count=16, resolution=(16, 16))
-    common = ["train", "--data", data, "--outdir", tmp_path / "runs", "--kimg", "0.016", "--batch", "8",
-              "--workers", "0", "--no-tensorboard"]
+    common = [
+        "train",
+        "--data",
+        data,
+        "--outdir",
+        tmp_path / "runs",
+        "--kimg",
+        "0.016",
+        "--batch",
+        "8",
+        "--workers",
+        "0",
+        "--no-tensorboard",
+    ]
     code, _, err = cli(*common, "--resume", hostile_dir / "train-lr_scale_nan.safetensors")
     assert code == 1 and err.startswith("error: --resume") and "lr_scale=nan" in err and err.count("\n") == 1
     code, _, err = cli(*common, "--init", hostile_dir / "z_dim_8192.safetensors")
     assert code == 1 and err.startswith("error: --init") and "has shape" in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()  # Refused before a run folder was made.
-    code, _, err = cli("generate", "--checkpoint", hostile_dir / "mapping_1e7_layers.safetensors", "--outdir",
-                       tmp_path / "gen")
+    code, _, err = cli(
+        "generate", "--checkpoint", hostile_dir / "mapping_1e7_layers.safetensors", "--outdir", tmp_path / "gen"
+    )
     assert code == 1 and "mapping_layers must be a number in 1..64" in err and not (tmp_path / "gen").exists()
     code, _, err = cli("metrics", "--checkpoint", hostile_dir / "train-no_D.safetensors", "--data", data)
     assert code == 1 and "training checkpoint without D" in err and err.count("\n") == 1
@@ -188,20 +204,31 @@ def test_checks_do_not_refuse_real_checkpoints(tmp_path):
     """The same checks pass every network a real model has: DCGAN with PatchGAN, conditional, non-square."""
     from ganforge import checkpoint_check as check
 
-    for plan, patch in ((make_plan("tiny", "32x16", family="dcgan"), True), (make_plan("tiny", 16, c_dim=3), False),
-                        (make_plan("tiny", "64x32"), False)):
+    for plan, patch in (
+        (make_plan("tiny", "32x16", family="dcgan"), True),
+        (make_plan("tiny", 16, c_dim=3), False),
+        (make_plan("tiny", "64x32"), False),
+    ):
         tensors = ck.join(G=build_generator(plan).state_dict(), D=build_discriminator(plan, patch=patch).state_dict())
         path = tmp_path / f"{plan.family}-{plan.resolution_text}.safetensors"
         ck.save_checkpoint(path, tensors, {"kind": "export", "plan": plan.to_dict(), "config": {"patch_d": patch}})
         assert check.problem(path) is None, path
 
 
-@pytest.mark.parametrize("plan_args", [
-    ("config-f", 1024), ("XXXL", 1024), ("paper256", "512x256"), ("cifar", 32, {"c_dim": 10}),
-    ("tiny", 16, {"style": "adain", "g_input": "noconst"}), ("tiny", "32x16", {"family": "dcgan"}),
-    ("tiny", 64, {"family": "dcgan", "c_dim": 5}), ("tiny", 16, {"z_dim": 8192, "w_dim": 8192, "mapping_layers": 64}),
-    ("tiny", 56, {"cbase": 2**24, "cmax": 16384}),
-])
+@pytest.mark.parametrize(
+    "plan_args",
+    [
+        ("config-f", 1024),
+        ("XXXL", 1024),
+        ("paper256", "512x256"),
+        ("cifar", 32, {"c_dim": 10}),
+        ("tiny", 16, {"style": "adain", "g_input": "noconst"}),
+        ("tiny", "32x16", {"family": "dcgan"}),
+        ("tiny", 64, {"family": "dcgan", "c_dim": 5}),
+        ("tiny", 16, {"z_dim": 8192, "w_dim": 8192, "mapping_layers": 64}),
+        ("tiny", 56, {"cbase": 2**24, "cmax": 16384}),
+    ],
+)
 def test_rough_size_bounds_the_real_networks(plan_args):
     """rough_bytes decides CPU or meta for the shape check: it must never underestimate a real network."""
     from ganforge.netcheck import parameter_count, rough_bytes

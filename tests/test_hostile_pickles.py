@@ -84,11 +84,14 @@ def run_child(cases: list[dict], tmp_path: Path) -> list[dict]:
     spec = tmp_path / "cases.json"
     spec.write_text(json.dumps(cases))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(spec)], capture_output=True, text=True,
-                          timeout=CHILD_SECONDS, env=child_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(spec)], capture_output=True, text=True, timeout=CHILD_SECONDS, env=child_env()
+    )
     wall = time.perf_counter() - start
-    assert proc.returncode == 0, (f"the child exited with {proc.returncode} (negative: killed by that signal) after "
-                                  f"{wall:.1f} s:\n{proc.stderr[-3000:]}")
+    assert proc.returncode == 0, (
+        f"the child exited with {proc.returncode} (negative: killed by that signal) after "
+        f"{wall:.1f} s:\n{proc.stderr[-3000:]}"
+    )
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["peak_rss_mib"] < PEAK_RSS_MIB, f"peak RSS {report['peak_rss_mib']:.0f} MiB"
     for r in report["results"]:
@@ -247,6 +250,7 @@ def _init_kwarg(*path: str, value):
             for name in path[:-1]:
                 kwargs = kwargs[name]
             kwargs[path[-1]] = value
+
     return edit
 
 
@@ -276,6 +280,7 @@ def _nan_augment_p(snap, _):
 def _set_state(key: str, field: str, value):
     def edit(snap, _):
         _state(snap, key)[field] = value
+
     return edit
 
 
@@ -291,31 +296,43 @@ SNAPSHOTS = {  # name -> (edit, text the refusal must contain)
     "2^40 shared references": (_shared_references, "training_set_kwargs holds more than 10,000 values"),
     "metadata string 100k chars": (_long_string, "training_set_kwargs['path'] is a string of 100,000 characters"),
     "z_dim 24000": (_init_kwarg("z_dim", value=24000), "z_dim must be a number in 1..8192, got 24000"),
-    "z_dim 8192, small tensors": (_init_kwarg("z_dim", value=8192),
-                                  "snapshot G: tensor mapping.fc0.weight has shape [24, 16] but its plan needs "
-                                  "[24, 8192]"),
-    "16384 channels, small tensors": (_huge_channels,
-                                      "snapshot G: tensor synthesis.b4.const has shape [32, 4, 4] but its plan needs "
-                                      "[16384, 4, 4]"),
-    "mapping num_layers 10**7": (_init_kwarg("mapping_kwargs", "num_layers", value=10**7),
-                                 "mapping_layers must be a number in 1..64, got 10000000"),
-    "mapping num_layers 1e7": (_init_kwarg("mapping_kwargs", "num_layers", value=1e7),
-                               "G mapping_kwargs num_layers=10000000.0 is not a whole number"),
+    "z_dim 8192, small tensors": (
+        _init_kwarg("z_dim", value=8192),
+        "snapshot G: tensor mapping.fc0.weight has shape [24, 16] but its plan needs [24, 8192]",
+    ),
+    "16384 channels, small tensors": (
+        _huge_channels,
+        "snapshot G: tensor synthesis.b4.const has shape [32, 4, 4] but its plan needs [16384, 4, 4]",
+    ),
+    "mapping num_layers 10**7": (
+        _init_kwarg("mapping_kwargs", "num_layers", value=10**7),
+        "mapping_layers must be a number in 1..64, got 10000000",
+    ),
+    "mapping num_layers 1e7": (
+        _init_kwarg("mapping_kwargs", "num_layers", value=1e7),
+        "G mapping_kwargs num_layers=10000000.0 is not a whole number",
+    ),
     "z_dim '512'": (_init_kwarg("z_dim", value="512"), "Generator's init_kwargs z_dim='512' is not a whole number"),
     "z_dim True": (_init_kwarg("z_dim", value=True), "Generator's init_kwargs z_dim=True is not a whole number"),
     "z_dim 512.0": (_init_kwarg("z_dim", value=512.0), "Generator's init_kwargs z_dim=512.0 is not a whole number"),
     "z_dim None": (_init_kwarg("z_dim", value=None), "Generator's init_kwargs z_dim=None is not a whole number"),
     "z_dim [512]": (_init_kwarg("z_dim", value=[512]), "Generator's init_kwargs z_dim=[512] is not a whole number"),
-    "conv_clamp 'big'": (_init_kwarg("synthesis_kwargs", "conv_clamp", value="big"),
-                         "G synthesis_kwargs conv_clamp='big' is not a finite number or None"),
+    "conv_clamp 'big'": (
+        _init_kwarg("synthesis_kwargs", "conv_clamp", value="big"),
+        "G synthesis_kwargs conv_clamp='big' is not a finite number or None",
+    ),
     "numpy float c_dim": (_numpy_init_kwarg, "Discriminator's init_kwargs c_dim=0.0 is not a whole number"),
-    "mapping_kwargs a list": (_init_kwarg("mapping_kwargs", value=[8]),
-                              "G mapping_kwargs is [8], not a dict of named options"),
+    "mapping_kwargs a list": (
+        _init_kwarg("mapping_kwargs", value=[8]),
+        "G mapping_kwargs is [8], not a dict of named options",
+    ),
     "init_args a string": (_set_state("G", "_init_args", "abc"), "Generator _init_args is 'abc', not a tuple"),
     "parameters a list": (_set_state("D", "_parameters", [1, 2]), "has _parameters of [1, 2], not a dict by name"),
     "missing tensor": (_drop_w_avg, "snapshot G lacks the tensor(s) mapping.w_avg that its plan needs"),
-    "wrong-shape tensor": (_wrong_shape, "snapshot G_ema: tensor mapping.fc0.weight has shape [24, 17] but its plan "
-                                         "needs [24, 16]"),
+    "wrong-shape tensor": (
+        _wrong_shape,
+        "snapshot G_ema: tensor mapping.fc0.weight has shape [24, 17] but its plan needs [24, 16]",
+    ),
     "one tensor, two networks": (_same_tensors_twice, "snapshot G_ema: tensor "),
     "augment p NaN": (_nan_augment_p, "augment_pipe p=nan is not a probability"),
 }
@@ -333,8 +350,10 @@ def test_hostile_snapshot_contents_are_refused_before_networks_are_built(tmp_pat
     valid = [r for r in results if r["name"] == "valid"]
     assert [r["outcome"] for r in valid] == ["accepted", "accepted"]
     assert_refused([r for r in results if r["name"] != "valid"], {k: text for k, (_, text) in SNAPSHOTS.items()})
-    assert "shares its data with other tensors" in next(r for r in results if r["name"] == "one tensor, two networks")[
-        "message"]
+    assert (
+        "shares its data with other tensors"
+        in next(r for r in results if r["name"] == "one tensor, two networks")["message"]
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -359,8 +378,9 @@ def test_truncated_and_bit_flipped_official_snapshots(tmp_path):
     offsets = sorted({*range(1, 9), *(rng.randrange(len(data)) for _ in range(24)), *rng.sample(hot, 16)})
     cases = [dict(name=f"truncated at {n}", path=str(src), truncate=n, actions=["load"]) for n in offsets]
     for i in range(36):  # Two thirds of the flips land on opcodes and their arguments, the rest anywhere.
-        where = [rng.choice(hot) + rng.randrange(4) if i % 3 else rng.randrange(len(data))
-                 for _ in range(rng.randint(1, 4))]
+        where = [
+            rng.choice(hot) + rng.randrange(4) if i % 3 else rng.randrange(len(data)) for _ in range(rng.randint(1, 4))
+        ]
         bits = [8 * min(p, len(data) - 1) + rng.randrange(8) for p in where]
         cases.append(dict(name=f"bits flipped {bits}", path=str(src), flip=bits, actions=["load"]))
     results = run_child(cases, tmp_path)
@@ -385,9 +405,14 @@ def test_convert_command_prints_one_error_line(tmp_path, name):
         src, *_ = write_snapshot(tmp_path, edit=SNAPSHOTS[name][0])
     expected = (STRUCTURE.get(name) or SNAPSHOTS[name])[1]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ganforge", "convert", str(src), str(tmp_path / "out.safetensors")],
-                          capture_output=True, text=True, timeout=CHILD_SECONDS, env=child_env(),
-                          preexec_fn=set_address_limit)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ganforge", "convert", str(src), str(tmp_path / "out.safetensors")],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_SECONDS,
+        env=child_env(),
+        preexec_fn=set_address_limit,
+    )
     assert proc.returncode == 1, f"exit status {proc.returncode}:\n{proc.stderr[-3000:]}"
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr[-3000:]

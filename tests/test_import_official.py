@@ -39,8 +39,9 @@ REL_TOL = 1e-5  # max|ours - reference| / max|reference|.
 
 
 def require_official_pkls() -> Path:
-    return require_shared("anchors/official-pkls", "manifest.json",
-                          "the reference tests compare against the official pickles")
+    return require_shared(
+        "anchors/official-pkls", "manifest.json", "the reference tests compare against the official pickles"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +55,21 @@ needs_pkls = pytest.mark.usefixtures("official_pkls")
 # ----------------------------------------------------------------------------
 # "No code ran": exec/eval/compile raise, and an audit hook records what the interpreter was asked to do.
 
-WATCHED = ("exec", "compile", "import", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
-           "subprocess.Popen", "pickle.find_class", "ctypes.", "code.__new__", "function.__new__")
+WATCHED = (
+    "exec",
+    "compile",
+    "import",
+    "os.system",
+    "os.exec",
+    "os.spawn",
+    "os.posix_spawn",
+    "os.fork",
+    "subprocess.Popen",
+    "pickle.find_class",
+    "ctypes.",
+    "code.__new__",
+    "function.__new__",
+)
 _events: list[str] | None = None
 
 
@@ -70,6 +84,7 @@ _hooked = False
 def _forbidden(name: str):
     def call(*args, **kwargs):
         raise AssertionError(f"{name} was called while loading a pickle")
+
     return call
 
 
@@ -159,7 +174,10 @@ def test_snapshot_metadata(case, snapshots, manifest):
     cfg, plan = m["case"], snap.plan
     assert snap.d_plan is plan
     assert (plan.height, plan.width, plan.z_dim, plan.w_dim, plan.c_dim) == (cfg["res"],) * 2 + (
-        cfg["z_dim"], cfg["w_dim"], cfg["c_dim"])
+        cfg["z_dim"],
+        cfg["w_dim"],
+        cfg["c_dim"],
+    )
     assert (plan.mapping_layers, plan.num_fp16_res, plan.mbstd_group) == (cfg["map"], cfg["num_fp16_res"], cfg["mbstd"])
     assert plan.conv_clamp == cfg["conv_clamp"]
     assert (plan.g_architecture, plan.d_architecture) == (cfg["G_arch"], cfg["D_arch"])
@@ -198,6 +216,7 @@ OFFICIAL_NAME = {"MinibatchStd": "MinibatchStdLayer"}
 @contextlib.contextmanager
 def official_globals():
     """Modules named like the official ones, registered only while pickling (so pickle can name them)."""
+
     def _reconstruct_persistent_obj(meta):
         raise AssertionError("never called")
 
@@ -205,7 +224,9 @@ def official_globals():
         pass
 
     _reconstruct_persistent_obj.__module__, _reconstruct_persistent_obj.__qualname__ = (
-        "torch_utils.persistence", "_reconstruct_persistent_obj")
+        "torch_utils.persistence",
+        "_reconstruct_persistent_obj",
+    )
     EasyDict.__module__, EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
     names = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
     mods = {name: types.ModuleType(name) for name in names}
@@ -230,13 +251,24 @@ class Persistent:
         return self.reconstruct, (self.meta,)
 
 
-def as_official(module: torch.nn.Module, reconstruct, init_kwargs: dict | None = None,
-                class_name: str | None = None, src: str = "# networks.py\n") -> Persistent:
+def as_official(
+    module: torch.nn.Module,
+    reconstruct,
+    init_kwargs: dict | None = None,
+    class_name: str | None = None,
+    src: str = "# networks.py\n",
+) -> Persistent:
     state = {
-        "training": False, "_parameters": OrderedDict(module._parameters), "_buffers": OrderedDict(module._buffers),
-        "_non_persistent_buffers_set": set(), "_forward_hooks": OrderedDict(),
+        "training": False,
+        "_parameters": OrderedDict(module._parameters),
+        "_buffers": OrderedDict(module._buffers),
+        "_non_persistent_buffers_set": set(),
+        "_forward_hooks": OrderedDict(),
         "_modules": {n: as_official(m, reconstruct, src=src) for n, m in module._modules.items()},
-        "_init_args": (), "_init_kwargs": init_kwargs or {}, "weight_gain": np.float64(0.25), "conv_clamp": None,
+        "_init_args": (),
+        "_init_kwargs": init_kwargs or {},
+        "weight_gain": np.float64(0.25),
+        "conv_clamp": None,
     }
     name = class_name or OFFICIAL_NAME.get(type(module).__name__, type(module).__name__)
     return Persistent(reconstruct, dict(type="class", version=6, module_src=src, class_name=name, state=state))
@@ -247,11 +279,27 @@ def official_kwargs(EasyDict, plan, d_cbase: int | None = None) -> tuple[dict, d
     synthesis = EasyDict(channel_base=cbase, channel_max=32, num_fp16_res=plan.num_fp16_res, conv_clamp=plan.conv_clamp)
     if plan.g_architecture != "skip":  # train.py passes the default implicitly; other values are explicit
         synthesis["architecture"] = plan.g_architecture
-    g = dict(z_dim=plan.z_dim, w_dim=plan.w_dim, mapping_kwargs=EasyDict(num_layers=plan.mapping_layers),
-             synthesis_kwargs=synthesis, c_dim=plan.c_dim, img_resolution=res, img_channels=ch)
-    d = dict(block_kwargs=EasyDict(), mapping_kwargs=EasyDict(), epilogue_kwargs=EasyDict(mbstd_group_size=2),
-             channel_base=d_cbase or cbase, channel_max=32, num_fp16_res=plan.num_fp16_res, conv_clamp=plan.conv_clamp,
-             c_dim=plan.c_dim, img_resolution=res, img_channels=ch)
+    g = dict(
+        z_dim=plan.z_dim,
+        w_dim=plan.w_dim,
+        mapping_kwargs=EasyDict(num_layers=plan.mapping_layers),
+        synthesis_kwargs=synthesis,
+        c_dim=plan.c_dim,
+        img_resolution=res,
+        img_channels=ch,
+    )
+    d = dict(
+        block_kwargs=EasyDict(),
+        mapping_kwargs=EasyDict(),
+        epilogue_kwargs=EasyDict(mbstd_group_size=2),
+        channel_base=d_cbase or cbase,
+        channel_max=32,
+        num_fp16_res=plan.num_fp16_res,
+        conv_clamp=plan.conv_clamp,
+        c_dim=plan.c_dim,
+        img_resolution=res,
+        img_channels=ch,
+    )
     if plan.d_architecture != "resnet":
         d["architecture"] = plan.d_architecture
     return g, d
@@ -264,14 +312,29 @@ def perturbed(module: torch.nn.Module) -> torch.nn.Module:
     return module.eval()
 
 
-def write_snapshot(tmp_path: Path, c_dim: int = 0, d_cbase: int | None = None, protocol: int = 4,
-                   g_kwargs: dict | None = None, edit=None, arch: tuple[str, str] = ("skip", "resnet"),
-                   img_channels: int = 3, mapping_layers: int = 2):
+def write_snapshot(
+    tmp_path: Path,
+    c_dim: int = 0,
+    d_cbase: int | None = None,
+    protocol: int = 4,
+    g_kwargs: dict | None = None,
+    edit=None,
+    arch: tuple[str, str] = ("skip", "resnet"),
+    img_channels: int = 3,
+    mapping_layers: int = 2,
+):
     """An official-layout snapshot of fresh ganforge networks; `edit(snap, reconstruct)` may change it first.
 
     Returns (path, G, D, G_ema)."""
-    common = dict(c_dim=c_dim, img_channels=img_channels, g_architecture=arch[0], d_architecture=arch[1],
-                  num_fp16_res=1, conv_clamp=64.0, mbstd_group=2)
+    common = dict(
+        c_dim=c_dim,
+        img_channels=img_channels,
+        g_architecture=arch[0],
+        d_architecture=arch[1],
+        num_fp16_res=1,
+        conv_clamp=64.0,
+        mbstd_group=2,
+    )
     plan = make_plan("tiny", 16, cbase=256, cmax=32, z_dim=16, w_dim=24, mapping_layers=mapping_layers, **common)
     d_plan = make_plan("tiny", 16, cbase=d_cbase or 256, cmax=32, **common)
     G, G_ema, D = perturbed(Generator(plan)), perturbed(Generator(plan)), perturbed(Discriminator(d_plan))
@@ -280,9 +343,13 @@ def write_snapshot(tmp_path: Path, c_dim: int = 0, d_cbase: int | None = None, p
         g_kw.update(g_kwargs or {})
         aug = as_official(torch.nn.Module(), reconstruct, class_name="AugmentPipe", src="# augment.py\n")
         aug.meta["state"]["_buffers"]["p"] = torch.tensor(0.25)
-        snap = dict(training_set_kwargs=dict(path="data.zip", resolution=16), augment_pipe=aug,
-                    G=as_official(G, reconstruct, g_kw), D=as_official(D, reconstruct, d_kw),
-                    G_ema=as_official(G_ema, reconstruct, g_kw))
+        snap = dict(
+            training_set_kwargs=dict(path="data.zip", resolution=16),
+            augment_pipe=aug,
+            G=as_official(G, reconstruct, g_kw),
+            D=as_official(D, reconstruct, d_kw),
+            G_ema=as_official(G_ema, reconstruct, g_kw),
+        )
         if edit is not None:
             edit(snap, reconstruct)
         path = tmp_path / "network-snapshot-000000.pkl"
@@ -310,8 +377,9 @@ def test_roundtrip_official_layout(tmp_path, protocol, c_dim):
 @pytest.mark.parametrize("arch", [("orig", "orig"), ("resnet", "skip"), ("skip", "resnet")])
 @pytest.mark.parametrize("img_channels,c_dim,mapping_layers", [(1, 0, 1), (3, 4, 5)])
 def test_every_architecture_option_converts(tmp_path, arch, img_channels, c_dim, mapping_layers):
-    path, G, D, G_ema = write_snapshot(tmp_path, c_dim=c_dim, arch=arch, img_channels=img_channels,
-                                       mapping_layers=mapping_layers)
+    path, G, D, G_ema = write_snapshot(
+        tmp_path, c_dim=c_dim, arch=arch, img_channels=img_channels, mapping_layers=mapping_layers
+    )
     snap = load_official_pkl(path)
     assert (snap.plan.g_architecture, snap.plan.d_architecture, snap.plan.img_channels) == (*arch, img_channels)
     assert snap.plan.mapping_layers == mapping_layers and (snap.plan.z_dim, snap.plan.w_dim) == (16, 24)
@@ -334,6 +402,7 @@ def test_different_g_and_d_channels_give_two_plans(tmp_path):
 def test_missing_tensor_is_named(tmp_path):
     def drop(snap, _):
         del snap["G"].meta["state"]["_modules"]["mapping"].meta["state"]["_buffers"]["w_avg"]
+
     path, *_ = write_snapshot(tmp_path, edit=drop)
     with pytest.raises(OfficialPickleError, match=r"^snapshot G lacks the tensor\(s\) mapping\.w_avg that its plan"):
         load_official_pkl(path)
@@ -343,6 +412,7 @@ def test_shared_submodule_is_refused(tmp_path):
     def share(snap, _):
         mods = snap["D"].meta["state"]["_modules"]
         mods["again"] = mods["b4"]
+
     path, *_ = write_snapshot(tmp_path, edit=share)
     with pytest.raises(OfficialPickleError, match=r"'again' appears twice"):
         load_official_pkl(path)
@@ -351,6 +421,7 @@ def test_shared_submodule_is_refused(tmp_path):
 def test_missing_init_kwarg_is_named(tmp_path):
     def drop(snap, _):
         del snap["G_ema"].meta["state"]["_init_kwargs"]["z_dim"]
+
     path, *_ = write_snapshot(tmp_path, edit=drop)
     with pytest.raises(OfficialPickleError, match=r"Generator's init_kwargs are incomplete .*z_dim"):
         load_official_pkl(path)
@@ -375,6 +446,7 @@ def test_unknown_class_record_is_refused_and_its_source_never_runs(tmp_path):
 
     def evil(snap, reconstruct):
         snap["G"] = as_official(torch.nn.Module(), reconstruct, class_name="Evil", src=src)
+
     path, *_ = write_snapshot(tmp_path, edit=evil)
     with no_code_runs(), pytest.raises(UnsafePickleError, match=r"class 'Evil' is not an official"):
         read_official_pkl(path)
@@ -414,11 +486,23 @@ def test_os_system_via_reduce_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("module, name", [
-    ("os", "system"), ("builtins", "eval"), ("builtins", "exec"), ("__builtin__", "eval"), ("subprocess", "Popen"),
-    ("torch", "load"), ("pickle", "loads"), ("torch_utils.persistence", "persistent_class"), ("numpy", "load"),
-    ("copyreg", "_reconstructor"), ("torch.storage", "_load_from_bytes_unsafe"), ("dnnlib.tflib.network", "Network"),
-])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("os", "system"),
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("__builtin__", "eval"),
+        ("subprocess", "Popen"),
+        ("torch", "load"),
+        ("pickle", "loads"),
+        ("torch_utils.persistence", "persistent_class"),
+        ("numpy", "load"),
+        ("copyreg", "_reconstructor"),
+        ("torch.storage", "_load_from_bytes_unsafe"),
+        ("dnnlib.tflib.network", "Network"),
+    ],
+)
 def test_globals_outside_the_allow_list_are_refused(tmp_path, module, name):
     marker = tmp_path / "pwned"
     data = call_global(module, name, f"open({str(marker)!r}, 'w').close()")
@@ -429,8 +513,11 @@ def test_globals_outside_the_allow_list_are_refused(tmp_path, module, name):
 
 def storage_payload(t: torch.Tensor) -> bytes:
     """The nested torch.save bytes that torch writes for the storage of `t` in a plain pickle."""
-    return next(arg for op, arg, _ in pickletools.genops(pickle.dumps(t, protocol=4))
-                if op.name == "BINBYTES" and arg[:2] == b"\x80\x02")
+    return next(
+        arg
+        for op, arg, _ in pickletools.genops(pickle.dumps(t, protocol=4))
+        if op.name == "BINBYTES" and arg[:2] == b"\x80\x02"
+    )
 
 
 def test_nested_storage_payload_is_restricted_too(tmp_path):
@@ -477,8 +564,17 @@ def test_tensor_larger_than_its_storage_is_refused(size, stride):
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_plain_data_and_tensors_round_trip(protocol):
     base = torch.randn(5, 6)
-    obj = {"t": base, "view": base[1:, ::2], "half": torch.randn(3).half(), "p": torch.nn.Parameter(torch.ones(2)),
-           "n": np.float64(0.125), "i": np.int64(-3), "s": {1, 2}, "od": OrderedDict(a=1), "l": [1, (2, "x")]}
+    obj = {
+        "t": base,
+        "view": base[1:, ::2],
+        "half": torch.randn(3).half(),
+        "p": torch.nn.Parameter(torch.ones(2)),
+        "n": np.float64(0.125),
+        "i": np.int64(-3),
+        "s": {1, 2},
+        "od": OrderedDict(a=1),
+        "l": [1, (2, "x")],
+    }
     with no_code_runs():
         out = read_official_pkl(io.BytesIO(pickle.dumps(obj, protocol=protocol)))
     assert torch.equal(out["t"], base) and torch.equal(out["view"], base[1:, ::2])

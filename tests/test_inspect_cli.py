@@ -55,13 +55,16 @@ def test_inspect_table_output():
     assert "num_ws: 8" in result.stdout and "G+D:" in result.stdout
 
 
-@pytest.mark.parametrize("args,text", [
-    (["--resolution", "100"], "nearest valid sizes: 96x96"),
-    (["--preset", "nope"], "--preset 'nope' is not one of"),
-    (["--resolution", "32", "--channels", "4=16"], "no entry for resolution 8"),
-    (["--map", "0"], "--map 0: give a number in 1..64"),
-    (["--resolution", "80", "--input", "noconst"], "even sides"),
-])
+@pytest.mark.parametrize(
+    "args,text",
+    [
+        (["--resolution", "100"], "nearest valid sizes: 96x96"),
+        (["--preset", "nope"], "--preset 'nope' is not one of"),
+        (["--resolution", "32", "--channels", "4=16"], "no entry for resolution 8"),
+        (["--map", "0"], "--map 0: give a number in 1..64"),
+        (["--resolution", "80", "--input", "noconst"], "even sides"),
+    ],
+)
 def test_inspect_errors_are_one_sentence(args, text):
     result = runner.invoke(app, ["inspect", *args])
     assert result.exit_code == 2

@@ -35,8 +35,9 @@ class FakeInception(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, FEATURES, 3)
         self.output = torch.nn.Linear(FEATURES, 10)
 
-    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
-                no_output_bias: bool = False) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False, no_output_bias: bool = False
+    ) -> torch.Tensor:
         x = F.interpolate(img.to(torch.float32), size=[32, 32], mode="bilinear", align_corners=False)
         x = torch.relu(self.conv((x - 128) / 128))
         features = x.mean(dim=[2, 3])
@@ -53,8 +54,9 @@ class FakeVGG(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, FEATURES, 3, padding=1)
 
-    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False,
-                return_features: bool = False) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
         x = img.to(torch.float32) / 255
         if resize_images:
             x = F.interpolate(x, size=[24, 24], mode="area")
@@ -93,9 +95,12 @@ def env(tmp_path, monkeypatch):
 
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(detectors, "fid_helper_file", lambda: None)
-    return dict(inception=script_to(FakeInception(), tmp_path / "inception.pt"),
-                vgg16=script_to(FakeVGG(), tmp_path / "vgg16.pt"),
-                data=str(make_demo_dataset(tmp_path / "d", count=64, resolution=(16, 16))), tmp=tmp_path)
+    return dict(
+        inception=script_to(FakeInception(), tmp_path / "inception.pt"),
+        vgg16=script_to(FakeVGG(), tmp_path / "vgg16.pt"),
+        data=str(make_demo_dataset(tmp_path / "d", count=64, resolution=(16, 16))),
+        tmp=tmp_path,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +199,12 @@ def test_kid_equals_brute_force_unbiased_mmd():
     assert kid_from_features(x, y, num_subsets=3, max_subset_size=1000) == pytest.approx(mmd2_brute_force(x, y))
     # Smaller subsets: the average of brute-force MMDs over the same draws.
     draws = np.random.RandomState(7)
-    want = np.mean([mmd2_brute_force(x[draws.choice(20, 8, replace=False)], y[draws.choice(20, 8, replace=False)])
-                    for _ in range(5)])
+    want = np.mean(
+        [
+            mmd2_brute_force(x[draws.choice(20, 8, replace=False)], y[draws.choice(20, 8, replace=False)])
+            for _ in range(5)
+        ]
+    )
     assert kid_from_features(x, y, num_subsets=5, max_subset_size=8, seed=7) == pytest.approx(want)
 
 
@@ -284,10 +293,23 @@ def test_pipeline_runs_all_metrics(env, tiny_G):
 
     assert {"fid50k_full", "kid50k_full", "pr50k3_full", "is50k"} <= set(METRICS)
     paths = {"inception": env["inception"], "vgg16": env["vgg16"]}
-    out = compute_metrics(["fid50k_full", "kid50k_full", "pr50k3_full", "is50k"], G=tiny_G,
-                          dataset_path=env["data"], detector_paths=paths, num_gen=24, batch=8, progress=False)
-    assert set(out) == {"fid50k_full", "kid50k_full", "pr50k3_full_precision", "pr50k3_full_recall",
-                        "is50k_mean", "is50k_std"}
+    out = compute_metrics(
+        ["fid50k_full", "kid50k_full", "pr50k3_full", "is50k"],
+        G=tiny_G,
+        dataset_path=env["data"],
+        detector_paths=paths,
+        num_gen=24,
+        batch=8,
+        progress=False,
+    )
+    assert set(out) == {
+        "fid50k_full",
+        "kid50k_full",
+        "pr50k3_full_precision",
+        "pr50k3_full_recall",
+        "is50k_mean",
+        "is50k_std",
+    }
     assert all(np.isfinite(v) for v in out.values()) and out["fid50k_full"] > 0
 
 
@@ -297,8 +319,15 @@ def test_pipeline_fid_of_the_dataset_against_itself_is_zero_and_the_cache_hits(e
 
     images = torch.stack([img for img, _ in ImageDataset(env["data"])])
     calls = count_calls(monkeypatch)
-    run = lambda: compute_metrics(["fid50k_full"], G=ReplayG(images), dataset_path=env["data"], num_gen=64,
-                                  detector_paths={"inception": env["inception"]}, batch=16, progress=False)
+    run = lambda: compute_metrics(
+        ["fid50k_full"],
+        G=ReplayG(images),
+        dataset_path=env["data"],
+        num_gen=64,
+        detector_paths={"inception": env["inception"]},
+        batch=16,
+        progress=False,
+    )
     assert abs(run()["fid50k_full"]) < 1e-4
     assert calls[0] == 8  # 4 batches of reals + 4 of fakes.
     assert len(list((env["tmp"] / "cache" / "metrics").glob("d-inception-stats-*.npz"))) == 1
@@ -310,8 +339,15 @@ def test_pr_falls_back_to_inception_without_vgg(env, tiny_G):
     from ganforge.metrics import compute_metrics
 
     with pytest.warns(UserWarning, match="falls back to Inception"):
-        out = compute_metrics(["pr50k3_full"], G=tiny_G, dataset_path=env["data"], num_gen=16, batch=16,
-                              detector_paths={"inception": env["inception"]}, progress=False)
+        out = compute_metrics(
+            ["pr50k3_full"],
+            G=tiny_G,
+            dataset_path=env["data"],
+            num_gen=16,
+            batch=16,
+            detector_paths={"inception": env["inception"]},
+            progress=False,
+        )
     assert set(out) == {"pr_inception_precision", "pr_inception_recall"}
 
 
@@ -319,8 +355,9 @@ def test_snapshot_metrics_writes_jsonl_and_forgets_the_old_generator(env, tiny_G
     from ganforge.metrics.features import MetricOptions
     from ganforge.metrics.run import snapshot_metrics
 
-    template = MetricOptions(dataset_path=env["data"], detector_paths={"inception": env["inception"]}, num_gen=16,
-                             batch=16, progress=False)
+    template = MetricOptions(
+        dataset_path=env["data"], detector_paths={"inception": env["inception"]}, num_gen=16, batch=16, progress=False
+    )
     first = snapshot_metrics(tiny_G, ["fid50k_full"], env["tmp"] / "run", "checkpoint-a", template)
     shifted = lambda z, c, noise_mode="const": tiny_G(z, c, noise_mode=noise_mode) * 0.5
     G2 = torch.nn.Module()
@@ -339,9 +376,18 @@ def test_cli_command_prints_json_and_writes_jsonl_beside_the_checkpoint(env, tin
     ckpt = env["tmp"] / "run" / "checkpoint-000000001000.safetensors"
     ckpt.parent.mkdir()
     ck.save_checkpoint(ckpt, ck.join(G_ema=tiny_G.state_dict()), {"plan": make_plan("tiny", 16).to_dict()})
-    metrics(checkpoint=str(ckpt), data=env["data"], metrics="fid50k_full,kid50k_full",
-            detector_inception=env["inception"], detector_vgg=None, num_gen=16, device="cpu", batch=16,
-            json_out=True, allow_download=False)
+    metrics(
+        checkpoint=str(ckpt),
+        data=env["data"],
+        metrics="fid50k_full,kid50k_full",
+        detector_inception=env["inception"],
+        detector_vgg=None,
+        num_gen=16,
+        device="cpu",
+        batch=16,
+        json_out=True,
+        allow_download=False,
+    )
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(printed) == {"fid50k_full", "kid50k_full"}
     record = json.loads((ckpt.parent / "metric-kid50k_full.jsonl").read_text())
@@ -353,9 +399,18 @@ def test_cli_command_fails_with_one_sentence(env):
     from ganforge.metrics.cli import metrics
 
     with pytest.raises(GanforgeError, match="missing.safetensors does not exist"):  # run_cli prints it as one line.
-        metrics(checkpoint=str(env["tmp"] / "missing.safetensors"), data=env["data"], metrics="fid50k_full",
-                detector_inception=None, detector_vgg=None, num_gen=None, device="cpu", batch=8, json_out=True,
-                allow_download=False)
+        metrics(
+            checkpoint=str(env["tmp"] / "missing.safetensors"),
+            data=env["data"],
+            metrics="fid50k_full",
+            detector_inception=None,
+            detector_vgg=None,
+            num_gen=None,
+            device="cpu",
+            batch=8,
+            json_out=True,
+            allow_download=False,
+        )
 
 
 def test_training_computes_metrics_at_each_snapshot(env):
@@ -363,9 +418,21 @@ def test_training_computes_metrics_at_each_snapshot(env):
     from ganforge.train.loop import train
     from ganforge.train.stats import read_stats
 
-    cfg = TrainConfig(data=env["data"], outdir=str(env["tmp"]), run_name="m", preset="tiny", kimg=0.032, batch=8,
-                      snap=0.016, tick=0.016, workers=0, tensorboard=False, metrics="fid50k_full",
-                      metrics_num_gen=16, detector_inception=env["inception"])
+    cfg = TrainConfig(
+        data=env["data"],
+        outdir=str(env["tmp"]),
+        run_name="m",
+        preset="tiny",
+        kimg=0.032,
+        batch=8,
+        snap=0.016,
+        tick=0.016,
+        workers=0,
+        tensorboard=False,
+        metrics="fid50k_full",
+        metrics_num_gen=16,
+        detector_inception=env["inception"],
+    )
     state = train(cfg, log=lambda *a: None)
     lines = (state.run_dir / "metric-fid50k_full.jsonl").read_text().splitlines()
     assert len(lines) == 2  # two snapshots after the start
@@ -379,9 +446,20 @@ def test_compare_two_image_sets_json(env, capsys):
 
     same = env["data"]
     other = str(make_demo_dataset(env["tmp"] / "other", count=48, resolution=(16, 16), seed=7))
-    kw = dict(checkpoint=None, data=same, metrics="fid,kid,pr", detector_inception=env["inception"],
-              detector_vgg=env["vgg16"], num_gen=None, device="cpu", batch=16, json_out=True, allow_download=False,
-              max_images=None, truncation=1.0)
+    kw = dict(
+        checkpoint=None,
+        data=same,
+        metrics="fid,kid,pr",
+        detector_inception=env["inception"],
+        detector_vgg=env["vgg16"],
+        num_gen=None,
+        device="cpu",
+        batch=16,
+        json_out=True,
+        allow_download=False,
+        max_images=None,
+        truncation=1.0,
+    )
     metrics(images=same, **kw)
     self_cmp = json.loads(capsys.readouterr().out)
     assert abs(self_cmp["fid"]) < 1e-4 and self_cmp["pr_precision"] == 1.0 and self_cmp["pr_recall"] == 1.0
@@ -406,8 +484,9 @@ def test_batch_is_fitted_to_available_memory(monkeypatch):
     assert features.fit_batch(features.MetricOptions(device="cpu", batch=5), 1 << 40) == 5  # An explicit --batch.
     plan = make_plan("tiny", 32)
     G = build_generator(plan)
-    assert features.generator_bytes_per_image(G) == 16 * max(c * h * w for c, (h, w) in
-                                                              zip(plan.channels, plan.block_sizes))
+    assert features.generator_bytes_per_image(G) == 16 * max(
+        c * h * w for c, (h, w) in zip(plan.channels, plan.block_sizes)
+    )
 
 
 def test_out_of_memory_halves_the_batch_and_gives_the_same_features(env, tiny_G, monkeypatch):
@@ -415,8 +494,9 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_features(env, tiny_G,
     from ganforge.metrics import features
 
     paths = {"inception": env["inception"]}
-    ref_opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths=paths, batch=16,
-                                      progress=False, cache=False)
+    ref_opts = features.MetricOptions(
+        G=tiny_G, dataset_path=env["data"], detector_paths=paths, batch=16, progress=False, cache=False
+    )
     ref_fake = features.fake_features(ref_opts, "inception", 20)
     ref_real = features.real_features(ref_opts, "inception", 40, save=False)
 
@@ -430,8 +510,7 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_features(env, tiny_G,
 
     monkeypatch.setattr(detectors.Detector, "embed", limited)
     monkeypatch.setattr(features, "available_memory", lambda device: 1 << 40)
-    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths=paths, progress=False,
-                                  cache=False)
+    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths=paths, progress=False, cache=False)
     fake = features.fake_features(opts, "inception", 20)
     assert sizes[:4] == [20, 10, 5, 2] and set(sizes[4:]) == {2}  # All 20 at once (under the cap), halved to 2.
     sizes.clear()
@@ -448,8 +527,14 @@ def test_out_of_memory_with_one_image_names_the_fix(env, tiny_G, monkeypatch):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000000000 bytes")
 
     monkeypatch.setattr(detectors.Detector, "embed", always)
-    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths={"inception": env["inception"]},
-                                  batch=2, progress=False, cache=False)
+    opts = features.MetricOptions(
+        G=tiny_G,
+        dataset_path=env["data"],
+        detector_paths={"inception": env["inception"]},
+        batch=2,
+        progress=False,
+        cache=False,
+    )
     with pytest.raises(MemoryError, match="single image per batch.*--device"):
         features.fake_features(opts, "inception", 4)
 
@@ -464,8 +549,14 @@ def test_other_errors_are_not_retried(env, tiny_G, monkeypatch):
         raise RuntimeError("shape mismatch")
 
     monkeypatch.setattr(detectors.Detector, "embed", broken)
-    opts = features.MetricOptions(G=tiny_G, dataset_path=env["data"], detector_paths={"inception": env["inception"]},
-                                  batch=8, progress=False, cache=False)
+    opts = features.MetricOptions(
+        G=tiny_G,
+        dataset_path=env["data"],
+        detector_paths={"inception": env["inception"]},
+        batch=8,
+        progress=False,
+        cache=False,
+    )
     with pytest.raises(RuntimeError, match="shape mismatch"):
         features.fake_features(opts, "inception", 16)
     assert calls == [8]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import os, sys, json, numpy as np, torch
     from ganforge import build_generator, make_plan
     from ganforge.metrics.features import MetricOptions, fake_features, real_features
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent('''
     results = snapshot_metrics(G, ["fid50k_full"], {out!r}, "snap", opts)
     np.savez(os.path.join({out!r}, f"rank{{rank}}.npz"), fake=fake, real=real, fid=results["fid50k_full"])
     torch.distributed.destroy_process_group()
-''')
+""")
 
 
 def test_two_process_gloo_features_equal_one_process(tmp_path, monkeypatch):
@@ -47,19 +47,32 @@ def test_two_process_gloo_features_equal_one_process(tmp_path, monkeypatch):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(data=data, det=det, out=str(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     torch.manual_seed(0)
     G = build_generator(make_plan("tiny", 16)).eval()
-    opts = MetricOptions(G=G, dataset_path=data, detector_paths={"inception": det}, batch=5, progress=False,
-                         cache=False)
+    opts = MetricOptions(
+        G=G, dataset_path=data, detector_paths={"inception": det}, batch=5, progress=False, cache=False
+    )
     fake, real = fake_features(opts, "inception", 13), real_features(opts, "inception", max_items=63, save=False)
-    single = snapshot_metrics(G, ["fid50k_full"], tmp_path / "single", "snap",
-                              MetricOptions(dataset_path=data, detector_paths={"inception": det}, num_gen=13,
-                                            progress=False, cache=False))
+    single = snapshot_metrics(
+        G,
+        ["fid50k_full"],
+        tmp_path / "single",
+        "snap",
+        MetricOptions(dataset_path=data, detector_paths={"inception": det}, num_gen=13, progress=False, cache=False),
+    )
     for rank in (0, 1):
         got = np.load(tmp_path / f"rank{rank}.npz")
         np.testing.assert_allclose(got["fake"], fake, rtol=1e-5, atol=1e-6)

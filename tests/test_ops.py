@@ -94,10 +94,12 @@ def test_modulated_conv_fused_and_unfused_agree_float64(up, demodulate):
     styles = torch.randn(3, 4, dtype=torch.float64)
     noise = torch.randn(3, 1, 6 * up, 5 * up, dtype=torch.float64)
     f = ops.setup_filter().double()
-    a = ops.modulated_conv2d(x, weight, styles, noise, up=up, padding=1, resample_filter=f,
-                             demodulate=demodulate, fused=True)
-    b = ops.modulated_conv2d(x, weight, styles, noise, up=up, padding=1, resample_filter=f,
-                             demodulate=demodulate, fused=False)
+    a = ops.modulated_conv2d(
+        x, weight, styles, noise, up=up, padding=1, resample_filter=f, demodulate=demodulate, fused=True
+    )
+    b = ops.modulated_conv2d(
+        x, weight, styles, noise, up=up, padding=1, resample_filter=f, demodulate=demodulate, fused=False
+    )
     assert a.shape == (3, 6, 6 * up, 5 * up)
     assert (a - b).abs().max() / b.abs().max() < 1e-5
 

@@ -31,8 +31,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 OFFICIAL_ROOT = SHARED / "anchors" / "stylegan2-ada-pytorch"
 
 if not (OFFICIAL_ROOT / "training" / "networks.py").is_file():
-    pytest.skip(f"official StyleGAN2-ADA code not found at {OFFICIAL_ROOT}: the parity tests compare against it",
-                allow_module_level=True)
+    pytest.skip(
+        f"official StyleGAN2-ADA code not found at {OFFICIAL_ROOT}: the parity tests compare against it",
+        allow_module_level=True,
+    )
 
 # A tiny 32×32 model: channels 32, 32, 32, 16 for b4..b32; z and w differ so a swapped size fails.
 RES, CBASE, CMAX = 32, 512, 32
@@ -100,10 +102,21 @@ class Case:
         return s
 
     def plan(self, **overrides):
-        kw = dict(cbase=CBASE, cmax=CMAX, z_dim=Z_DIM, w_dim=W_DIM, mapping_layers=MAPPING_LAYERS,
-                  g_architecture=self.arch, d_architecture=self.arch, conv_clamp=self.conv_clamp, num_fp16_res=0,
-                  mbstd_group=self.mbstd_group, mbstd_channels=self.mbstd_channels, cmap_dim=self.cmap_dim,
-                  d_mapping_layers=self.d_mapping_layers)
+        kw = dict(
+            cbase=CBASE,
+            cmax=CMAX,
+            z_dim=Z_DIM,
+            w_dim=W_DIM,
+            mapping_layers=MAPPING_LAYERS,
+            g_architecture=self.arch,
+            d_architecture=self.arch,
+            conv_clamp=self.conv_clamp,
+            num_fp16_res=0,
+            mbstd_group=self.mbstd_group,
+            mbstd_channels=self.mbstd_channels,
+            cmap_dim=self.cmap_dim,
+            d_mapping_layers=self.d_mapping_layers,
+        )
         kw.update(overrides)
         return make_plan("tiny", RES, img_channels=self.img_channels, c_dim=self.c_dim, **kw)
 
@@ -120,18 +133,34 @@ D_CASES = G_CASES + [
 
 def official_g(case: Case, num_fp16_res: int = 0) -> nn.Module:
     return official().Generator(
-        z_dim=Z_DIM, c_dim=case.c_dim, w_dim=W_DIM, img_resolution=RES, img_channels=case.img_channels,
+        z_dim=Z_DIM,
+        c_dim=case.c_dim,
+        w_dim=W_DIM,
+        img_resolution=RES,
+        img_channels=case.img_channels,
         mapping_kwargs=dict(num_layers=MAPPING_LAYERS),
-        synthesis_kwargs=dict(channel_base=CBASE, channel_max=CMAX, num_fp16_res=num_fp16_res,
-                              conv_clamp=case.conv_clamp, architecture=case.arch),
+        synthesis_kwargs=dict(
+            channel_base=CBASE,
+            channel_max=CMAX,
+            num_fp16_res=num_fp16_res,
+            conv_clamp=case.conv_clamp,
+            architecture=case.arch,
+        ),
     )
 
 
 def official_d(case: Case, num_fp16_res: int = 0) -> nn.Module:
     return official().Discriminator(
-        c_dim=case.c_dim, img_resolution=RES, img_channels=case.img_channels, architecture=case.arch,
-        channel_base=CBASE, channel_max=CMAX, num_fp16_res=num_fp16_res, conv_clamp=case.conv_clamp,
-        cmap_dim=case.cmap_dim, mapping_kwargs=dict(num_layers=case.d_mapping_layers),
+        c_dim=case.c_dim,
+        img_resolution=RES,
+        img_channels=case.img_channels,
+        architecture=case.arch,
+        channel_base=CBASE,
+        channel_max=CMAX,
+        num_fp16_res=num_fp16_res,
+        conv_clamp=case.conv_clamp,
+        cmap_dim=case.cmap_dim,
+        mapping_kwargs=dict(num_layers=case.d_mapping_layers),
         epilogue_kwargs=dict(mbstd_group_size=case.mbstd_group or None, mbstd_num_channels=case.mbstd_channels),
     )
 
@@ -157,8 +186,11 @@ def load_official(ours: nn.Module, theirs: nn.Module) -> None:
     src, dst = theirs.state_dict(), ours.state_dict()
     problems = [f"only in official: {k} {list(src[k].shape)}" for k in sorted(set(src) - set(dst))]
     problems += [f"only in ganforge: {k} {list(dst[k].shape)}" for k in sorted(set(dst) - set(src))]
-    problems += [f"shape of {k}: official {list(src[k].shape)}, ganforge {list(dst[k].shape)}"
-                 for k in sorted(set(src) & set(dst)) if src[k].shape != dst[k].shape]
+    problems += [
+        f"shape of {k}: official {list(src[k].shape)}, ganforge {list(dst[k].shape)}"
+        for k in sorted(set(src) & set(dst))
+        if src[k].shape != dst[k].shape
+    ]
     assert not problems, f"{type(ours).__name__} state dict does not map one-to-one:\n" + "\n".join(problems)
     ours.load_state_dict(src, strict=True)
 
@@ -286,8 +318,11 @@ def test_fp16_blocks_match_official(num_fp16_res: int) -> None:
 def test_mapping(g_pair, psi: float, cutoff: int | None) -> None:
     ours, theirs, case = g_pair
     z, c = randn(BATCH, Z_DIM), labels(case)
-    assert_parity(ours.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff),
-                  theirs.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff), f"mapping psi={psi} cut={cutoff}")
+    assert_parity(
+        ours.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff),
+        theirs.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff),
+        f"mapping psi={psi} cut={cutoff}",
+    )
 
 
 def test_mapping_w_avg_update(g_pair) -> None:

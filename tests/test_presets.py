@@ -17,10 +17,24 @@ def ganforge_numbers(preset: str, res: int, gpus: int) -> dict:
     cfg = with_preset(TrainConfig(preset=preset).resolved(), res, res, gpus)
     overrides, table = plan_overrides(cfg)
     plan = make_plan(cfg.model, res, **overrides)
-    return dict(batch=cfg.batch, batch_gpu=cfg.batch_gpu or cfg.batch // gpus, cbase=plan.cbase, cmax=plan.cmax,
-                map=plan.mapping_layers, gamma=cfg.gamma, lr=cfg.g_lr, dlr=cfg.d_lr, ema=cfg.ema_kimg,
-                ramp=cfg.ema_rampup or None, mbstd=plan.mbstd_group, pl=cfg.pl_weight, mix=cfg.style_mixing,
-                fp16=plan.num_fp16_res, clamp=plan.conv_clamp, d_arch=plan.d_architecture)
+    return dict(
+        batch=cfg.batch,
+        batch_gpu=cfg.batch_gpu or cfg.batch // gpus,
+        cbase=plan.cbase,
+        cmax=plan.cmax,
+        map=plan.mapping_layers,
+        gamma=cfg.gamma,
+        lr=cfg.g_lr,
+        dlr=cfg.d_lr,
+        ema=cfg.ema_kimg,
+        ramp=cfg.ema_rampup or None,
+        mbstd=plan.mbstd_group,
+        pl=cfg.pl_weight,
+        mix=cfg.style_mixing,
+        fp16=plan.num_fp16_res,
+        clamp=plan.conv_clamp,
+        d_arch=plan.d_architecture,
+    )
 
 
 @pytest.mark.parametrize("res", [32, 64, 128, 256, 512, 1024])
@@ -28,9 +42,17 @@ def ganforge_numbers(preset: str, res: int, gpus: int) -> dict:
 def test_auto_follows_the_official_formula(res, gpus):
     """The formula as published (train.py --cfg=auto), written out independently of ganforge's code."""
     batch = max(min(gpus * min(4096 // res, 32), 64), gpus)
-    want = dict(batch=batch, batch_gpu=batch // gpus, cbase=32768 if res >= 512 else 16384, map=2,
-                gamma=0.0002 * res**2 / batch, lr=0.002 if res >= 1024 else 0.0025, ema=batch * 10 / 32, ramp=0.05,
-                mbstd=min(batch // gpus, 4))
+    want = dict(
+        batch=batch,
+        batch_gpu=batch // gpus,
+        cbase=32768 if res >= 512 else 16384,
+        map=2,
+        gamma=0.0002 * res**2 / batch,
+        lr=0.002 if res >= 1024 else 0.0025,
+        ema=batch * 10 / 32,
+        ramp=0.05,
+        mbstd=min(batch // gpus, 4),
+    )
     got = ganforge_numbers("auto", res, gpus)
     assert {k: got[k] for k in want} == pytest.approx(want)
 
@@ -51,10 +73,14 @@ def test_non_square_auto_uses_the_pixel_count():
 
 
 def test_user_values_win_over_the_preset():
-    cfg = with_preset(TrainConfig(preset="paper256", batch=8, gamma=3.0, g_lr="0.001,0.0001@10").resolved(), 256,
-                      256)
-    assert (cfg.batch, cfg.gamma, cfg.g_lr, cfg.d_lr, cfg.batch_gpu) == (8, 3.0, "0.001,0.0001@10", "0.001,0.0001@10",
-                                                                         None)
+    cfg = with_preset(TrainConfig(preset="paper256", batch=8, gamma=3.0, g_lr="0.001,0.0001@10").resolved(), 256, 256)
+    assert (cfg.batch, cfg.gamma, cfg.g_lr, cfg.d_lr, cfg.batch_gpu) == (
+        8,
+        3.0,
+        "0.001,0.0001@10",
+        "0.001,0.0001@10",
+        None,
+    )
     assert with_preset(TrainConfig(preset="XL").resolved(), 1024, 1024).model == "XL"  # Capacity + auto recipe.
     assert with_preset(TrainConfig(preset="paper256", model="XL").resolved(), 256, 256).model == "XL"
 
@@ -91,8 +117,9 @@ CHILD = textwrap.dedent("""
 def test_presets_match_the_official_train_py(tmp_path):
     """Every official configuration at 32..1024 px on 1, 2 and 8 GPUs, from the official train.py itself."""
     official = require_shared("anchors/stylegan2-ada-pytorch", "train.py", "the preset test runs the official train.py")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(official), str(tmp_path)], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(official), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     official = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, want in official.items():
@@ -107,16 +134,34 @@ def test_presets_match_the_official_train_py(tmp_path):
 def short_run(tmp_path, **kw):
     from ganforge.train.loop import train
 
-    cfg = TrainConfig(data="mem", outdir=str(tmp_path), run_name="r", preset="tiny", kimg=0.016, batch=8, snap=0.016,
-                      tick=0.016, workers=0, tensorboard=False, **kw)
+    cfg = TrainConfig(
+        data="mem",
+        outdir=str(tmp_path),
+        run_name="r",
+        preset="tiny",
+        kimg=0.016,
+        batch=8,
+        snap=0.016,
+        tick=0.016,
+        workers=0,
+        tensorboard=False,
+        **kw,
+    )
     return train(cfg, RandomImages(16, 3, 16, 16), log=lambda *a: None)
 
 
 def test_dcgan_family_trains_with_the_classic_recipe(tmp_path):
     state = short_run(tmp_path, family="dcgan")
     cfg = state.cfg
-    assert (cfg.loss, cfg.g_lr, cfg.d_lr, cfg.beta1, cfg.beta2, cfg.gamma, cfg.aug) == ("dcgan", 2e-4, 2e-4, 0.5,
-                                                                                        0.999, 0.0, "none")
+    assert (cfg.loss, cfg.g_lr, cfg.d_lr, cfg.beta1, cfg.beta2, cfg.gamma, cfg.aug) == (
+        "dcgan",
+        2e-4,
+        2e-4,
+        0.5,
+        0.999,
+        0.0,
+        "none",
+    )
     for opt in (state.opt_G, state.opt_D):  # No lazy-regularization correction: exactly Adam(2e-4, (0.5, 0.999)).
         group = opt.param_groups[0]
         assert group["lr"] == pytest.approx(2e-4) and group["betas"] == pytest.approx((0.5, 0.999))

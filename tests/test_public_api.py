@@ -17,8 +17,16 @@ import ganforge
 from ganforge.checkpoint import CheckpointError, save_checkpoint
 
 PKL_DIR = SHARED / "anchors" / "official-pkls"
-API = ("make_plan", "Plan", "TrainConfig", "build_generator", "build_discriminator", "load_generator",
-       "load_checkpoint", "Checkpoint")
+API = (
+    "make_plan",
+    "Plan",
+    "TrainConfig",
+    "build_generator",
+    "build_discriminator",
+    "load_generator",
+    "load_checkpoint",
+    "Checkpoint",
+)
 
 
 @pytest.mark.parametrize("name", API)

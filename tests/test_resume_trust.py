@@ -13,8 +13,21 @@ from ganforge.train.loop import train
 
 
 def cfg_for(tmp_path, **kw):
-    base = dict(data="mem", outdir=str(tmp_path), run_name="run", preset="tiny", kimg=0.048, batch=8, snap=0.016,
-                tick=0.016, workers=0, tensorboard=False, resume="latest", seed=1, keep=10)
+    base = dict(
+        data="mem",
+        outdir=str(tmp_path),
+        run_name="run",
+        preset="tiny",
+        kimg=0.048,
+        batch=8,
+        snap=0.016,
+        tick=0.016,
+        workers=0,
+        tensorboard=False,
+        resume="latest",
+        seed=1,
+        keep=10,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -58,8 +71,9 @@ def fill_nan(path):
     ck.save_checkpoint(path, tensors, meta)
 
 
-@pytest.mark.parametrize("damage, reason", [(truncate, "truncated"), (flip_bit, "fails its checksum"),
-                                            (fill_nan, "non-finite")])
+@pytest.mark.parametrize(
+    "damage, reason", [(truncate, "truncated"), (flip_bit, "fails its checksum"), (fill_nan, "non-finite")]
+)
 def test_resume_latest_skips_a_damaged_newest_checkpoint_and_says_so(run, tmp_path, damage, reason):
     newest = ck.list_checkpoints(run)[-1]
     assert newest.name == ck.checkpoint_name(48)

@@ -11,8 +11,20 @@ from ganforge.train.stats import read_stats
 
 
 def cfg_for(tmp_path, **kw):
-    base = dict(data="mem", outdir=str(tmp_path), run_name="run", preset="tiny", kimg=0.032, batch=8, snap=0.016,
-                tick=0.016, workers=0, tensorboard=False, resume="latest", seed=1)
+    base = dict(
+        data="mem",
+        outdir=str(tmp_path),
+        run_name="run",
+        preset="tiny",
+        kimg=0.032,
+        batch=8,
+        snap=0.016,
+        tick=0.016,
+        workers=0,
+        tensorboard=False,
+        resume="latest",
+        seed=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -28,8 +40,10 @@ def test_a_resume_that_changes_lr_and_gamma_shows_everywhere(tmp_path):
     state = train(cfg_for(tmp_path, kimg=0.064, g_lr=0.0001, gamma=5.0), MemDataset(), log=second.append)
     text = "\n".join(second)
     assert "G lr 0.0001" in text and "γ 5" in text and "frozen: none" in text
-    assert "Changed since the last start: kimg 0.032 -> 0.064, g_lr 0.002 -> 0.0001, d_lr 0.002 -> 0.0001, " \
-           "gamma 0.1 -> 5, freeze mapping -> " in text
+    assert (
+        "Changed since the last start: kimg 0.032 -> 0.064, g_lr 0.002 -> 0.0001, d_lr 0.002 -> 0.0001, "
+        "gamma 0.1 -> 5, freeze mapping -> " in text
+    )
 
     doc = json.loads((state.run_dir / "config.json").read_text())
     assert doc["config"]["g_lr"] == 0.0001 and doc["config"]["gamma"] == 5.0 and doc["config"]["freeze"] == ""
@@ -47,8 +61,11 @@ def test_a_resume_that_changes_lr_and_gamma_shows_everywhere(tmp_path):
 
 
 def test_schedules_are_logged_with_their_value_at_each_tick(tmp_path):
-    state = train(cfg_for(tmp_path, kimg=0.064, g_lr="0.002,0.001@0.03", style_mixing="linear:0.9,0.1@0.064",
-                          resume=None), MemDataset(), log=lambda *a: None)
+    state = train(
+        cfg_for(tmp_path, kimg=0.064, g_lr="0.002,0.001@0.03", style_mixing="linear:0.9,0.1@0.064", resume=None),
+        MemDataset(),
+        log=lambda *a: None,
+    )
     stats = read_stats(state.run_dir / "stats.jsonl")
     assert [s["Schedule/g_lr"] for s in stats] == [0.002, 0.001, 0.001, 0.001]
     mixing = [s["Schedule/style_mixing"] for s in stats]

@@ -54,8 +54,16 @@ def test_output_shapes_every_power_of_two(k):
         assert D(img).shape == (2, 1)
 
 
-@pytest.mark.parametrize("res,shape", [("256x512", (512, 256)), ("384x256", (256, 384)), ("64x32", (32, 64)),
-                                       ("96x64", (64, 96)), ("2048x1024", (1024, 2048))])
+@pytest.mark.parametrize(
+    "res,shape",
+    [
+        ("256x512", (512, 256)),
+        ("384x256", (256, 384)),
+        ("64x32", (32, 64)),
+        ("96x64", (64, 96)),
+        ("2048x1024", (1024, 2048)),
+    ],
+)
 def test_non_square_shapes(res, shape):
     big = max(shape) > 128
     plan = make_plan("config-f" if big else "tiny", res)
@@ -140,13 +148,33 @@ def test_adain_and_noconst_variants():
 
 def test_official_state_dict_names():
     keys = set(Generator(make_plan("tiny", 16, c_dim=3)).state_dict())
-    for k in ["mapping.embed.weight", "mapping.fc0.weight", "mapping.fc1.bias", "mapping.w_avg", "synthesis.b4.const",
-              "synthesis.b4.resample_filter", "synthesis.b4.conv1.affine.weight", "synthesis.b4.conv1.noise_const",
-              "synthesis.b8.conv0.weight", "synthesis.b8.conv0.noise_strength", "synthesis.b16.torgb.weight"]:
+    for k in [
+        "mapping.embed.weight",
+        "mapping.fc0.weight",
+        "mapping.fc1.bias",
+        "mapping.w_avg",
+        "synthesis.b4.const",
+        "synthesis.b4.resample_filter",
+        "synthesis.b4.conv1.affine.weight",
+        "synthesis.b4.conv1.noise_const",
+        "synthesis.b8.conv0.weight",
+        "synthesis.b8.conv0.noise_strength",
+        "synthesis.b16.torgb.weight",
+    ]:
         assert k in keys, k
     dkeys = set(Discriminator(make_plan("tiny", 16, c_dim=3)).state_dict())
-    for k in ["b16.fromrgb.weight", "b16.conv0.weight", "b16.conv1.weight", "b16.skip.weight", "b8.conv1.bias",
-              "b4.conv.weight", "b4.fc.weight", "b4.out.weight", "mapping.embed.weight", "mapping.fc7.weight"]:
+    for k in [
+        "b16.fromrgb.weight",
+        "b16.conv0.weight",
+        "b16.conv1.weight",
+        "b16.skip.weight",
+        "b8.conv1.bias",
+        "b4.conv.weight",
+        "b4.fc.weight",
+        "b4.out.weight",
+        "mapping.embed.weight",
+        "mapping.fc7.weight",
+    ]:
         assert k in dkeys, k
 
 

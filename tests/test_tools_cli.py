@@ -42,8 +42,19 @@ def test_style_mix_command(tiny, tmp_path, run):
 
 def test_video_command_says_what_it_wrote(tiny, tmp_path, run):
     _, ckpt = tiny
-    output = run("video", "--checkpoint", ckpt, "--seeds", "0-3", "--frames", "2", "--grid", "2x1",
-                 "--out", tmp_path / "walk.gif")
+    output = run(
+        "video",
+        "--checkpoint",
+        ckpt,
+        "--seeds",
+        "0-3",
+        "--frames",
+        "2",
+        "--grid",
+        "2x1",
+        "--out",
+        tmp_path / "walk.gif",
+    )
     assert "4 frames as animated GIF" in output
     assert "--grid 'big'" in run("video", "--checkpoint", ckpt, "--grid", "big", code=2)
 
@@ -57,8 +68,20 @@ def test_export_command_reports_the_difference(tiny, tmp_path, run):
 def test_project_command(tiny, tmp_path, run):
     G, ckpt = tiny
     Image.fromarray(np.full([16, 16, 3], 128, np.uint8)).save(tmp_path / "grey.png")
-    output = run("project", "--checkpoint", ckpt, "--target", tmp_path / "grey.png", "--outdir", tmp_path / "p",
-                 "--steps", "5", "--loss", "mse", "--no-save-video")
+    output = run(
+        "project",
+        "--checkpoint",
+        ckpt,
+        "--target",
+        tmp_path / "grey.png",
+        "--outdir",
+        tmp_path / "p",
+        "--steps",
+        "5",
+        "--loss",
+        "mse",
+        "--no-save-video",
+    )
     assert "mse distance" in output and (tmp_path / "p" / "projected_w.npz").is_file()
     assert not list((tmp_path / "p").glob("proj.*[fp]4"))
 
@@ -68,6 +91,16 @@ def test_project_command_without_a_detector_fails_cleanly(tiny, tmp_path, monkey
     _, ckpt = tiny
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "empty-cache"))
     Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(tmp_path / "black.png")
-    output = run("project", "--checkpoint", ckpt, "--target", tmp_path / "black.png", "--loss", loss,
-                 "--outdir", tmp_path / "p", code=1)
+    output = run(
+        "project",
+        "--checkpoint",
+        ckpt,
+        "--target",
+        tmp_path / "black.png",
+        "--loss",
+        loss,
+        "--outdir",
+        tmp_path / "p",
+        code=1,
+    )
     assert "vgg16" in output and "--vgg" in output and not (tmp_path / "p").exists()

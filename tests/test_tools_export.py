@@ -19,8 +19,10 @@ from ganforge.tools.export import (
 )
 
 TOL = 1e-4
-needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript")
-                                is None, reason="onnx and onnxscript are not installed (pip install 'ganforge[onnx]')")
+needs_onnx = pytest.mark.skipif(
+    importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None,
+    reason="onnx and onnxscript are not installed (pip install 'ganforge[onnx]')",
+)
 
 
 def test_wrapper_is_the_same_math_as_eager(tiny):

@@ -97,8 +97,9 @@ def test_lpips_projection_with_a_stand_in_detector_reduces_the_loss(tiny, target
     from ganforge.tools.project import load_vgg
 
     G, _ = tiny
-    result = project(G, target, ProjectConfig(num_steps=STEPS, w_plus=True), loss="lpips",
-                     features=load_vgg(vgg_file, "cpu"))
+    result = project(
+        G, target, ProjectConfig(num_steps=STEPS, w_plus=True), loss="lpips", features=load_vgg(vgg_file, "cpu")
+    )
     assert result.final_dist < 0.7 * result.start_dist
     assert not torch.equal(result.w_steps[-1, 0], result.w_steps[-1, -1])  # w+: one w per layer.
 

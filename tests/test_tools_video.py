@@ -40,8 +40,11 @@ def test_walk_starts_at_the_seed_images(tiny, space):
     G, _ = tiny
     ws = walk_ws(G, [3, 8], frames=5, space=space, truncation_psi=0.7)
     assert ws.shape == (10, G.num_ws, G.w_dim)
-    keys = G.mapping(torch.stack([torch.from_numpy(np.random.RandomState(s).randn(G.z_dim)).float()
-                                  for s in (3, 8)]), None, truncation_psi=0.7)
+    keys = G.mapping(
+        torch.stack([torch.from_numpy(np.random.RandomState(s).randn(G.z_dim)).float() for s in (3, 8)]),
+        None,
+        truncation_psi=0.7,
+    )
     assert torch.allclose(ws[0], keys[0], atol=1e-5) and torch.allclose(ws[5], keys[1], atol=1e-5)
     frames = list(walk_frames(G, [3, 8], frames=5, space=space, truncation_psi=0.7))
     assert len(frames) == 10 and frames[0].shape == (16, 16, 3)

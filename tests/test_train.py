@@ -15,8 +15,21 @@ from ganforge.train.stats import read_stats
 
 
 def cfg_for(tmp_path, **kw):
-    base = dict(data="mem", outdir=str(tmp_path), run_name="run", preset="tiny", resolution="16", kimg=0.128,
-                batch=8, snap=0.064, tick=0.032, workers=0, tensorboard=False, resume="latest", seed=1)
+    base = dict(
+        data="mem",
+        outdir=str(tmp_path),
+        run_name="run",
+        preset="tiny",
+        resolution="16",
+        kimg=0.128,
+        batch=8,
+        snap=0.064,
+        tick=0.032,
+        workers=0,
+        tensorboard=False,
+        resume="latest",
+        seed=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -93,8 +106,9 @@ def test_step_batches_cover_each_epoch_once_and_resume():
 
 def test_training_lowers_d_loss_and_stays_finite(tmp_path):
     # G held still (lr 0): D must learn to tell the shapes from G's images.
-    state = train(cfg_for(tmp_path, kimg=0.256, snap=0.256, tick=0.064, gamma=0.05, g_lr=0.0, d_lr=0.002),
-                  MemDataset(), log=quiet)
+    state = train(
+        cfg_for(tmp_path, kimg=0.256, snap=0.256, tick=0.064, gamma=0.05, g_lr=0.0, d_lr=0.002), MemDataset(), log=quiet
+    )
     stats = read_stats(state.run_dir / "stats.jsonl")
     d_losses = [s["Loss/D/loss"] for s in stats]
     assert all(math.isfinite(v) for s in stats for k, v in s.items() if isinstance(v, float))
@@ -162,8 +176,11 @@ def test_bad_data_fails_before_training(tmp_path):
 
 @pytest.mark.parametrize("patch_d", [False, True])
 def test_dcgan_family_trains_non_square(tmp_path, patch_d):
-    state = train(cfg_for(tmp_path, family="dcgan", patch_d=patch_d, resolution="auto", kimg=0.064),
-                  RandomImages(32, 3, 24, 32), log=quiet)
+    state = train(
+        cfg_for(tmp_path, family="dcgan", patch_d=patch_d, resolution="auto", kimg=0.064),
+        RandomImages(32, 3, 24, 32),
+        log=quiet,
+    )
     assert state.plan.family == "dcgan" and (state.plan.height, state.plan.width) == (24, 32)
     ckpt = ck.latest_checkpoint(state.run_dir)
     from ganforge.tools.generate import generate, load_generator
@@ -180,8 +197,10 @@ def test_cli_train_with_toml_and_overrides(tmp_path, cli):
 
     data = make_demo_dataset(tmp_path / "shapes", count=24, resolution=(16, 16))
     toml = tmp_path / "run.toml"
-    toml.write_text(f'data = "{data}"\noutdir = "{tmp_path}"\nkimg = 0.032\nbatch = 8\ngamma = 0.5\n'
-                    f'snap = 0.032\ntick = 0.016\nworkers = 0\ntensorboard = false\n[model]\ncmax = 16\n')
+    toml.write_text(
+        f'data = "{data}"\noutdir = "{tmp_path}"\nkimg = 0.032\nbatch = 8\ngamma = 0.5\n'
+        f"snap = 0.032\ntick = 0.016\nworkers = 0\ntensorboard = false\n[model]\ncmax = 16\n"
+    )
     runner = CliRunner()
     dry = runner.invoke(app, ["train", "--config", str(toml), "--gamma", "0.25", "--dry-run"])
     assert dry.exit_code == 0, dry.output
@@ -200,8 +219,10 @@ def test_cli_train_with_toml_and_overrides(tmp_path, cli):
     assert code == 2 and "lerning_rate" in err
 
 
-@pytest.mark.parametrize("native, precision, expect", [(True, "auto", True), (False, "auto", False),
-                                                       (True, "fp32", False), (False, "bf16", True)])
+@pytest.mark.parametrize(
+    "native, precision, expect",
+    [(True, "auto", True), (False, "auto", False), (True, "fp32", False), (False, "bf16", True)],
+)
 def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect):
     """auto = bf16 top resolutions on CPUs with bf16 instructions, fp32 elsewhere; the setting ends with the run."""
     import ganforge.models.generator as gen_module
@@ -216,8 +237,9 @@ def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect
         return real_synthesis_forward(self, ws, **kw)
 
     monkeypatch.setattr(gen_module.SynthesisNetwork, "forward", spy)
-    state = train(cfg_for(tmp_path, kimg=0.016, snap=0.016, precision=precision, fp16_res=2),
-                  MemDataset(), log=lines.append)
+    state = train(
+        cfg_for(tmp_path, kimg=0.016, snap=0.016, precision=precision, fp16_res=2), MemDataset(), log=lines.append
+    )
     assert seen and all(s == expect for s in seen)
     assert "cpu" not in gen_module.REDUCED_PRECISION_DEVICES  # Restored after the run.
     text = next(line for line in lines if line.startswith("Batch "))
@@ -253,8 +275,13 @@ def test_accumulation_rounds_add_up_to_the_whole_batch(phase):
         accumulate_rounds(loss, phase, net, batch, rounds, gain=1.0)
         net.requires_grad_(False)
         # noise_strength's gradient is the random noise itself, drawn per pass: every other gradient must agree.
-        grads.append([p.grad.clone() for name, p in net.named_parameters()
-                      if p.grad is not None and not name.endswith("noise_strength")])
+        grads.append(
+            [
+                p.grad.clone()
+                for name, p in net.named_parameters()
+                if p.grad is not None and not name.endswith("noise_strength")
+            ]
+        )
     assert len(grads[0]) == len(grads[1]) > 0
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -269,11 +296,16 @@ def test_batch_gpu_trains_with_accumulation(tmp_path):
     assert waits and all(0 <= w <= 100 for w in waits)  # The loader's share of each tick is measured.
 
 
-@pytest.mark.parametrize("kw, message", [(dict(batch=8, batch_gpu=3), "--batch-gpu 3 must divide the per-process "
-                                                                        "batch 8 .*use one of 1, 2, 4, 8"),
-                                         (dict(batch=12, batch_gpu=6, mbstd_group=4),
-                                          "--batch-gpu 6 is not a multiple of the minibatch-std group 4: use "
-                                          "--batch-gpu 4")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(batch=8, batch_gpu=3), "--batch-gpu 3 must divide the per-process batch 8 .*use one of 1, 2, 4, 8"),
+        (
+            dict(batch=12, batch_gpu=6, mbstd_group=4),
+            "--batch-gpu 6 is not a multiple of the minibatch-std group 4: use --batch-gpu 4",
+        ),
+    ],
+)
 def test_batch_gpu_errors_name_the_fix(tmp_path, kw, message):
     from ganforge.plan import PlanError
 

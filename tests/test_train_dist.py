@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import os, sys, torch
     sys.path.insert(0, {tests!r})
     from conftest import MemDataset
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent('''
     params = {{f"G.{{k}}": v for k, v in state.G.named_parameters()}}
     params.update({{f"D.{{k}}": v for k, v in state.D.named_parameters()}})
     torch.save({{k: v.detach() for k, v in params.items()}}, os.path.join({out!r}, f"rank{{rank}}.pt"))
-''')
+""")
 
 
 @pytest.mark.parametrize("batch_gpu, port", [(None, 29517), (2, 29518)])  # 2: two accumulation rounds (no_sync).
@@ -32,8 +32,16 @@ def test_two_process_gloo_keeps_weights_identical(tmp_path, batch_gpu, port):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=tests, out=str(tmp_path), batch_gpu=batch_gpu))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(script),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)

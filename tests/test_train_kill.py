@@ -17,9 +17,35 @@ SNAP = 0.032
 
 
 def command(data, out):
-    return [sys.executable, "-m", "ganforge", "train", "--data", str(data), "--outdir", str(out), "--run-name", "r",
-            "--preset", "tiny", "--kimg", "0.192", "--batch", "8", "--snap", str(SNAP), "--tick", "0.016",
-            "--workers", "0", "--no-tensorboard", "--device", "cpu", "--resume", "latest"]
+    return [
+        sys.executable,
+        "-m",
+        "ganforge",
+        "train",
+        "--data",
+        str(data),
+        "--outdir",
+        str(out),
+        "--run-name",
+        "r",
+        "--preset",
+        "tiny",
+        "--kimg",
+        "0.192",
+        "--batch",
+        "8",
+        "--snap",
+        str(SNAP),
+        "--tick",
+        "0.016",
+        "--workers",
+        "0",
+        "--no-tensorboard",
+        "--device",
+        "cpu",
+        "--resume",
+        "latest",
+    ]
 
 
 def test_sigkill_then_resume_finishes(tmp_path):
@@ -31,8 +57,11 @@ def test_sigkill_then_resume_finishes(tmp_path):
     while time.time() < deadline and len(ck.list_checkpoints(run)) < 2:  # past the first real snapshot
         time.sleep(0.05)
     time.sleep(random.uniform(0.0, 1.5))
-    killed_at = max(json.loads(x)["kimg"] for x in (run / "stats.jsonl").read_text().splitlines()) \
-        if (run / "stats.jsonl").exists() else 0.0
+    killed_at = (
+        max(json.loads(x)["kimg"] for x in (run / "stats.jsonl").read_text().splitlines())
+        if (run / "stats.jsonl").exists()
+        else 0.0
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"

@@ -40,8 +40,13 @@ from ganforge.tools import OfficialPickleError, OfficialRecord, read_official_pk
 from ganforge.tools.untrusted import MAX_DEPTH, MAX_META_NODES, MAX_NUMERIC_KEYS, json_value
 
 EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=EXAMPLES or 150, deadline=2000, derandomize=not EXAMPLES, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES or 150,
+    deadline=2000,
+    derandomize=not EXAMPLES,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FUZZ_STRUCTURE = settings(FUZZ, max_examples=EXAMPLES or 60)  # Deep pickles cost more per example.
 P61 = 2**61 - 1  # CPython hashes ints modulo this prime (and ints below it as themselves).
 
@@ -57,6 +62,7 @@ class CodeRan(BaseException):
 def _forbidden(name: str):
     def call(*args, **kwargs):
         raise CodeRan(f"{name} was called while reading a pickle")
+
     return call
 
 
@@ -104,6 +110,7 @@ def depth(x: object) -> int:
             known[id(v)] = 0  # A cycle would stop here (reported as shallow; cycles are refused upstream).
             known[id(v)] = 1 + max((visit(c, level + 1) for c in children(v)), default=-1)
         return known[id(v)]
+
     return visit(x, 0)
 
 
@@ -187,19 +194,90 @@ def hot_positions() -> list[int]:
     return hot
 
 
-ALLOWED = [("builtins", "set"), ("_codecs", "encode"), ("numpy", "dtype"), ("numpy._core.multiarray", "scalar"),
-           ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
-           ("torch.storage", "_load_from_bytes"), ("torch_utils.persistence", "_reconstruct_persistent_obj"),
-           ("collections", "OrderedDict"), ("dnnlib.util", "EasyDict")]
-REFUSED = [("os", "system"), ("posix", "system"), ("builtins", "exec"), ("builtins", "eval"), ("builtins", "getattr"),
-           ("builtins", "__import__"), ("subprocess", "Popen"), ("torch", "load"), ("copyreg", "_reconstructor"),
-           ("numpy", "load"), ("torch", "Tensor")]
-WORDS = ["class", "type", "version", "module_src", "class_name", "state", "_parameters", "_buffers", "_modules",
-         "G", "D", "G_ema", "augment_pipe", "latin1", "f4", "<f4", "storage", "cpu", "FloatStorage", "0"]
+ALLOWED = [
+    ("builtins", "set"),
+    ("_codecs", "encode"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "scalar"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch.storage", "_load_from_bytes"),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"),
+    ("collections", "OrderedDict"),
+    ("dnnlib.util", "EasyDict"),
+]
+REFUSED = [
+    ("os", "system"),
+    ("posix", "system"),
+    ("builtins", "exec"),
+    ("builtins", "eval"),
+    ("builtins", "getattr"),
+    ("builtins", "__import__"),
+    ("subprocess", "Popen"),
+    ("torch", "load"),
+    ("copyreg", "_reconstructor"),
+    ("numpy", "load"),
+    ("torch", "Tensor"),
+]
+WORDS = [
+    "class",
+    "type",
+    "version",
+    "module_src",
+    "class_name",
+    "state",
+    "_parameters",
+    "_buffers",
+    "_modules",
+    "G",
+    "D",
+    "G_ema",
+    "augment_pipe",
+    "latin1",
+    "f4",
+    "<f4",
+    "storage",
+    "cpu",
+    "FloatStorage",
+    "0",
+]
 
-SIMPLE_OPS = [b"N", b")", b"]", b"}", b"(", b"t", b"l", b"d", b"u", b"s", b"a", b"e", b"R", b"b", b"\x81", b"\x85",
-              b"\x86", b"\x87", b"0", b"1", b"2", b"\x88", b"\x89", b"\x8f", b"\x90", b"\x91", b"\x93", b"\x94",
-              b"\x92", b"o", b"Q", b"."]
+SIMPLE_OPS = [
+    b"N",
+    b")",
+    b"]",
+    b"}",
+    b"(",
+    b"t",
+    b"l",
+    b"d",
+    b"u",
+    b"s",
+    b"a",
+    b"e",
+    b"R",
+    b"b",
+    b"\x81",
+    b"\x85",
+    b"\x86",
+    b"\x87",
+    b"0",
+    b"1",
+    b"2",
+    b"\x88",
+    b"\x89",
+    b"\x8f",
+    b"\x90",
+    b"\x91",
+    b"\x93",
+    b"\x94",
+    b"\x92",
+    b"o",
+    b"Q",
+    b".",
+]
+
+
 def nesting_run(kind: str, n: int) -> bytes:
     """n levels of nesting around what the stack holds (or around nothing): up to twice the bound."""
     if kind == "tuples":
@@ -224,10 +302,12 @@ tokens = st.one_of(
     st.sampled_from(ALLOWED + REFUSED).map(lambda g: unicode(g[0]) + unicode(g[1]) + b"\x93"),
     st.just(call("torch.storage", "_load_from_bytes", obj(payload()))),
     st.tuples(st.sampled_from(["tuples", "frozensets", "lists", "memo tuples"]), st.integers(1, 2 * MAX_DEPTH)).map(
-        lambda run: nesting_run(*run)),
+        lambda run: nesting_run(*run)
+    ),
 )
-huge = st.one_of(st.integers(0, 8), st.sampled_from([0, 2**31, 2**62, 2**63, 2**64]), st.integers(0, 2**70),
-                 st.just(-1))
+huge = st.one_of(
+    st.integers(0, 8), st.sampled_from([0, 2**31, 2**62, 2**63, 2**64]), st.integers(0, 2**70), st.just(-1)
+)
 
 
 # ----------------------------------------------------------------------------
@@ -246,21 +326,36 @@ def test_opcode_soup_is_refused_cleanly(ops):
     check(b"\x80\x04" + b"".join(ops) + b".")
 
 
-shapes = st.integers(0, 4).flatmap(lambda n: st.tuples(st.lists(huge, min_size=n, max_size=n).map(tuple),
-                                                      st.lists(huge, min_size=n, max_size=n).map(tuple)))
+shapes = st.integers(0, 4).flatmap(
+    lambda n: st.tuples(
+        st.lists(huge, min_size=n, max_size=n).map(tuple), st.lists(huge, min_size=n, max_size=n).map(tuple)
+    )
+)
 
 
 @FUZZ
-@given(offset=st.one_of(st.integers(0, 8), huge),
-       shape=st.one_of(shapes, shapes, st.tuples(st.lists(huge, max_size=3).map(tuple),
-                                                 st.lists(huge, max_size=3).map(tuple))),
-       requires_grad=st.sampled_from([False, False, True, 0, None]),
-       hooks=st.sampled_from([None, {}, {}, (), "x", {"a": 1}]), wrap=st.booleans())
+@given(
+    offset=st.one_of(st.integers(0, 8), huge),
+    shape=st.one_of(
+        shapes, shapes, st.tuples(st.lists(huge, max_size=3).map(tuple), st.lists(huge, max_size=3).map(tuple))
+    ),
+    requires_grad=st.sampled_from([False, False, True, 0, None]),
+    hooks=st.sampled_from([None, {}, {}, (), "x", {"a": 1}]),
+    wrap=st.booleans(),
+)
 def test_tensor_arguments_are_checked(offset, shape, requires_grad, hooks, wrap):
     size, stride = shape
     storage = call("torch.storage", "_load_from_bytes", obj(payload()))
-    tensor = call("torch._utils", "_rebuild_tensor_v2", storage, obj(offset), obj(size), obj(stride),
-                  obj(requires_grad), obj(hooks))
+    tensor = call(
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        storage,
+        obj(offset),
+        obj(size),
+        obj(stride),
+        obj(requires_grad),
+        obj(hooks),
+    )
     if wrap:
         tensor = call("torch._utils", "_rebuild_parameter", tensor, obj(True), obj({}))
     check(b"\x80\x02}" + unicode("t") + tensor + b"s.")
@@ -311,8 +406,14 @@ def chain(kinds: list[str], leaf: object) -> object:
     """`leaf` wrapped once per kind, innermost first: a value exactly len(kinds) containers deep."""
     value = leaf
     for kind in kinds:
-        value = {"list": lambda v: [v], "tuple": lambda v: (v,), "dict-value": lambda v: {"k": v},
-                 "dict-key": lambda v: {v: 0}, "set": lambda v: {v}, "frozenset": lambda v: frozenset([v])}[kind](value)
+        value = {
+            "list": lambda v: [v],
+            "tuple": lambda v: (v,),
+            "dict-value": lambda v: {"k": v},
+            "dict-key": lambda v: {v: 0},
+            "set": lambda v: {v},
+            "frozenset": lambda v: frozenset([v]),
+        }[kind](value)
     return value
 
 
@@ -338,14 +439,28 @@ def colliding(family: str, n: int) -> list:
     return [k << 14 for k in range(n)]  # Small ints.
 
 
-leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=4),
-                   st.binary(max_size=4))
-keys = st.one_of(st.text(max_size=4), st.integers(-1000, 1000), st.integers(P61 - 2, 2**70), st.floats(),
-                 st.none(), st.tuples(st.integers(-3, 3), st.text(max_size=2)),
-                 st.frozensets(st.integers(0, 3), max_size=2))
-values = st.recursive(leaves, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.tuples(inner, inner), st.dictionaries(keys, inner, max_size=3),
-    st.builds(lambda v: [v, v], inner)), max_leaves=12)
+leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=4), st.binary(max_size=4)
+)
+keys = st.one_of(
+    st.text(max_size=4),
+    st.integers(-1000, 1000),
+    st.integers(P61 - 2, 2**70),
+    st.floats(),
+    st.none(),
+    st.tuples(st.integers(-3, 3), st.text(max_size=2)),
+    st.frozensets(st.integers(0, 3), max_size=2),
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(keys, inner, max_size=3),
+        st.builds(lambda v: [v, v], inner),
+    ),
+    max_leaves=12,
+)
 
 
 def holds_hostile_key(value: object) -> bool:
@@ -363,8 +478,11 @@ def holds_hostile_key(value: object) -> bool:
 
 
 @FUZZ_STRUCTURE
-@given(kinds=st.lists(st.sampled_from(CONTAINERS), min_size=MAX_DEPTH - 8, max_size=MAX_DEPTH + 40),
-       leaf=leaves, protocol=st.sampled_from([2, 4, 5]))
+@given(
+    kinds=st.lists(st.sampled_from(CONTAINERS), min_size=MAX_DEPTH - 8, max_size=MAX_DEPTH + 40),
+    leaf=leaves,
+    protocol=st.sampled_from([2, 4, 5]),
+)
 def test_nesting_is_bounded(kinds, leaf, protocol):
     kinds = hashable_chain(kinds)
     value = {"v": chain(kinds, leaf)}  # A snapshot is a dict.
@@ -382,8 +500,11 @@ MEMO_WRAPS = {  # One level around the previous one, fetched back from memo slot
 
 
 @FUZZ_STRUCTURE
-@given(levels=st.integers(1, 3 * MAX_DEPTH), wraps=st.lists(st.sampled_from(list(MEMO_WRAPS)), min_size=1, max_size=3),
-       as_key=st.booleans())
+@given(
+    levels=st.integers(1, 3 * MAX_DEPTH),
+    wraps=st.lists(st.sampled_from(list(MEMO_WRAPS)), min_size=1, max_size=3),
+    as_key=st.booleans(),
+)
 def test_nesting_through_the_memo_is_bounded(levels, wraps, as_key):
     """Each level fetches the previous one back from the memo (GET) and wraps it: 5-8 bytes a level."""
     body = b"".join(MEMO_WRAPS[wraps[i % len(wraps)]] for i in range(levels))
@@ -397,9 +518,12 @@ def test_nesting_through_the_memo_is_bounded(levels, wraps, as_key):
 
 
 @FUZZ_STRUCTURE
-@given(family=st.sampled_from(["big ints", "floats", "int pairs", "small ints"]),
-       n=st.one_of(st.integers(1, 40), st.integers(MAX_NUMERIC_KEYS - 5, MAX_NUMERIC_KEYS + 300)),
-       container=st.sampled_from(["dict", "set"]), protocol=st.sampled_from([2, 4]))
+@given(
+    family=st.sampled_from(["big ints", "floats", "int pairs", "small ints"]),
+    n=st.one_of(st.integers(1, 40), st.integers(MAX_NUMERIC_KEYS - 5, MAX_NUMERIC_KEYS + 300)),
+    container=st.sampled_from(["dict", "set"]),
+    protocol=st.sampled_from([2, 4]),
+)
 def test_colliding_keys_are_refused(family, n, container, protocol):
     ks = colliding(family, n)
     value = {k: None for k in ks} if container == "dict" else set(ks)
@@ -452,8 +576,11 @@ def test_the_valid_snapshot_is_accepted_and_the_guard_works():
 
 def _tensor(size: tuple, stride: tuple) -> bytes:
     storage = call("torch.storage", "_load_from_bytes", obj(payload()))
-    return b"\x80\x02" + call("torch._utils", "_rebuild_tensor_v2", storage, obj(0), obj(size), obj(stride),
-                              obj(False), obj({})) + b"."
+    return (
+        b"\x80\x02"
+        + call("torch._utils", "_rebuild_tensor_v2", storage, obj(0), obj(size), obj(stride), obj(False), obj({}))
+        + b"."
+    )
 
 
 # Inputs that once escaped as another exception type (the comment says which) or made CPython allocate first;
@@ -472,8 +599,9 @@ KNOWN_ESCAPES = [
     pytest.param(b"\x80\x02N\x85q\x000" + b"h\x00\x85q\x000" * 20_000 + b"}h\x00Ns.", id="deep-tuple-via-memo"),
     pytest.param(b"\x80\x02]q\x000]q\x010h\x00h\x01ah\x01N" + b"a.", id="list-changed-after-nesting"),
     pytest.param(b"\x80\x02]2a.", id="list-inside-itself"),
-    pytest.param(b"\x80\x02}(" + b"".join(obj(k * P61 + 7) + b"N" for k in range(1, 2000)) + b"u.",
-                 id="colliding-big-int-keys"),
+    pytest.param(
+        b"\x80\x02}(" + b"".join(obj(k * P61 + 7) + b"N" for k in range(1, 2000)) + b"u.", id="colliding-big-int-keys"
+    ),
 ]
 
 

@@ -28,8 +28,14 @@ def trailing_comment(line: str) -> str | None:
 
 
 class TrailingComments(griffe.Extension):
-    def on_attribute_instance(self, *, node: ast.AST | griffe.ObjectNode, attr: griffe.Attribute,
-                              agent: griffe.Visitor | griffe.Inspector, **kwargs: Any) -> None:
+    def on_attribute_instance(
+        self,
+        *,
+        node: ast.AST | griffe.ObjectNode,
+        attr: griffe.Attribute,
+        agent: griffe.Visitor | griffe.Inspector,
+        **kwargs: Any,
+    ) -> None:
         if attr.docstring is not None or attr.lineno is None or attr.lineno != attr.endlineno:
             return
         lines = attr.lines  # The source line(s) of the definition, comment included.

@@ -78,17 +78,22 @@ def guide_pages() -> dict[str, str]:
     hook = f"docs/hooks/{Path(__file__).name}"
     unmapped = sorted(set(sections) - set(PAGES))
     if unmapped:
-        raise PluginError(f"README section(s) {unmapped} have no docs page: add them to PAGES in {hook} and to "
-                          f"the nav in mkdocs.yml")
+        raise PluginError(
+            f"README section(s) {unmapped} have no docs page: add them to PAGES in {hook} and to the nav in mkdocs.yml"
+        )
     gone = sorted(set(PAGES) - set(sections))
     if gone:
-        raise PluginError(f"README.md has no section(s) {gone} any more: remove them from PAGES in {hook} and "
-                          f"from the nav in mkdocs.yml")
+        raise PluginError(
+            f"README.md has no section(s) {gone} any more: remove them from PAGES in {hook} and "
+            f"from the nav in mkdocs.yml"
+        )
     architecture = ARCHITECTURE.read_text(encoding="utf-8")
     unlisted = unlisted_modules(architecture)
     if unlisted:
-        raise PluginError(f"ARCHITECTURE.md's module map does not name {', '.join(unlisted)}: add a row for each "
-                          f"(what it does, what it must not know)")
+        raise PluginError(
+            f"ARCHITECTURE.md's module map does not name {', '.join(unlisted)}: add a row for each "
+            f"(what it does, what it must not know)"
+        )
     _intro["text"] = intro
     pages = {page: as_page(sections[key]) for key, page in PAGES.items()}
     pages["architecture.md"] = architecture
@@ -98,8 +103,10 @@ def guide_pages() -> dict[str, str]:
 def on_files(files, config):
     for page, markdown in guide_pages().items():
         if files.get_file_from_path(page) is not None:
-            raise PluginError(f"docs/{page} exists, but that page is made at build time from README.md or "
-                              f"ARCHITECTURE.md: edit those instead and remove docs/{page}")
+            raise PluginError(
+                f"docs/{page} exists, but that page is made at build time from README.md or "
+                f"ARCHITECTURE.md: edit those instead and remove docs/{page}"
+            )
         files.append(File.generated(config, page, content=markdown))
     return files
 

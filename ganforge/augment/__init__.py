@@ -1,8 +1,8 @@
 """Augmentation of everything D sees: ADA (adaptive or fixed p) and DiffAugment.
 
-    pipe, controller = build_augment("ada", pipe="bgc")      # loss: D(pipe(img)); loop: controller.accumulate(logits)
-    pipe, controller = build_augment("fixed", p=0.2)         # constant p; controller only measures r_t
-    pipe, _ = build_augment("diffaugment", policy="color,translation,cutout")
+pipe, controller = build_augment("ada", pipe="bgc")      # loss: D(pipe(img)); loop: controller.accumulate(logits)
+pipe, controller = build_augment("fixed", p=0.2)         # constant p; controller only measures r_t
+pipe, _ = build_augment("diffaugment", policy="color,translation,cutout")
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def build_augment(
         return DiffAugment(policy), None
     if kind in ("ada", "fixed"):
         aug = AugmentPipe.from_preset(pipe, p=p)
-        ctrl = AdaController(aug, target=target, speed_kimg=speed_kimg, interval=interval, max_p=max_p,
-                             adaptive=kind == "ada")
+        ctrl = AdaController(
+            aug, target=target, speed_kimg=speed_kimg, interval=interval, max_p=max_p, adaptive=kind == "ada"
+        )
         return aug, ctrl
     raise ValueError(f"unknown augmentation kind {kind!r}; choose one of {', '.join(KINDS)} (or 'noaug')")

@@ -118,9 +118,23 @@ class AugmentPipe(nn.Module):
     ):
         super().__init__()
         self.register_buffer("p", torch.tensor(float(p)))  # [] lives in state_dict / checkpoints.
-        self.mult = dict(xflip=xflip, rotate90=rotate90, xint=xint, scale=scale, rotate=rotate, aniso=aniso,
-                         xfrac=xfrac, brightness=brightness, contrast=contrast, lumaflip=lumaflip, hue=hue,
-                         saturation=saturation, imgfilter=imgfilter, noise=noise, cutout=cutout)
+        self.mult = dict(
+            xflip=xflip,
+            rotate90=rotate90,
+            xint=xint,
+            scale=scale,
+            rotate=rotate,
+            aniso=aniso,
+            xfrac=xfrac,
+            brightness=brightness,
+            contrast=contrast,
+            lumaflip=lumaflip,
+            hue=hue,
+            saturation=saturation,
+            imgfilter=imgfilter,
+            noise=noise,
+            cutout=cutout,
+        )
         self.xint_max, self.scale_std, self.rotate_max = xint_max, scale_std, rotate_max
         self.aniso_std, self.xfrac_std = aniso_std, xfrac_std
         self.brightness_std, self.contrast_std, self.hue_max = brightness_std, contrast_std, hue_max
@@ -143,11 +157,15 @@ class AugmentPipe(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # [N, C, H, W] float, ~[-1, 1] -> [N, C, H, W], same dtype.
         if images.ndim != 4 or not images.is_floating_point():
-            raise ValueError(f"AugmentPipe expects float images [N, C, H, W], got {images.dtype} "
-                             f"{list(images.shape)}; convert uint8 data to float in [-1, 1] first")
+            raise ValueError(
+                f"AugmentPipe expects float images [N, C, H, W], got {images.dtype} "
+                f"{list(images.shape)}; convert uint8 data to float in [-1, 1] first"
+            )
         if self._on(*COLOR) and images.shape[1] not in (1, 3):
-            raise ValueError(f"color augmentation needs 1 or 3 channels, got {images.shape[1]}; "
-                             f"use a pipe without color ops (e.g. 'bg') for {images.shape[1]}-channel images")
+            raise ValueError(
+                f"color augmentation needs 1 or 3 channels, got {images.shape[1]}; "
+                f"use a pipe without color ops (e.g. 'bg') for {images.shape[1]}-channel images"
+            )
         work = torch.promote_types(images.dtype, torch.float32)  # fp16/bf16 in -> fp32 math, exact round trip.
         x = images.to(work)
         x = self._geometric(x)

@@ -98,8 +98,13 @@ class AdaController:
     def state_dict(self) -> dict[str, float | int]:
         """Plain JSON-able state (checkpoint metadata). The partial interval is this rank's sums only."""
         sign_sum, count = (0.0, 0.0) if self._acc is None else self._acc.tolist()
-        return {"p": self.p, "sign_sum": sign_sum, "count": count, "steps": self.steps,
-                "rt": None if math.isnan(self.rt) else self.rt}
+        return {
+            "p": self.p,
+            "sign_sum": sign_sum,
+            "count": count,
+            "steps": self.steps,
+            "rt": None if math.isnan(self.rt) else self.rt,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict):
@@ -114,10 +119,15 @@ class AdaController:
         self.steps = int(state["steps"])
         self.rt = math.nan if state.get("rt") is None else float(state["rt"])
         has_partial = float(state["count"]) > 0
-        self._acc = torch.tensor([float(state["sign_sum"]), float(state["count"])],
-                                 device=self.pipe.p.device) if has_partial else None
+        self._acc = (
+            torch.tensor([float(state["sign_sum"]), float(state["count"])], device=self.pipe.p.device)
+            if has_partial
+            else None
+        )
 
     def __repr__(self) -> str:
         mode = "adaptive" if self.adaptive else "fixed"
-        return (f"AdaController({mode}, p={self.p:g}, target={self.target}, speed_kimg={self.speed_kimg}, "
-                f"interval={self.interval}, max_p={self.max_p})")
+        return (
+            f"AdaController({mode}, p={self.p:g}, target={self.target}, speed_kimg={self.speed_kimg}, "
+            f"interval={self.interval}, max_p={self.max_p})"
+        )

@@ -79,8 +79,10 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     ops = tuple(op.strip() for op in policy.split(",") if op.strip())
     unknown = [op for op in ops if op not in POLICY_OPS]
     if unknown:
-        raise ValueError(f"unknown DiffAugment op(s) {unknown} in policy {policy!r}; "
-                         f"use a comma-separated subset of {', '.join(POLICY_OPS)}")
+        raise ValueError(
+            f"unknown DiffAugment op(s) {unknown} in policy {policy!r}; "
+            f"use a comma-separated subset of {', '.join(POLICY_OPS)}"
+        )
     return ops
 
 

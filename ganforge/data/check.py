@@ -51,8 +51,9 @@ def scan_dataset(path: str | os.PathLike) -> DatasetSummary:
     """Counts, sizes, modes and labels of a folder or zip, from the image headers."""
     source = Source(path)
     has_json = source.has(LABELS_NAME)
-    summary = DatasetSummary(str(path), "stylegan2-ada" if has_json else "images", images=len(source.names),
-                             ignored=len(source.ignored))
+    summary = DatasetSummary(
+        str(path), "stylegan2-ada" if has_json else "images", images=len(source.names), ignored=len(source.ignored)
+    )
     sizes: Counter = Counter()
     modes: Counter = Counter()
     for name in source.names:
@@ -111,19 +112,25 @@ def check_dataset(
     want = parse_resolution(resolution) if resolution is not None else None
     readable = s.images - len(s.unreadable)
     if readable == 0:
-        s.mismatches.append(f"{where} holds no readable images: give a folder or zip of images, or build one with "
-                            f"`ganforge dataset prepare`.")
+        s.mismatches.append(
+            f"{where} holds no readable images: give a folder or zip of images, or build one with "
+            f"`ganforge dataset prepare`."
+        )
         return s
     sizes = [parse_resolution(k) for k in s.sizes]  # (H, W), most common first.
     if len(sizes) > 1:
         top = ", ".join(f"{k}: {n}" for k, n in list(s.sizes.items())[:3]) + (", ..." if len(sizes) > 3 else "")
         res = format_resolution(*want) if want else _valid_near(*sizes[0])
-        s.mismatches.append(f"the images have {len(sizes)} different sizes ({top}) but a model needs one: make them "
-                            f"one size with {_prepare_cmd(where, res)}.")
+        s.mismatches.append(
+            f"the images have {len(sizes)} different sizes ({top}) but a model needs one: make them "
+            f"one size with {_prepare_cmd(where, res)}."
+        )
     elif want is None and decompose(*sizes[0]) is None:
         res = _valid_near(*sizes[0])
-        s.mismatches.append(f"no model can be built at {format_resolution(*sizes[0])} (WxH; sizes must be "
-                            f"base·2^k): resize the data with {_prepare_cmd(where, res)}.")
+        s.mismatches.append(
+            f"no model can be built at {format_resolution(*sizes[0])} (WxH; sizes must be "
+            f"base·2^k): resize the data with {_prepare_cmd(where, res)}."
+        )
     model_hw = want or (sizes[0] if decompose(*sizes[0]) is not None else None)
     if model_hw is not None:
         plan = make_plan(preset, format_resolution(*model_hw), c_dim=s.classes if cond else 0)
@@ -132,13 +139,19 @@ def check_dataset(
         s.mismatches.extend(m.sentence for m in report.mismatches)
     if cond and s.classes == 0:
         res = format_resolution(*(model_hw or sizes[0]))
-        s.mismatches.append(f"the model is conditional (--cond) but {where} has no labels: add them with "
-                            f"{_prepare_cmd(where, res, ' --labels FILE')}, or train without --cond.")
+        s.mismatches.append(
+            f"the model is conditional (--cond) but {where} has no labels: add them with "
+            f"{_prepare_cmd(where, res, ' --labels FILE')}, or train without --cond."
+        )
     if s.classes and s.unlabeled:
-        s.mismatches.append(f"{s.unlabeled} images have no label in {LABELS_NAME}: give every image a class with "
-                            f"{_prepare_cmd(where, format_resolution(*(model_hw or sizes[0])), ' --labels FILE')}.")
+        s.mismatches.append(
+            f"{s.unlabeled} images have no label in {LABELS_NAME}: give every image a class with "
+            f"{_prepare_cmd(where, format_resolution(*(model_hw or sizes[0])), ' --labels FILE')}."
+        )
     if s.unreadable:
         first = s.unreadable[0]["file"]
-        s.mismatches.append(f"{len(s.unreadable)} files cannot be read (first: {first}): "
-                            f"`ganforge dataset prepare` skips them, or delete them.")
+        s.mismatches.append(
+            f"{len(s.unreadable)} files cannot be read (first: {first}): "
+            f"`ganforge dataset prepare` skips them, or delete them."
+        )
     return s

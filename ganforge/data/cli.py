@@ -37,8 +37,6 @@ class Small(str, Enum):
     skip = "skip"
 
 
-
-
 @dataset_app.command()
 def prepare(
     src: Path = typer.Argument(..., help="Folder (searched recursively), zip, or StyleGAN2-ADA dataset."),
@@ -60,9 +58,18 @@ def prepare(
 
     if channels not in (1, 3):
         fail(f"--channels {channels} is not supported: use 3 (RGB) or 1 (grayscale)")
-    opts = PrepareOptions(resolution=resolution, fit=fit.value, channels=channels, labels=labels,
-                          background=background, small=small.value, max_aspect=max_aspect, workers=workers,
-                          compress_level=compress, force=force)
+    opts = PrepareOptions(
+        resolution=resolution,
+        fit=fit.value,
+        channels=channels,
+        labels=labels,
+        background=background,
+        small=small.value,
+        max_aspect=max_aspect,
+        workers=workers,
+        compress_level=compress,
+        force=force,
+    )
     try:
         report = prepare_dataset(src, dest, opts, progress=not quiet, on_warning=warn)
     except NothingUsable as e:
@@ -70,10 +77,14 @@ def prepare(
     except GanforgeError as e:  # PrepareError, SourceError, PlanError: bad arguments.
         fail(str(e))
     c = report["counts"]
-    console.print(f"wrote {c['written']} images ({report['settings']['resolution']}, "
-                  f"{'RGB' if channels == 3 else 'grayscale'}) to {dest} in {report['seconds']:.1f} s "
-                  f"({report['images_per_second']} images/s); skipped {c['skipped']}, duplicates {c['duplicates']}, "
-                  f"adjusted {c['adjusted']}; report: {report_path(dest)}", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {c['written']} images ({report['settings']['resolution']}, "
+        f"{'RGB' if channels == 3 else 'grayscale'}) to {dest} in {report['seconds']:.1f} s "
+        f"({report['images_per_second']} images/s); skipped {c['skipped']}, duplicates {c['duplicates']}, "
+        f"adjusted {c['adjusted']}; report: {report_path(dest)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if report["reasons"] and not quiet:
         print_counts("files skipped or adjusted", "reason", "files", report["reasons"])
 
@@ -89,8 +100,9 @@ def print_counts(title: str, key: str, unit: str, counts: dict) -> None:
 
 
 def _print_summary(s) -> None:
-    console.print(f"{s.path}: {s.images} images, layout {s.layout}, {s.channels} channel(s) for the loader",
-                  highlight=False)
+    console.print(
+        f"{s.path}: {s.images} images, layout {s.layout}, {s.channels} channel(s) for the loader", highlight=False
+    )
     print_counts("sizes (WxH)", "size", "images", s.sizes)
     console.print("modes: " + ", ".join(f"{m} {n}" for m, n in s.modes.items()), highlight=False)
     if s.classes:
@@ -133,19 +145,36 @@ def curate(
     dest: Path = typer.Argument(..., help="Output folder, or a .zip; DEST.curate.csv and DEST.rejected.png go beside."),
     resolution: str = typer.Option("256", metavar="WxH", help="Output size: 256 or WxH (square with --faces align)."),
     fit: Fit = typer.Option(Fit.crop, help="Images that are not aligned: crop, pad or stretch, as in prepare."),
-    blur: float = typer.Option(None, metavar="T", help="Reject sharpness (Laplacian variance of the output at 256 "
-                               "px) below T: sharp photos score hundreds; enlarged small images far less."),
-    faces: str = typer.Option(None, metavar="align|filter", help="align: write FFHQ-aligned face crops; filter: "
-                              "keep whole images that hold a face (MTCNN)."),
+    blur: float = typer.Option(
+        None,
+        metavar="T",
+        help="Reject sharpness (Laplacian variance of the output at 256 "
+        "px) below T: sharp photos score hundreds; enlarged small images far less.",
+    ),
+    faces: str = typer.Option(
+        None,
+        metavar="align|filter",
+        help="align: write FFHQ-aligned face crops; filter: keep whole images that hold a face (MTCNN).",
+    ),
     face_count: str = typer.Option("one", metavar="one|any", help="Faces an image may hold: exactly one, or any."),
     confidence: float = typer.Option(0.9, help="MTCNN probability (0..1) at which a detection is a face."),
     max_tilt: float = typer.Option(None, metavar="DEG", help="Reject faces whose eye line is rotated more than DEG."),
-    max_eye_offset: float = typer.Option(None, metavar="X", help="Reject turned faces: eye midpoint off the "
-                                         "nose/mouth line by more than X eye distances (0.25 keeps near-frontal)."),
-    symmetry: float = typer.Option(None, metavar="T", help="Reject left/right symmetry (0..1) below T; of the aligned "
-                                   "inner face when there is one (CelebA median 0.47)."),
-    mtcnn_dir: Path = typer.Option(None, help="Folder with pnet.pt, rnet.pt, onet.pt (default: an installed "
-                                   "facenet-pytorch, then the ganforge cache)."),
+    max_eye_offset: float = typer.Option(
+        None,
+        metavar="X",
+        help="Reject turned faces: eye midpoint off the "
+        "nose/mouth line by more than X eye distances (0.25 keeps near-frontal).",
+    ),
+    symmetry: float = typer.Option(
+        None,
+        metavar="T",
+        help="Reject left/right symmetry (0..1) below T; of the aligned "
+        "inner face when there is one (CelebA median 0.47).",
+    ),
+    mtcnn_dir: Path = typer.Option(
+        None,
+        help="Folder with pnet.pt, rnet.pt, onet.pt (default: an installed facenet-pytorch, then the ganforge cache).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace DEST if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
@@ -158,9 +187,19 @@ def curate(
     """
     from ganforge.data.curate import CurateOptions, NothingKept, curate_dataset
 
-    opts = CurateOptions(resolution=resolution, fit=fit.value, blur=blur, faces=faces, face_count=face_count,
-                         min_confidence=confidence, max_tilt=max_tilt, max_eye_offset=max_eye_offset,
-                         symmetry=symmetry, mtcnn_dir=mtcnn_dir, force=force)
+    opts = CurateOptions(
+        resolution=resolution,
+        fit=fit.value,
+        blur=blur,
+        faces=faces,
+        face_count=face_count,
+        min_confidence=confidence,
+        max_tilt=max_tilt,
+        max_eye_offset=max_eye_offset,
+        symmetry=symmetry,
+        mtcnn_dir=mtcnn_dir,
+        force=force,
+    )
     try:
         summary = curate_dataset(src, dest, opts, progress=not quiet)
     except NothingKept as e:
@@ -168,7 +207,11 @@ def curate(
     except GanforgeError as e:  # CurateError (bad options, MTCNN weights), PrepareError, SourceError, PlanError.
         fail(str(e))
     sheet = f", contact sheet of the rejected: {summary['sheet']}" if summary["sheet"] else ""
-    console.print(f"kept {summary['kept']} of {summary['read']} images in {dest} ({summary['seconds']:.1f} s); "
-                  f"scores: {summary['csv']}{sheet}", highlight=False, soft_wrap=True)
+    console.print(
+        f"kept {summary['kept']} of {summary['read']} images in {dest} ({summary['seconds']:.1f} s); "
+        f"scores: {summary['csv']}{sheet}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if summary["reasons"] and not quiet:
         print_counts("rejections", "reason", "files", summary["reasons"])

@@ -160,8 +160,9 @@ def fit_image(img: Image.Image, t: Target) -> Image.Image:
     s = min(t.width / w, t.height / h)
     nw, nh = max(1, min(t.width, round(w * s))), max(1, min(t.height, round(h * s)))
     canvas = Image.new(t.mode, size, t.fill)
-    canvas.paste(img.resize((nw, nh), resample_for(s, s), reducing_gap=REDUCING_GAP),
-                 ((t.width - nw) // 2, (t.height - nh) // 2))
+    canvas.paste(
+        img.resize((nw, nh), resample_for(s, s), reducing_gap=REDUCING_GAP), ((t.width - nw) // 2, (t.height - nh) // 2)
+    )
     return canvas
 
 

@@ -152,8 +152,11 @@ def _detect(img: Image.Image, job: _Job) -> list[Face]:
     scale = min(1.0, job.opts.detect_side / max(img.size))
     if scale >= 1.0:
         return job.detect(img)
-    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                       Image.Resampling.BILINEAR, reducing_gap=2.0)
+    small = img.resize(
+        (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+        Image.Resampling.BILINEAR,
+        reducing_gap=2.0,
+    )
     return [f.scaled(img.width / small.width) for f in job.detect(small)]
 
 
@@ -331,8 +334,14 @@ def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("curating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
+    return Progress(
+        TextColumn("curating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
 
 
 def _write_reports(rows: list[Row], rejected: list, dest: Path, sheet_max: int) -> tuple[Path, Path | None]:
@@ -384,9 +393,17 @@ def curate_dataset(
         if not written:
             raise _nothing_kept(src, source, reasons, csv_path)
         writer.add(LABELS_NAME, _labels_json(written, job.labels is not None))
-    return {"source": str(src), "dest": str(dest), "read": len(rows), "kept": len(written),
-            "rejected": len(rows) - len(written), "reasons": dict(reasons.most_common()), "csv": str(csv_path),
-            "sheet": str(sheet_path) if sheet_path else None, "seconds": round(time.perf_counter() - start, 3)}
+    return {
+        "source": str(src),
+        "dest": str(dest),
+        "read": len(rows),
+        "kept": len(written),
+        "rejected": len(rows) - len(written),
+        "reasons": dict(reasons.most_common()),
+        "csv": str(csv_path),
+        "sheet": str(sheet_path) if sheet_path else None,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def _labels_json(written: list[list], labelled: bool) -> bytes:
@@ -397,5 +414,7 @@ def _nothing_kept(src: Path, source: Source, reasons: Counter, csv_path: Path) -
     if not source.names:
         return NothingKept(f"nothing to curate in {src}: it holds no image files; give a folder or zip of images")
     parts = ", ".join(f"{n} {k}" for k, n in reasons.most_common())
-    return NothingKept(f"all {len(source.names)} images in {src} were rejected ({parts}): see {csv_path} for the "
-                       f"scores and loosen the thresholds that rejected them")
+    return NothingKept(
+        f"all {len(source.names)} images in {src} were rejected ({parts}): see {csv_path} for the "
+        f"scores and loosen the thresholds that rejected them"
+    )

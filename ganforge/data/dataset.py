@@ -46,10 +46,12 @@ class ImageDataset(torch.utils.data.Dataset):
         self.source = Source(path)
         names = self.source.names
         if not names:
-            raise SourceError(f"{self.path} holds no images: give a folder or zip of images (.png, .jpg, ...), "
-                              f"or build one with `ganforge dataset prepare`")
+            raise SourceError(
+                f"{self.path} holds no images: give a folder or zip of images (.png, .jpg, ...), "
+                f"or build one with `ganforge dataset prepare`"
+            )
         if max_size is not None and max_size < len(names):
-            keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(names))[:max(max_size, 1)])
+            keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(names))[: max(max_size, 1)])
             names = [names[i] for i in keep]
         self.names = names
         self.xflip = bool(xflip)
@@ -80,8 +82,10 @@ class ImageDataset(torch.utils.data.Dataset):
             try:
                 h, w, mode = self._header(name)
             except Exception as e:
-                raise SourceError(f"{name} in {self.path} cannot be read ({type(e).__name__}: {e}): clean the data "
-                                  f"with `ganforge dataset prepare` or remove the file") from None
+                raise SourceError(
+                    f"{name} in {self.path} cannot be read ({type(e).__name__}: {e}): clean the data "
+                    f"with `ganforge dataset prepare` or remove the file"
+                ) from None
             sizes[(h, w)] += 1
             modes.add(mode)
         channels = 1 if all(m in GRAY_MODES for m in modes) else 3
@@ -105,9 +109,11 @@ class ImageDataset(torch.utils.data.Dataset):
         ids = [lookup.get(n) for n in self.names]
         missing = [n for n, c in zip(self.names, ids) if c is None]
         if missing:
-            raise SourceError(f"{len(missing)} images of {self.path} have no label in {LABELS_NAME} (first: "
-                              f"{missing[0]}): label every image with `ganforge dataset prepare ... --labels FILE`, "
-                              f"or pass use_labels=False")
+            raise SourceError(
+                f"{len(missing)} images of {self.path} have no label in {LABELS_NAME} (first: "
+                f"{missing[0]}): label every image with `ganforge dataset prepare ... --labels FILE`, "
+                f"or pass use_labels=False"
+            )
         return np.asarray(ids, dtype=np.int64)
 
     # ------------------------------------------------------------------ access
@@ -143,11 +149,15 @@ class ImageDataset(torch.utils.data.Dataset):
                 if not self._strict or size == (w, h):
                     img, _ = convert_image(img, self._target)
         except Exception as e:
-            raise SourceError(f"{name} in {self.path} cannot be decoded ({type(e).__name__}: {e}): clean the data "
-                              f"with `ganforge dataset prepare`") from None
+            raise SourceError(
+                f"{name} in {self.path} cannot be decoded ({type(e).__name__}: {e}): clean the data "
+                f"with `ganforge dataset prepare`"
+            ) from None
         if size != (w, h) and self._strict:
-            raise SourceError(f"{name} in {self.path} is {size[0]}x{size[1]} but the dataset is {w}x{h}: pass "
-                              f"resolution= or re-prepare it with `ganforge dataset prepare ... --resolution {w}x{h}`")
+            raise SourceError(
+                f"{name} in {self.path} is {size[0]}x{size[1]} but the dataset is {w}x{h}: pass "
+                f"resolution= or re-prepare it with `ganforge dataset prepare ... --resolution {w}x{h}`"
+            )
         a = np.asarray(img)
         return a[:, :, None] if a.ndim == 2 else a
 
@@ -163,5 +173,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         c, h, w = self.shape
-        return (f"ImageDataset({self.path!r}: {self.num_images} images, {w}x{h} (WxH), {c} channel(s), "
-                f"c_dim={self.c_dim}, xflip={self.xflip})")
+        return (
+            f"ImageDataset({self.path!r}: {self.num_images} images, {w}x{h} (WxH), {c} channel(s), "
+            f"c_dim={self.c_dim}, xflip={self.xflip})"
+        )

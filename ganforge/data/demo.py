@@ -36,8 +36,9 @@ def demo_image(rng: np.random.RandomState, h: int, w: int, cls: int) -> np.ndarr
     return (img * 255 + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def make_demo_dataset(dest: str | Path, count: int = 1000, resolution: tuple[int, int] = (32, 32),
-                      seed: int = 0) -> Path:
+def make_demo_dataset(
+    dest: str | Path, count: int = 1000, resolution: tuple[int, int] = (32, 32), seed: int = 0
+) -> Path:
     """Write `count` images of (H, W) to the folder `dest` (official layout, class labels). Returns dest."""
     dest = Path(dest)
     if (dest / "dataset.json").exists():

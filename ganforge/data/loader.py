@@ -30,8 +30,10 @@ class InfiniteShardedSampler(torch.utils.data.Sampler):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size")
         if dataset_len < world_size:
-            raise ValueError(f"the dataset has {dataset_len} items but there are {world_size} ranks: every rank "
-                             f"needs at least one item, so use fewer ranks or more data")
+            raise ValueError(
+                f"the dataset has {dataset_len} items but there are {world_size} ranks: every rank "
+                f"needs at least one item, so use fewer ranks or more data"
+            )
         if seed < 0:
             raise ValueError(f"seed={seed} must be >= 0")
         super().__init__()
@@ -67,19 +69,30 @@ class InfiniteShardedSampler(torch.utils.data.Sampler):
         return epoch + total // self.epoch_length, total % self.epoch_length
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "dataset_len": self.dataset_len,
-                "world_size": self.world_size, "rank": self.rank, "shuffle": self.shuffle}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "dataset_len": self.dataset_len,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "shuffle": self.shuffle,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Resume at (epoch, position); the other keys, when present, must match this sampler."""
         for key in ("dataset_len", "world_size", "seed", "shuffle"):
             if key in state and state[key] != getattr(self, key):
-                raise ValueError(f"the sampler state was saved with {key}={state[key]!r} but this sampler has "
-                                 f"{key}={getattr(self, key)!r}: resume with the same dataset, ranks and seed")
+                raise ValueError(
+                    f"the sampler state was saved with {key}={state[key]!r} but this sampler has "
+                    f"{key}={getattr(self, key)!r}: resume with the same dataset, ranks and seed"
+                )
         epoch, position = int(state["epoch"]), int(state["position"])
         if epoch < 0 or not 0 <= position <= self.epoch_length:
-            raise ValueError(f"sampler state epoch={epoch}, position={position} is out of range for "
-                             f"{self.epoch_length} indices per epoch")
+            raise ValueError(
+                f"sampler state epoch={epoch}, position={position} is out of range for "
+                f"{self.epoch_length} indices per epoch"
+            )
         self.epoch, self.position = self.advanced(epoch, position, 0)
 
 
@@ -106,8 +119,16 @@ def _loader_batches(loader, device: torch.device) -> Iterator[tuple[torch.Tensor
 class InfiniteLoader:
     """Endless (uint8 images [N, C, H, W], float32 labels [N, c_dim]) on `device`; see `make_loader`."""
 
-    def __init__(self, dataset, batch_size: int, sampler: InfiniteShardedSampler, workers: int,
-                 device: torch.device, resident: bool, memory_budget: int):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        sampler: InfiniteShardedSampler,
+        workers: int,
+        device: torch.device,
+        resident: bool,
+        memory_budget: int,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.dataset, self.batch_size, self.sampler, self.device = dataset, batch_size, sampler, device
@@ -117,8 +138,14 @@ class InfiniteLoader:
             self._load_resident(workers, memory_budget)
         else:
             self._loader = torch.utils.data.DataLoader(
-                dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
-                pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+                dataset,
+                batch_size=batch_size,
+                sampler=sampler,
+                num_workers=workers,
+                drop_last=True,
+                pin_memory=device.type == "cuda",
+                persistent_workers=workers > 0,
+            )
         self._start = (sampler.epoch, sampler.position)
         self._consumed = 0
         self._it: Iterator | None = None
@@ -128,9 +155,11 @@ class InfiniteLoader:
         shape = list(self.dataset[0][0].shape)
         need = n * int(np.prod(shape))
         if need > memory_budget:
-            raise ValueError(f"resident=True would hold {need / GIB:.2f} GiB on {self.device} ({n} images of "
-                             f"{shape} uint8), above memory_budget={memory_budget / GIB:.2f} GiB: use resident=False, "
-                             f"a smaller max_size, or raise memory_budget")
+            raise ValueError(
+                f"resident=True would hold {need / GIB:.2f} GiB on {self.device} ({n} images of "
+                f"{shape} uint8), above memory_budget={memory_budget / GIB:.2f} GiB: use resident=False, "
+                f"a smaller max_size, or raise memory_budget"
+            )
         images, labels = _decode_all(self.dataset, workers)
         self._images, self._labels = images.to(self.device), labels.to(self.device)
 

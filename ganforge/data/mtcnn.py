@@ -174,8 +174,13 @@ def crop_boxes(img: Tensor, boxes: Tensor, size: int) -> Tensor:
         ox0, ox1 = round((cx0 - x0) * size / (x1 - x0)), round((cx1 - x0) * size / (x1 - x0))
         oy0, oy1 = round((cy0 - y0) * size / (y1 - y0)), round((cy1 - y0) * size / (y1 - y0))
         ox1, oy1 = max(ox1, ox0 + 1), max(oy1, oy0 + 1)
-        out[k, :, oy0:oy1, ox0:ox1] = F.interpolate(img[:, :, cy0:cy1, cx0:cx1], size=(oy1 - oy0, ox1 - ox0),
-                                                    mode="bilinear", align_corners=False, antialias=True)[0]
+        out[k, :, oy0:oy1, ox0:ox1] = F.interpolate(
+            img[:, :, cy0:cy1, cx0:cx1],
+            size=(oy1 - oy0, ox1 - ox0),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0]
     return out
 
 
@@ -215,8 +220,9 @@ class MTCNN(nn.Module):
             ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
             if ys.numel() == 0:
                 continue
-            windows = torch.stack([xs * 2 / (sw / w), ys * 2 / (sh / h), (xs * 2 + 12) / (sw / w),
-                                   (ys * 2 + 12) / (sh / h)], dim=1).float()
+            windows = torch.stack(
+                [xs * 2 / (sw / w), ys * 2 / (sh / h), (xs * 2 + 12) / (sw / w), (ys * 2 + 12) / (sh / h)], dim=1
+            ).float()
             found = torch.cat([windows, offsets[0][:, ys, xs].T], dim=1)  # [k, 8]: window, offsets.
             keep = nms(found[:, :4], prob[0, ys, xs], 0.5)
             boxes.append(found[keep])
@@ -295,8 +301,10 @@ def find_weights(mtcnn_dir: str | os.PathLike | None = None) -> Path:
         if _complete(folder):
             return folder
         missing = ", ".join(n for n in WEIGHT_FILES if not (folder / n).is_file())
-        raise WeightsMissing(f"--mtcnn-dir {folder} lacks {missing}: unzip facenet_pytorch/data/pnet.pt, rnet.pt "
-                             f"and onet.pt from the wheel that `pip download facenet-pytorch --no-deps` saves into it")
+        raise WeightsMissing(
+            f"--mtcnn-dir {folder} lacks {missing}: unzip facenet_pytorch/data/pnet.pt, rnet.pt "
+            f"and onet.pt from the wheel that `pip download facenet-pytorch --no-deps` saves into it"
+        )
     looked = [d for d in (package_dir(), cache_dir()) if d is not None]
     for folder in looked:
         if _complete(folder):
@@ -304,7 +312,8 @@ def find_weights(mtcnn_dir: str | os.PathLike | None = None) -> Path:
     raise WeightsMissing(
         f"the MTCNN weights ({', '.join(WEIGHT_FILES)}) were not found in {' or '.join(map(str, looked))}: run "
         f"`pip download facenet-pytorch --no-deps`, unzip facenet_pytorch/data/*.pt from the wheel into "
-        f"{cache_dir()} (or any folder passed as --mtcnn-dir), and run again")
+        f"{cache_dir()} (or any folder passed as --mtcnn-dir), and run again"
+    )
 
 
 def _load_state(path: Path) -> dict[str, Tensor]:
@@ -312,11 +321,15 @@ def _load_state(path: Path) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)  # Tensors only: no code is unpickled.
     except Exception as e:
         reason = (str(e).splitlines() or [""])[0][:120]
-        raise WeightsInvalid(f"{path} is not a plain state dict ({type(e).__name__}: {reason}): re-extract it from the "
-                             f"facenet-pytorch wheel") from None
+        raise WeightsInvalid(
+            f"{path} is not a plain state dict ({type(e).__name__}: {reason}): re-extract it from the "
+            f"facenet-pytorch wheel"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsInvalid(f"{path} holds {type(state).__name__}, not a state dict of tensors: re-extract it "
-                             f"from the facenet-pytorch wheel")
+        raise WeightsInvalid(
+            f"{path} holds {type(state).__name__}, not a state dict of tensors: re-extract it "
+            f"from the facenet-pytorch wheel"
+        )
     return state
 
 
@@ -327,8 +340,10 @@ def load_networks(model: MTCNN, folder: str | os.PathLike) -> MTCNN:
         state, expected = _load_state(path), net.state_dict()
         wrong = sorted(set(state) ^ set(expected)) or [k for k in state if state[k].shape != expected[k].shape]
         if wrong:
-            raise WeightsInvalid(f"{path} does not fit {type(net).__name__} (keys or shapes differ: "
-                                 f"{', '.join(wrong[:5])}): use the files of the facenet-pytorch wheel")
+            raise WeightsInvalid(
+                f"{path} does not fit {type(net).__name__} (keys or shapes differ: "
+                f"{', '.join(wrong[:5])}): use the files of the facenet-pytorch wheel"
+            )
         net.load_state_dict(state)
     return model.eval()
 

@@ -125,14 +125,22 @@ def convert_one(source: Source, job: _Job, name: str) -> Converted:
             w, h = oriented_size(img)
             distortion = aspect_distortion(w, h, t)
             if distortion > job.max_aspect:
-                return _skip(name, "aspect", f"{w}x{h} is {distortion:.1f}x away from the target's aspect ratio "
-                             f"({t.width}x{t.height}), above --max-aspect {job.max_aspect:g}")
+                return _skip(
+                    name,
+                    "aspect",
+                    f"{w}x{h} is {distortion:.1f}x away from the target's aspect ratio "
+                    f"({t.width}x{t.height}), above --max-aspect {job.max_aspect:g}",
+                )
             notes: list[Note] = []
             scale = scale_needed(w, h, t)
             if scale > 1:
                 if job.small == "skip":
-                    return _skip(name, "small", f"{w}x{h} is smaller than {t.width}x{t.height} "
-                                 f"(it would need {scale:.2f}x upscaling; --small upscale keeps it)")
+                    return _skip(
+                        name,
+                        "small",
+                        f"{w}x{h} is smaller than {t.width}x{t.height} "
+                        f"(it would need {scale:.2f}x upscaling; --small upscale keeps it)",
+                    )
                 notes.append(("upscaled", f"{w}x{h} upscaled {scale:.2f}x (smaller than {t.width}x{t.height})"))
             img, more = convert_image(img, t)
     except UnidentifiedImageError:
@@ -191,8 +199,9 @@ def _check_paths(src: Path, dest: Path, force: bool) -> None:
         raise PrepareError(f"DEST {dest}: {folder} is a file, so no folder can be made under it; choose another DEST")
     s, d = src.resolve(), dest.resolve()
     if s == d or d.is_relative_to(s):
-        raise PrepareError(f"DEST {dest} is inside SRC {src}: write the dataset outside the source so SRC stays "
-                           f"untouched")
+        raise PrepareError(
+            f"DEST {dest} is inside SRC {src}: write the dataset outside the source so SRC stays untouched"
+        )
     if s.is_relative_to(d):
         raise PrepareError(f"SRC {src} is inside DEST {dest}: choose a DEST that does not contain the source")
     if dest.suffix.lower() == ".zip" and dest.is_dir():
@@ -207,8 +216,10 @@ def _make_job(options: PrepareOptions) -> _Job:
     if options.small not in SMALL_POLICIES:
         raise PrepareError(f"small={options.small!r} is not a policy: use upscale or skip")
     if not (math.isfinite(options.max_aspect) and 1 <= options.max_aspect <= MAX_ASPECT):
-        raise PrepareError(f"--max-aspect {options.max_aspect:g}: pass a factor in 1..{MAX_ASPECT:g} (1 = only the "
-                           f"target's exact shape, 4 default)")
+        raise PrepareError(
+            f"--max-aspect {options.max_aspect:g}: pass a factor in 1..{MAX_ASPECT:g} (1 = only the "
+            f"target's exact shape, 4 default)"
+        )
     if not 0 <= options.workers <= MAX_WORKERS:
         raise PrepareError(f"--workers {options.workers}: pass 0..{MAX_WORKERS} conversion processes (0 or 1 = none)")
     if not 0 <= options.compress_level <= 9:
@@ -224,21 +235,27 @@ def _nothing_usable(src: Path, source: Source, reasons: Counter, target: Target)
     if not source.names:
         other = f" (only {len(source.ignored)} other files)" if source.ignored else ""
         exts = ", ".join(sorted(IMAGE_EXTENSIONS)[:6])
-        return NothingUsable(f"nothing usable was found in {src}: it holds no image files{other}; give a folder "
-                             f"or zip of images ({exts}, ...)")
+        return NothingUsable(
+            f"nothing usable was found in {src}: it holds no image files{other}; give a folder "
+            f"or zip of images ({exts}, ...)"
+        )
     parts = ", ".join(f"{n} {SKIP_PHRASES.get(k, k)}" for k, n in reasons.most_common())
     hints = [SKIP_HINTS[k] for k in reasons if k in SKIP_HINTS]
     hint = "; " + "; ".join(hints) if hints else "; see the reasons above"
-    return NothingUsable(f"nothing usable was found in {src}: all {len(source.names)} image files were skipped "
-                         f"for {target.width}x{target.height} ({parts}){hint}.")
+    return NothingUsable(
+        f"nothing usable was found in {src}: all {len(source.names)} image files were skipped "
+        f"for {target.width}x{target.height} ({parts}){hint}."
+    )
 
 
 def _model_warning(target: Target) -> str | None:
     if decompose(target.height, target.width) is not None:
         return None
     near = ", ".join(format_resolution(h, w) for h, w in nearest_valid(target.height, target.width))
-    return (f"no model can be built at {target.width}x{target.height} (sizes must be base·2^k); "
-            f"nearest valid sizes: {near}; the data is written at {target.width}x{target.height} anyway")
+    return (
+        f"no model can be built at {target.width}x{target.height} (sizes must be base·2^k); "
+        f"nearest valid sizes: {near}; the data is written at {target.width}x{target.height} anyway"
+    )
 
 
 def _label_source(source: Source, options: PrepareOptions, warn: list[str]) -> tuple[LabelLookup | None, str]:
@@ -254,8 +271,14 @@ def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
+    return Progress(
+        TextColumn("converting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
 
 
 @dataclass
@@ -288,8 +311,14 @@ class _Tally:
         if res.notes:
             self.adjusted += 1
             self.reasons.update(kind for kind, _ in res.notes)
-            self.entries.append({"file": res.name, "action": "adjusted", "output": out,
-                                 "reason": "; ".join(text for _, text in res.notes)})
+            self.entries.append(
+                {
+                    "file": res.name,
+                    "action": "adjusted",
+                    "output": out,
+                    "reason": "; ".join(text for _, text in res.notes),
+                }
+            )
 
 
 def prepare_dataset(
@@ -334,25 +363,46 @@ def prepare_dataset(
     return report
 
 
-def _report(src: Path, dest: Path, opts: PrepareOptions, job: _Job, source: Source, tally: _Tally,
-            warn: list[str], seconds: float) -> dict:
+def _report(
+    src: Path,
+    dest: Path,
+    opts: PrepareOptions,
+    job: _Job,
+    source: Source,
+    tally: _Tally,
+    warn: list[str],
+    seconds: float,
+) -> dict:
     t = job.target
     classes = Counter(label for _, label in tally.written if label is not None)
     return {
         "source": str(src),
         "dest": str(dest),
-        "settings": {"resolution": f"{t.width}x{t.height}", "channels": t.channels, "fit": t.fit,
-                     "background": hex_colour(t.background), "small": job.small, "max_aspect": job.max_aspect,
-                     "labels": str(opts.labels) if opts.labels is not None else None,
-                     "compress_level": job.compress_level, "workers": opts.workers},
-        "counts": {"read": len(source.names), "written": len(tally.written),
-                   "skipped": sum(e["action"] == "skipped" for e in tally.entries), "duplicates": tally.duplicates,
-                   "adjusted": tally.adjusted, "ignored": len(source.ignored)},
+        "settings": {
+            "resolution": f"{t.width}x{t.height}",
+            "channels": t.channels,
+            "fit": t.fit,
+            "background": hex_colour(t.background),
+            "small": job.small,
+            "max_aspect": job.max_aspect,
+            "labels": str(opts.labels) if opts.labels is not None else None,
+            "compress_level": job.compress_level,
+            "workers": opts.workers,
+        },
+        "counts": {
+            "read": len(source.names),
+            "written": len(tally.written),
+            "skipped": sum(e["action"] == "skipped" for e in tally.entries),
+            "duplicates": tally.duplicates,
+            "adjusted": tally.adjusted,
+            "ignored": len(source.ignored),
+        },
         "ignored_examples": source.ignored[:20],
         "reasons": dict(tally.reasons.most_common()),
         "duplicates_by": "SHA-1 of the decoded pixels after conversion, and the label",
         "labels": {"classes": max(classes) + 1, "counts": {str(k): classes[k] for k in sorted(classes)}}
-        if classes else None,
+        if classes
+        else None,
         "warnings": warn,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(source.names) / seconds, 1) if seconds > 0 else None,

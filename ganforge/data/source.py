@@ -18,8 +18,23 @@ from pathlib import Path, PurePosixPath
 from ganforge.errors import GanforgeError
 
 IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-     ".pbm", ".pnm", ".tga"}
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+    }
 )
 LABELS_NAME = "dataset.json"  # The official StyleGAN2-ADA labels file at the dataset root.
 
@@ -149,8 +164,10 @@ def _as_class(value, where: str, name: str) -> int:
     try:
         number = float(value)
     except ValueError:
-        raise SourceError(f"{where}: the label of {name!r} is {value!r}; labels must be integer class ids "
-                          f"(0, 1, ...), so number your class names first") from None
+        raise SourceError(
+            f"{where}: the label of {name!r} is {value!r}; labels must be integer class ids "
+            f"(0, 1, ...), so number your class names first"
+        ) from None
     if number != int(number) or number < 0:
         raise SourceError(f"{where}: the label of {name!r} is {value!r}; labels must be integer class ids >= 0")
     return int(number)
@@ -167,8 +184,10 @@ def labels_from_json(obj, where: str) -> dict[str, int] | None:
     elif isinstance(obj, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in obj):
         pairs = [tuple(p) for p in obj]
     else:
-        raise SourceError(f"{where} is not a labels mapping: write {{\"labels\": [[\"a.png\", 0], ...]}}, "
-                          f"{{\"a.png\": 0, ...}} or a CSV with rows 'file,class'")
+        raise SourceError(
+            f'{where} is not a labels mapping: write {{"labels": [["a.png", 0], ...]}}, '
+            f"{{\"a.png\": 0, ...}} or a CSV with rows 'file,class'"
+        )
     return {normalize_name(str(name)): _as_class(value, where, str(name)) for name, value in pairs}
 
 
@@ -181,8 +200,10 @@ def load_labels_file(path: str | os.PathLike) -> dict[str, int]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceError(f"labels file {path} is not text (an image or other binary file?): give a JSON or CSV "
-                          f"file mapping file names to classes") from None
+        raise SourceError(
+            f"labels file {path} is not text (an image or other binary file?): give a JSON or CSV "
+            f"file mapping file names to classes"
+        ) from None
     if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "["):
         try:
             labels = labels_from_json(json.loads(text), str(path))
@@ -191,7 +212,7 @@ def load_labels_file(path: str | os.PathLike) -> dict[str, int]:
                 raise
             raise SourceError(f"labels file {path} is not valid JSON ({e}): fix it or write a CSV") from None
         if labels is None:
-            raise SourceError(f"labels file {path} says \"labels\": null: give a file with one class per image")
+            raise SourceError(f'labels file {path} says "labels": null: give a file with one class per image')
         return labels
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
     if rows and len(rows[0]) >= 2 and not rows[0][1].strip().lstrip("-").replace(".", "", 1).isdigit():

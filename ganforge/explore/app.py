@@ -77,7 +77,8 @@ class SameOriginOnly:
             headers = Headers(scope=scope)
             origin = headers.get("origin")
             if headers.get("sec-fetch-site") in ("cross-site", "same-site") or (
-                    origin is not None and urlsplit(origin).netloc != headers.get("host")):
+                origin is not None and urlsplit(origin).netloc != headers.get("host")
+            ):
                 await error("cross-site request refused: use the explorer's own page", 403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -125,8 +126,9 @@ def build_routes(ex: Explorer) -> list:
 
     async def api_model(request: Request) -> Response:
         model = await run_in_threadpool(ex.model, query_dict(request).get("model"))
-        return JSONResponse(dict(model.info(), max_grid=ex.limits.max_grid, max_pixels=ex.limits.max_pixels),
-                            headers=NO_STORE)
+        return JSONResponse(
+            dict(model.info(), max_grid=ex.limits.max_grid, max_pixels=ex.limits.max_pixels), headers=NO_STORE
+        )
 
     async def api_render(request: Request) -> Response:
         model, settings = await settings_and_model(ex, request)
@@ -134,8 +136,7 @@ def build_routes(ex: Explorer) -> list:
             png, pixels, ms = await asyncio.wrap_future(ex.worker.submit(lambda: render_png(ex, model, settings)))
         except Superseded:
             return error("superseded: a newer render request replaced this one", 409, superseded=True)
-        headers = {"X-Image-Digest": pixels, "X-Render-Ms": f"{ms:.1f}", "X-Render-Count": str(ex.renders),
-                   **NO_STORE}
+        headers = {"X-Image-Digest": pixels, "X-Render-Ms": f"{ms:.1f}", "X-Render-Count": str(ex.renders), **NO_STORE}
         return Response(png, media_type="image/png", headers=headers)
 
     async def api_save(request: Request) -> Response:
@@ -145,8 +146,9 @@ def build_routes(ex: Explorer) -> list:
         def save() -> dict:
             with ex.render_lock:
                 array = image_array(render(model, settings))
-            return save_render(ex.save_dir, model.checkpoint, model.key, settings, array, digest(array),
-                               str(model.device), ex.saves)
+            return save_render(
+                ex.save_dir, model.checkpoint, model.key, settings, array, digest(array), str(model.device), ex.saves
+            )
 
         return JSONResponse(await run_in_threadpool(save), headers=NO_STORE)
 
@@ -181,10 +183,16 @@ def build_routes(ex: Explorer) -> list:
         return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     return [
-        Route("/", page_model), Route("/runs", page_runs),
-        Route("/api/status", api_status), Route("/api/models", api_models), Route("/api/model", api_model),
-        Route("/api/render", api_render), Route("/api/save", api_save, methods=["POST"]),
-        Route("/api/runs", api_runs), Route("/api/run", api_run), Route("/api/run/stats", api_run_stats),
+        Route("/", page_model),
+        Route("/runs", page_runs),
+        Route("/api/status", api_status),
+        Route("/api/models", api_models),
+        Route("/api/model", api_model),
+        Route("/api/render", api_render),
+        Route("/api/save", api_save, methods=["POST"]),
+        Route("/api/runs", api_runs),
+        Route("/api/run", api_run),
+        Route("/api/run/stats", api_run_stats),
         Route("/api/run/file", api_run_file),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
@@ -201,8 +209,11 @@ async def on_ganforge_error(request: Request, exc: GanforgeError) -> Response:
 async def on_memory_error(request: Request, exc: Exception) -> Response:
     if not out_of_memory(exc):
         raise exc  # A RuntimeError that is a bug: on to on_crash, which logs its traceback.
-    return error("there is not enough memory for this request: ask for fewer images (grid), or restart the explorer "
-                 "on a device with more memory", 507)
+    return error(
+        "there is not enough memory for this request: ask for fewer images (grid), or restart the explorer "
+        "on a device with more memory",
+        507,
+    )
 
 
 async def on_value_error(request: Request, exc: ValueError) -> Response:
@@ -217,9 +228,14 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error(f"internal error ({type(exc).__name__}): {exc}", 500)
 
 
-def create_app(checkpoint: str | Path | None = None, runs: str | Path | None = None, device: str = "auto",
-               save_dir: str | Path = "explore-saves", host: str = "127.0.0.1", limits: Limits | None = None,
-               ) -> Starlette:
+def create_app(
+    checkpoint: str | Path | None = None,
+    runs: str | Path | None = None,
+    device: str = "auto",
+    save_dir: str | Path = "explore-saves",
+    host: str = "127.0.0.1",
+    limits: Limits | None = None,
+) -> Starlette:
     """The explorer app; the server state is `app.state.explorer` (closed on shutdown)."""
     if checkpoint is None and runs is None:
         raise ValueError("give --checkpoint CKPT, --runs DIR or both")
@@ -241,9 +257,15 @@ def create_app(checkpoint: str | Path | None = None, runs: str | Path | None = N
     app = Starlette(
         routes=build_routes(ex),
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(SameOriginOnly)],
-        exception_handlers={ParamError: on_param_error, GanforgeError: on_ganforge_error, ValueError: on_value_error,
-                            HTTPException: on_http_error, MemoryError: on_memory_error, RuntimeError: on_memory_error,
-                            Exception: on_crash},
+        exception_handlers={
+            ParamError: on_param_error,
+            GanforgeError: on_ganforge_error,
+            ValueError: on_value_error,
+            HTTPException: on_http_error,
+            MemoryError: on_memory_error,
+            RuntimeError: on_memory_error,
+            Exception: on_crash,
+        },
         lifespan=lifespan,
     )
     app.state.explorer = ex

@@ -31,8 +31,10 @@ def header_problem(path: Path) -> str | None:
         return f"{path.name} cannot be read ({e.strerror}): check the file and its permissions"
     n = int.from_bytes(head, "little") if len(head) == 8 else 0
     if MAX_HEADER_BYTES < n <= size - 8:  # A length past the file's end is not a header: the checker names it.
-        return (f"{path.name} has a header of {n / 2**20:.0f} MB, over the explorer's {MAX_HEADER_BYTES // 2**20} MB: "
-                "it is not a ganforge checkpoint")
+        return (
+            f"{path.name} has a header of {n / 2**20:.0f} MB, over the explorer's {MAX_HEADER_BYTES // 2**20} MB: "
+            "it is not a ganforge checkpoint"
+        )
     return None
 
 

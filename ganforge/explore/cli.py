@@ -34,8 +34,12 @@ def explore(
     device: str = typer.Option("auto", help="auto (a CUDA GPU when present), cpu or cuda."),
     save_dir: str = typer.Option("explore-saves", help="Where the save button writes PNG + JSON."),
     max_saves: int = typer.Option(DEFAULT_MAX_SAVES, min=0, help="Saves per session; past it a save is refused."),
-    max_save_mb: int = typer.Option(DEFAULT_MAX_SAVE_MB, min=0, metavar="MB",
-                                    help="Megabytes written by saves per session; past it a save is refused."),
+    max_save_mb: int = typer.Option(
+        DEFAULT_MAX_SAVE_MB,
+        min=0,
+        metavar="MB",
+        help="Megabytes written by saves per session; past it a save is refused.",
+    ),
 ) -> None:
     """Start a local web page: the model (seed, ψ, noise, class, style mixing, grids) and the runs' curves."""
     try:
@@ -57,6 +61,9 @@ def explore(
     shown = f"[{host}]" if ":" in host else host
     if host not in ("127.0.0.1", "localhost", "::1"):
         warn(f"--host {host} makes the explorer reachable from other machines")
-    console.print(f"ganforge explore: http://{shown}:{port}/  (runs: http://{shown}:{port}/runs; Ctrl-C stops)",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"ganforge explore: http://{shown}:{port}/  (runs: http://{shown}:{port}/runs; Ctrl-C stops)",
+        highlight=False,
+        soft_wrap=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -60,9 +60,20 @@ class RenderSettings:
 
 
 # Query name -> RenderSettings field (the query says `class`, a Python keyword).
-QUERY_FIELDS = {"seed": "seed", "psi": "psi", "cutoff": "cutoff", "noise": "noise", "class": "class_idx",
-                "grid": "grid", "mix_seed": "mix_seed", "mix_from": "mix_from", "mix_to": "mix_to",
-                "walk_seed": "walk_seed", "walk": "walk", "space": "space"}
+QUERY_FIELDS = {
+    "seed": "seed",
+    "psi": "psi",
+    "cutoff": "cutoff",
+    "noise": "noise",
+    "class": "class_idx",
+    "grid": "grid",
+    "mix_seed": "mix_seed",
+    "mix_from": "mix_from",
+    "mix_to": "mix_to",
+    "walk_seed": "walk_seed",
+    "walk": "walk",
+    "space": "space",
+}
 EXTRA_KEYS = ("model",)  # Accepted beside the settings, read by the caller.
 
 
@@ -102,8 +113,10 @@ def parse_settings(query: dict[str, str], max_grid: int = DEFAULT_MAX_GRID) -> R
     """Query parameters -> RenderSettings, with every model-independent range checked."""
     unknown = sorted(set(query) - set(QUERY_FIELDS) - set(EXTRA_KEYS))
     if unknown:
-        raise ParamError(f"unknown parameter(s) {', '.join(map(repr, unknown))}: "
-                         f"use {', '.join(list(QUERY_FIELDS) + list(EXTRA_KEYS))}")
+        raise ParamError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))}: "
+            f"use {', '.join(list(QUERY_FIELDS) + list(EXTRA_KEYS))}"
+        )
     got = {name: optional(query, name) for name in QUERY_FIELDS}
     kw: dict = {}
     if got["seed"] is not None:
@@ -130,8 +143,10 @@ def parse_settings(query: dict[str, str], max_grid: int = DEFAULT_MAX_GRID) -> R
         kw["space"] = parse_choice("space", got["space"], WALK_SPACES)
     settings = RenderSettings(**kw)
     if settings.seed + settings.grid - 1 > MAX_SEED:
-        raise ParamError(f"grid={settings.grid} from seed={settings.seed} runs past seed {MAX_SEED}: "
-                         "start lower or ask for fewer images")
+        raise ParamError(
+            f"grid={settings.grid} from seed={settings.seed} runs past seed {MAX_SEED}: "
+            "start lower or ask for fewer images"
+        )
     return settings
 
 
@@ -150,23 +165,27 @@ def check_for_model(settings: RenderSettings, num_ws: int, c_dim: int, stylegan:
     if settings.cutoff is not None and settings.cutoff > num_ws:
         raise ParamError(f"cutoff={settings.cutoff} is out of range: this model has {num_ws} ws, pass 0..{num_ws}")
     if c_dim == 0 and settings.class_idx is not None:
-        raise ParamError(f"class={settings.class_idx} was given but this model is unconditional (c_dim=0): "
-                         "leave class empty")
+        raise ParamError(
+            f"class={settings.class_idx} was given but this model is unconditional (c_dim=0): leave class empty"
+        )
     if c_dim > 0 and settings.class_idx is None:
         raise ParamError(f"this model is conditional with {c_dim} classes: pass class=0..{c_dim - 1}")
     if c_dim > 0 and settings.class_idx >= c_dim:
         raise ParamError(f"class={settings.class_idx} is out of range: this model has classes 0..{c_dim - 1}")
     if settings.mixing or settings.walking or settings.psi != 1 or settings.cutoff is not None:
         if not stylegan:
-            raise ParamError("style mixing, latent walks and truncation need a StyleGAN2 generator; "
-                             "this model is a DCGAN: use seed, grid and class only")
+            raise ParamError(
+                "style mixing, latent walks and truncation need a StyleGAN2 generator; "
+                "this model is a DCGAN: use seed, grid and class only"
+            )
     for name in ("mix_from", "mix_to"):
         value = getattr(settings, name)
         if value > max(num_ws - 1, 0):
             raise ParamError(f"{name}={value} is out of range: this model has ws 0..{num_ws - 1}")
     if settings.mixing and settings.mix_from > settings.mix_to:
-        raise ParamError(f"mix_from={settings.mix_from} is above mix_to={settings.mix_to}: "
-                         "the layer range is mix_from..mix_to")
+        raise ParamError(
+            f"mix_from={settings.mix_from} is above mix_to={settings.mix_to}: the layer range is mix_from..mix_to"
+        )
     if not settings.mixing and (settings.mix_from or settings.mix_to):
         settings = replace(settings, mix_from=0, mix_to=0)  # Layers without a mix seed mean nothing.
     return settings

@@ -59,15 +59,27 @@ class LoadedModel:
         _, h, w = self.img_shape
         if settings.grid * h * w > max_pixels:
             fit = max(max_pixels // (h * w), 1)
-            raise ParamError(f"grid={settings.grid} images of {w}x{h} are {settings.grid * h * w:,} pixels, over this "
-                             f"server's cap of {max_pixels:,} per request: ask for grid={fit} or fewer", status=413)
+            raise ParamError(
+                f"grid={settings.grid} images of {w}x{h} are {settings.grid * h * w:,} pixels, over this "
+                f"server's cap of {max_pixels:,} per request: ask for grid={fit} or fewer",
+                status=413,
+            )
         return settings
 
     def info(self) -> dict:
         c, h, w = self.img_shape
-        return dict(model=self.key, checkpoint=self.checkpoint.name, z_dim=int(self.G.z_dim), c_dim=self.c_dim,
-                    w_dim=int(getattr(self.G, "w_dim", 0) or 0), num_ws=self.num_ws, img_shape=[c, h, w],
-                    stylegan=self.stylegan, layers=layer_labels(self.G), device=str(self.device))
+        return dict(
+            model=self.key,
+            checkpoint=self.checkpoint.name,
+            z_dim=int(self.G.z_dim),
+            c_dim=self.c_dim,
+            w_dim=int(getattr(self.G, "w_dim", 0) or 0),
+            num_ws=self.num_ws,
+            img_shape=[c, h, w],
+            stylegan=self.stylegan,
+            layers=layer_labels(self.G),
+            device=str(self.device),
+        )
 
 
 def out_of_memory(e: BaseException) -> bool:
@@ -86,8 +98,11 @@ def load_model(key: str, checkpoint: Path, device: torch.device, max_pixels: int
     model = LoadedModel(key, Path(checkpoint), load_generator(checkpoint).to(device), device)
     c, h, w = model.img_shape
     if h * w > max_pixels:
-        raise ParamError(f"{Path(checkpoint).name} makes {w}x{h} images ({h * w:,} pixels), over this server's cap "
-                         f"of {max_pixels:,} pixels per request", status=413)
+        raise ParamError(
+            f"{Path(checkpoint).name} makes {w}x{h} images ({h * w:,} pixels), over this server's cap "
+            f"of {max_pixels:,} pixels per request",
+            status=413,
+        )
     return model
 
 

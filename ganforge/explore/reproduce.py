@@ -1,7 +1,7 @@
 """Remake an image saved by the explorer from its JSON, walks and style mixes included.
 
-    python -m ganforge.explore.reproduce explore-saves/seed0042.json            # writes seed0042-reproduced.png
-    python -m ganforge.explore.reproduce explore-saves/seed0042.json --out x.png --checkpoint moved.safetensors
+python -m ganforge.explore.reproduce explore-saves/seed0042.json            # writes seed0042-reproduced.png
+python -m ganforge.explore.reproduce explore-saves/seed0042.json --out x.png --checkpoint moved.safetensors
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from ganforge.explore.saves import FORMAT
 from ganforge.images import save_png
 
 
-def reproduce(saved: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
-              device: str = "cpu") -> Path:
+def reproduce(
+    saved: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None, device: str = "cpu"
+) -> Path:
     """Render the saved settings again and write the PNG; returns its path."""
     saved = Path(saved)
     record = json.loads(saved.read_text())

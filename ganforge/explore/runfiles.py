@@ -92,8 +92,16 @@ def is_number(value) -> bool:
 # Config.
 
 # The config.json fields the explorer reads, and what each must be; anything else is shown as it is.
-CONFIG_FIELDS = {"kimg": "number", "preset": "string", "d_lr_mult": "number", "g_lr": "schedule",
-                 "d_lr": "schedule", "gamma": "schedule", "style_mixing": "schedule", "ada_target": "schedule"}
+CONFIG_FIELDS = {
+    "kimg": "number",
+    "preset": "string",
+    "d_lr_mult": "number",
+    "g_lr": "schedule",
+    "d_lr": "schedule",
+    "gamma": "schedule",
+    "style_mixing": "schedule",
+    "ada_target": "schedule",
+}
 PLAN_FIELDS = {"family": "string", "preset": "string", "width": "count", "height": "count"}
 KINDS = {
     "number": (is_number, "a finite number"),
@@ -163,8 +171,7 @@ def clean_record(line: bytes) -> tuple[dict | None, str | None]:
         return None, "without a numeric kimg"
     if len(value) > MAX_FIELDS:
         return None, f"a record of {len(value)} values, over the {MAX_FIELDS} the page draws"
-    record = {k: v for k, v in value.items()
-              if len(k) <= MAX_KEY_CHARS and (is_number(v) or v in NON_FINITE_TEXT)}
+    record = {k: v for k, v in value.items() if len(k) <= MAX_KEY_CHARS and (is_number(v) or v in NON_FINITE_TEXT)}
     return record, None
 
 
@@ -193,8 +200,14 @@ def read_stats(run: Path, since: int = 0, max_bytes: int = MAX_STATS_BYTES) -> d
         return dict(reply, problem=f"stats.jsonl cannot be read ({e.strerror}): check the disk and its permissions")
     end = chunk.rfind(b"\n") + 1  # A line still being written stays for the next poll.
     if end == 0 and len(chunk) == max_bytes:  # One line longer than a whole reply: step over this part of it.
-        return dict(reply, offset=start + len(chunk), reset=reset, more=True, skipped=1,
-                    skip_reason=f"the line at byte {start} is over {max_bytes:,} bytes")
+        return dict(
+            reply,
+            offset=start + len(chunk),
+            reset=reset,
+            more=True,
+            skipped=1,
+            skip_reason=f"the line at byte {start} is over {max_bytes:,} bytes",
+        )
     records, skipped, reason, pos = [], 0, None, start
     for line in chunk[:end].split(b"\n")[:-1]:
         if line.strip():
@@ -205,8 +218,15 @@ def read_stats(run: Path, since: int = 0, max_bytes: int = MAX_STATS_BYTES) -> d
                 skipped += 1
                 reason = reason or f"the line at byte {pos} is {why}"
         pos += len(line) + 1
-    return dict(reply, records=records, offset=start + end, reset=reset, more=start + end < size and end > 0,
-                skipped=skipped, skip_reason=reason)
+    return dict(
+        reply,
+        records=records,
+        offset=start + end,
+        reset=reset,
+        more=start + end < size and end > 0,
+        skipped=skipped,
+        skip_reason=reason,
+    )
 
 
 # Metrics.
@@ -228,7 +248,7 @@ def read_tail(f, max_bytes: int) -> bytes:
     f.seek(max(size - max_bytes, 0))
     data = f.read(max_bytes)
     first = data.find(b"\n") + 1 if size > max_bytes else 0
-    return data[first:data.rfind(b"\n") + 1]
+    return data[first : data.rfind(b"\n") + 1]
 
 
 def read_metrics(run: Path, nimg_of) -> tuple[dict[str, list[list[float]]], list[str]]:

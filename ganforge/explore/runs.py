@@ -152,10 +152,17 @@ def summary_of(run_id: str, run: Path, config: dict, problems: list[str]) -> dic
     except OSError:
         updated = None
     cfg = training_config(config)
-    return dict(id=run_id, name=run.name if run_id != "." else run.resolve().name, updated=updated,
-                checkpoints=len(list_checkpoints(run)), snapshots=len(snapshots(run)),
-                preset=cfg.get("preset"), target_kimg=cfg.get("kimg"), model=plan_text(config),
-                broken=broken_text(problems))
+    return dict(
+        id=run_id,
+        name=run.name if run_id != "." else run.resolve().name,
+        updated=updated,
+        checkpoints=len(list_checkpoints(run)),
+        snapshots=len(snapshots(run)),
+        preset=cfg.get("preset"),
+        target_kimg=cfg.get("kimg"),
+        model=plan_text(config),
+        broken=broken_text(problems),
+    )
 
 
 def run_summary(run_id: str, run: Path) -> dict:
@@ -169,10 +176,16 @@ def run_info(run_id: str, run: Path) -> dict:
     metrics, metric_problems = read_metrics(run, nimg_of)
     problems += metric_problems
     return dict(
-        id=run_id, summary=summary_of(run_id, run, config, problems), config=config, schedules=schedules(config),
-        snapshots=snapshots(run), checkpoints=[dict(file=p.name, nimg=nimg_of(p.name)) for p in list_checkpoints(run)],
+        id=run_id,
+        summary=summary_of(run_id, run, config, problems),
+        config=config,
+        schedules=schedules(config),
+        snapshots=snapshots(run),
+        checkpoints=[dict(file=p.name, nimg=nimg_of(p.name)) for p in list_checkpoints(run)],
         model_checkpoint=checkpoint.name if checkpoint else None,
         latest="fakes_latest.png" if is_file(run / "fakes_latest.png") else None,
         reals="reals.png" if is_file(run / "reals.png") else None,
-        metrics=metrics, broken=broken_text(problems), problems=problems,
+        metrics=metrics,
+        broken=broken_text(problems),
+        problems=problems,
     )

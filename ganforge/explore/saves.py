@@ -39,21 +39,32 @@ class SaveBudget:
     def check(self, nbytes: int = 0) -> None:
         """ParamError 429 when one more save of nbytes would pass either limit."""
         if self.count >= self.max_saves:
-            raise ParamError(f"this server has saved {self.count} images, its limit per session: restart "
-                             "`ganforge explore` (with a higher --max-saves) to save more", status=429)
+            raise ParamError(
+                f"this server has saved {self.count} images, its limit per session: restart "
+                "`ganforge explore` (with a higher --max-saves) to save more",
+                status=429,
+            )
         if self.bytes + nbytes > self.max_bytes:
-            raise ParamError(f"this save ({nbytes:,} bytes) would pass the server's limit of {self.max_bytes:,} bytes "
-                             f"written per session ({self.bytes:,} so far): restart `ganforge explore` (with a higher "
-                             "--max-save-mb) to save more", status=429)
+            raise ParamError(
+                f"this save ({nbytes:,} bytes) would pass the server's limit of {self.max_bytes:,} bytes "
+                f"written per session ({self.bytes:,} so far): restart `ganforge explore` (with a higher "
+                "--max-save-mb) to save more",
+                status=429,
+            )
 
 
 def write_failure(save_dir: Path, e: OSError) -> ParamError:
     """507 when the disk or quota is full, 503 when the folder cannot be written at all."""
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return ParamError(f"the save folder {save_dir} is full ({e.strerror}): free some space, or restart with "
-                          "another --save-dir", status=507)
-    return ParamError(f"the save folder {save_dir} cannot be written ({e.strerror or e}): restart with a "
-                      "--save-dir the explorer may write", status=503)
+        return ParamError(
+            f"the save folder {save_dir} is full ({e.strerror}): free some space, or restart with another --save-dir",
+            status=507,
+        )
+    return ParamError(
+        f"the save folder {save_dir} cannot be written ({e.strerror or e}): restart with a "
+        "--save-dir the explorer may write",
+        status=503,
+    )
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -86,8 +97,20 @@ def generate_command(checkpoint: Path, s: RenderSettings, outdir: Path, device: 
         what = "a latent walk" if s.walking else "a style mix"
         return None, f"ganforge generate has no option for {what}: use reproduce_command"
     seeds = str(s.seed) if s.grid == 1 else f"{s.seed}-{s.seeds[-1]}"
-    args = ["ganforge", "generate", "--checkpoint", str(checkpoint), "--seeds", seeds, "--outdir", str(outdir),
-            "--trunc", repr(float(s.psi)), "--noise-mode", s.noise]
+    args = [
+        "ganforge",
+        "generate",
+        "--checkpoint",
+        str(checkpoint),
+        "--seeds",
+        seeds,
+        "--outdir",
+        str(outdir),
+        "--trunc",
+        repr(float(s.psi)),
+        "--noise-mode",
+        s.noise,
+    ]
     if s.cutoff is not None:
         args += ["--trunc-cutoff", str(s.cutoff)]
     if s.class_idx is not None:
@@ -100,16 +123,33 @@ def generate_command(checkpoint: Path, s: RenderSettings, outdir: Path, device: 
     return shlex.join(args), str(output)
 
 
-def save_record(save_dir: Path, stem: str, checkpoint: Path, model_key: str, s: RenderSettings,
-                array: np.ndarray, pixel_digest: str, device: str) -> dict:
+def save_record(
+    save_dir: Path,
+    stem: str,
+    checkpoint: Path,
+    model_key: str,
+    s: RenderSettings,
+    array: np.ndarray,
+    pixel_digest: str,
+    device: str,
+) -> dict:
     """The JSON written beside <stem>.png."""
     png, meta = save_dir / f"{stem}.png", save_dir / f"{stem}.json"
     command, output = generate_command(checkpoint, s, save_dir / f"{stem}-generate", device)
     record = dict(
-        format=FORMAT, version=VERSION, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        checkpoint=str(checkpoint), model=model_key, settings=s.to_dict(),
-        image=png.name, digest=pixel_digest, size=[int(array.shape[1]), int(array.shape[0])], device=device,
-        command=command, command_output=output if command else None, command_note=None if command else output,
+        format=FORMAT,
+        version=VERSION,
+        saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        checkpoint=str(checkpoint),
+        model=model_key,
+        settings=s.to_dict(),
+        image=png.name,
+        digest=pixel_digest,
+        size=[int(array.shape[1]), int(array.shape[0])],
+        device=device,
+        command=command,
+        command_output=output if command else None,
+        command_note=None if command else output,
         reproduce_command=shlex.join(["python", "-m", "ganforge.explore.reproduce", str(meta)]),
         exact=s.noise != "random",
     )
@@ -118,8 +158,16 @@ def save_record(save_dir: Path, stem: str, checkpoint: Path, model_key: str, s: 
     return record
 
 
-def save_render(save_dir: Path, checkpoint: Path, model_key: str, s: RenderSettings, array: np.ndarray,
-                pixel_digest: str, device: str, budget: SaveBudget) -> dict:
+def save_render(
+    save_dir: Path,
+    checkpoint: Path,
+    model_key: str,
+    s: RenderSettings,
+    array: np.ndarray,
+    pixel_digest: str,
+    device: str,
+    budget: SaveBudget,
+) -> dict:
     """Write <stem>.png and <stem>.json into save_dir within the budget; returns the JSON record (with both paths).
 
     ParamError 429 past the budget, 507 for a full disk, 503 for a folder that cannot be written; a failed save
@@ -132,8 +180,7 @@ def save_render(save_dir: Path, checkpoint: Path, model_key: str, s: RenderSetti
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
             stem = unique_stem(save_dir, file_stem(s))
-            record = save_record(save_dir, stem, Path(checkpoint).resolve(), model_key, s, array, pixel_digest,
-                                 device)
+            record = save_record(save_dir, stem, Path(checkpoint).resolve(), model_key, s, array, pixel_digest, device)
             text = (json.dumps(record, indent=2) + "\n").encode()
             budget.check(len(image) + len(text))
             png, meta = save_dir / f"{stem}.png", save_dir / f"{stem}.json"

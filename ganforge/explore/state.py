@@ -86,20 +86,22 @@ class Explorer:
                 return MAIN, self.checkpoint
             keys = self.model_keys()
             if not keys:
-                raise ParamError("no model to show: start the server with --checkpoint, or --runs with a run that "
-                                 "has a checkpoint", status=404)
+                raise ParamError(
+                    "no model to show: start the server with --checkpoint, or --runs with a run that has a checkpoint",
+                    status=404,
+                )
             key = keys[0]["key"]
         if key == MAIN and self.checkpoint is not None:
             return MAIN, self.checkpoint
         run = self.runs().get(key) if key != MAIN else None
         if run is None:
-            raise ParamError(f"model={key[:80]!r} is not a model of this server: pick one from /api/models",
-                             status=404)
+            raise ParamError(f"model={key[:80]!r} is not a model of this server: pick one from /api/models", status=404)
         ckpt, problems = usable_checkpoint(run)
         if ckpt is None:
             why = f" ({problems[0]})" if problems else ""
-            raise ParamError(f"model={key!r} has no loadable checkpoint{why}: pick another from /api/models",
-                             status=404)
+            raise ParamError(
+                f"model={key!r} has no loadable checkpoint{why}: pick another from /api/models", status=404
+            )
         return key, ckpt
 
     def model(self, key: str | None) -> LoadedModel:
@@ -127,20 +129,30 @@ class Explorer:
 
     def _trim_cache(self) -> None:
         """Drop the least recently used models past the count or byte limit (the newest one always stays)."""
+
         def total() -> int:
             return sum(m.nbytes for m in self._models.values())
 
-        while len(self._models) > 1 and (len(self._models) > self.limits.model_cache
-                                         or total() > self.limits.model_cache_bytes):
+        while len(self._models) > 1 and (
+            len(self._models) > self.limits.model_cache or total() > self.limits.model_cache_bytes
+        ):
             self._models.popitem(last=False)
 
     def status(self) -> dict:
         with self._load_lock:
             loaded = [key for key, _ in self._models]
-        return dict(renders=self.renders, completed=self.worker.completed, superseded=self.worker.superseded,
-                    device=str(self.device), models_loaded=loaded, saves=self.saves.count,
-                    saved_bytes=self.saves.bytes,
-                    max_grid=self.limits.max_grid, max_pixels=self.limits.max_pixels, save_dir=str(self.save_dir))
+        return dict(
+            renders=self.renders,
+            completed=self.worker.completed,
+            superseded=self.worker.superseded,
+            device=str(self.device),
+            models_loaded=loaded,
+            saves=self.saves.count,
+            saved_bytes=self.saves.bytes,
+            max_grid=self.limits.max_grid,
+            max_pixels=self.limits.max_pixels,
+            save_dir=str(self.save_dir),
+        )
 
     def close(self) -> None:
         self.worker.close()
@@ -154,8 +166,11 @@ def load_failure(key: str, ckpt: Path, e: Exception) -> ParamError:
     traceback, since it means the loader let a bad file through to code that was not meant to see it.
     """
     if out_of_memory(e):
-        return ParamError(f"model={key!r}: there is not enough memory to load {ckpt.name}: close other programs, "
-                          "or use a smaller model or another --device", status=507)
+        return ParamError(
+            f"model={key!r}: there is not enough memory to load {ckpt.name}: close other programs, "
+            "or use a smaller model or another --device",
+            status=507,
+        )
     if isinstance(e, GanforgeError):
         why = str(e).replace(str(ckpt), ckpt.name)
         why = why if ckpt.name in why else f"{ckpt.name}: {why}"

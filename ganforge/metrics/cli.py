@@ -31,19 +31,34 @@ MAX_BATCH = 4096  # Images per generator/detector call.
 def metrics(
     checkpoint: str = typer.Option(None, metavar="PATH", help="ganforge checkpoint (.safetensors) or official .pkl."),
     data: str = typer.Option(..., metavar="PATH", help="The training data (zip or folder) for the real statistics."),
-    images: Annotated[str | None, typer.Option(metavar="DIR_OR_ZIP", help="Compare this image set with --data "
-                      "instead of a generator (metrics fid, kid, pr).")] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR_OR_ZIP",
+            help="Compare this image set with --data instead of a generator (metrics fid, kid, pr).",
+        ),
+    ] = None,
     max_images: Annotated[int | None, typer.Option(min=2, help="With --images: at most N images per set.")] = None,
-    truncation: Annotated[float, typer.Option(callback=usage(partial(check_psi, flag="--truncation")),
-                                              help="Truncation psi of the generator, -10..10 (1 = off).")] = 1.0,
+    truncation: Annotated[
+        float,
+        typer.Option(
+            callback=usage(partial(check_psi, flag="--truncation")),
+            help="Truncation psi of the generator, -10..10 (1 = off).",
+        ),
+    ] = 1.0,
     metrics: str = typer.Option("fid50k_full", metavar="NAMES", help=METRICS_HELP),
     detector_inception: str = typer.Option(None, metavar="PATH", help="inception-2015-12-05.pt (TorchScript)."),
     detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full."),
     num_gen: int = typer.Option(None, min=2, max=MAX_NUM_GEN, help="Generated images per metric; default 50,000."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    batch: int = typer.Option(None, min=1, max=MAX_BATCH, help="Images per generator/detector call (per GPU); "
-                                                              "default: the largest that fits memory, halved on "
-                                                              "out-of-memory errors."),
+    batch: int = typer.Option(
+        None,
+        min=1,
+        max=MAX_BATCH,
+        help="Images per generator/detector call (per GPU); "
+        "default: the largest that fits memory, halved on "
+        "out-of-memory errors.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     allow_download: bool = typer.Option(False, help="Download missing detector files into the cache folder."),
 ) -> None:
@@ -57,18 +72,33 @@ def metrics(
 
     names = metric_names(metrics, compare=images is not None)
     if images is not None or checkpoint is None:
-        compare_command(images, data, checkpoint, truncation, names, max_images, detector_inception, detector_vgg,
-                        device, batch, json_out, allow_download)
+        compare_command(
+            images,
+            data,
+            checkpoint,
+            truncation,
+            names,
+            max_images,
+            detector_inception,
+            detector_vgg,
+            device,
+            batch,
+            json_out,
+            allow_download,
+        )
         return
-    opts = make_options(checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out,
-                        allow_download)
+    opts = make_options(
+        checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out, allow_download
+    )
     if truncation != 1.0:
         from ganforge.metrics.compare import Truncated
         from ganforge.metrics.features import MetricError
 
         if not hasattr(opts.G, "mapping"):
-            raise MetricError(f"--truncation needs a StyleGAN2 generator with a w_avg, but {checkpoint} holds a "
-                              f"{type(opts.G).__name__}: drop --truncation")
+            raise MetricError(
+                f"--truncation needs a StyleGAN2 generator with a w_avg, but {checkpoint} holds a "
+                f"{type(opts.G).__name__}: drop --truncation"
+            )
         opts.G = Truncated(opts.G, truncation)
     records = evaluate(names, opts)
     if not write_records(records, Path(checkpoint).parent, Path(checkpoint).name):
@@ -96,8 +126,20 @@ def metric_names(text: str, compare: bool) -> list[str]:
     return names
 
 
-def compare_command(images, data, checkpoint, truncation, names, max_images, detector_inception, detector_vgg,
-                    device, batch, json_out, allow_download) -> None:
+def compare_command(
+    images,
+    data,
+    checkpoint,
+    truncation,
+    names,
+    max_images,
+    detector_inception,
+    detector_vgg,
+    device,
+    batch,
+    json_out,
+    allow_download,
+) -> None:
     from ganforge.devices import parse_device
     from ganforge.metrics.compare import compare_sets
 
@@ -105,9 +147,17 @@ def compare_command(images, data, checkpoint, truncation, names, max_images, det
         raise UsageError("pass --checkpoint (a generator) or --images (an image set)")
     if checkpoint is not None or truncation != 1.0:
         raise UsageError("--images compares two image sets: drop --checkpoint and --truncation, or drop --images")
-    results = compare_sets(images, data, names, max_images, {"inception": detector_inception,
-                           "vgg16": detector_vgg}, parse_device(device), batch, progress=not json_out,
-                           allow_download=allow_download)
+    results = compare_sets(
+        images,
+        data,
+        names,
+        max_images,
+        {"inception": detector_inception, "vgg16": detector_vgg},
+        parse_device(device),
+        batch,
+        progress=not json_out,
+        allow_download=allow_download,
+    )
     if json_out:
         print(json.dumps(results))
     else:
@@ -115,8 +165,17 @@ def compare_command(images, data, checkpoint, truncation, names, max_images, det
             print(f"{key}: {value:.4f}")
 
 
-def make_options(checkpoint: str, data: str, detector_inception: str | None, detector_vgg: str | None,
-                 num_gen: int | None, device: str, batch: int, quiet: bool, allow_download: bool):
+def make_options(
+    checkpoint: str,
+    data: str,
+    detector_inception: str | None,
+    detector_vgg: str | None,
+    num_gen: int | None,
+    device: str,
+    batch: int,
+    quiet: bool,
+    allow_download: bool,
+):
     """MetricOptions for the generator in `checkpoint`, once the paths are checked (a MetricError names the flag)."""
     from ganforge.metrics.features import MetricError, MetricOptions
     from ganforge.tools.generate import load_generator
@@ -127,18 +186,29 @@ def make_options(checkpoint: str, data: str, detector_inception: str | None, det
         raise MetricError(f"--checkpoint {checkpoint} {what}: pass a checkpoint-*.safetensors or .pkl file")
     folder = Path(checkpoint).absolute().parent
     if not os.access(folder, os.W_OK):
-        raise MetricError(f"the results go to metric-*.jsonl beside --checkpoint, but {folder} is not writable: "
-                          f"copy the checkpoint into a folder you can write to")
+        raise MetricError(
+            f"the results go to metric-*.jsonl beside --checkpoint, but {folder} is not writable: "
+            f"copy the checkpoint into a folder you can write to"
+        )
     if not Path(data).exists():
         raise MetricError(f"--data {data} does not exist: pass the zip or folder the model was trained on")
     for flag, path in (("--detector-inception", detector_inception), ("--detector-vgg", detector_vgg)):
         if path is not None and not Path(path).is_file():
-            raise MetricError(f"{flag} {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}: pass "
-                              f"the detector's .pt file (TorchScript)")
+            raise MetricError(
+                f"{flag} {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}: pass "
+                f"the detector's .pt file (TorchScript)"
+            )
     _dist, dev = init_distributed(device)  # Under torchrun: one process group, this rank's GPU.
-    opts = MetricOptions(G=load_generator(checkpoint), dataset_path=data, num_gen=num_gen, device=dev, batch=batch,
-                         detector_paths={"inception": detector_inception, "vgg16": detector_vgg},
-                         progress=not quiet, allow_download=allow_download)
+    opts = MetricOptions(
+        G=load_generator(checkpoint),
+        dataset_path=data,
+        num_gen=num_gen,
+        device=dev,
+        batch=batch,
+        detector_paths={"inception": detector_inception, "vgg16": detector_vgg},
+        progress=not quiet,
+        allow_download=allow_download,
+    )
     opts.dataset()  # The data is read (headers) before any detector is loaded.
     return opts
 

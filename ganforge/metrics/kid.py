@@ -27,8 +27,9 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(within - 2 * kxy.sum() / m**2)
 
 
-def kid_from_features(gen: np.ndarray, real: np.ndarray, num_subsets: int = 100, max_subset_size: int = 1000,
-                      seed: int = 0) -> float:
+def kid_from_features(
+    gen: np.ndarray, real: np.ndarray, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0
+) -> float:
     """Mean of mmd2_unbiased over random equal-size subsets (drawn without replacement within a subset)."""
     gen, real = np.asarray(gen, np.float64), np.asarray(real, np.float64)
     m = min(len(gen), len(real), max_subset_size)

@@ -64,8 +64,9 @@ def pr_detector(opts: MetricOptions) -> tuple[str, dict]:
     except DetectorError as e:
         if opts.detector_paths.get("vgg16"):
             raise
-        warnings.warn(f"{e}; precision/recall falls back to Inception features (reported as pr_inception_*)",
-                      stacklevel=2)
+        warnings.warn(
+            f"{e}; precision/recall falls back to Inception features (reported as pr_inception_*)", stacklevel=2
+        )
         return "inception", {"return_features": True}
 
 

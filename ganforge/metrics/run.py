@@ -32,9 +32,16 @@ class MetricRecord:
     num_gen: int | None  # Generated images if overridden; None = the metric's default.
 
     def to_json(self, snapshot: str | None = None) -> str:
-        record = dict(results=self.results, metric=self.metric, total_time=round(self.total_time, 3),
-                      total_time_str=format_seconds(self.total_time), num_gpus=self.num_gpus, num_gen=self.num_gen,
-                      snapshot=snapshot, timestamp=time.time())
+        record = dict(
+            results=self.results,
+            metric=self.metric,
+            total_time=round(self.total_time, 3),
+            total_time_str=format_seconds(self.total_time),
+            num_gpus=self.num_gpus,
+            num_gen=self.num_gen,
+            snapshot=snapshot,
+            timestamp=time.time(),
+        )
         return json.dumps(record)
 
 
@@ -69,9 +76,18 @@ def compute_metrics(
     seed: int = 0,  # Latents and labels of the fakes, KID subsets.
 ) -> dict[str, float]:
     """All results of the named metrics merged into one dict ({'fid50k_full': 4.2, ...})."""
-    opts = MetricOptions(G=G, dataset_path=dataset_path, detector_paths=dict(detector_paths or {}), num_gen=num_gen,
-                         device=device, batch=batch, progress=progress, allow_download=allow_download, cache=cache,
-                         seed=seed)
+    opts = MetricOptions(
+        G=G,
+        dataset_path=dataset_path,
+        detector_paths=dict(detector_paths or {}),
+        num_gen=num_gen,
+        device=device,
+        batch=batch,
+        progress=progress,
+        allow_download=allow_download,
+        cache=cache,
+        seed=seed,
+    )
     return merge(evaluate(names, opts))
 
 
@@ -101,8 +117,9 @@ def for_snapshot(template: MetricOptions, G: torch.nn.Module) -> MetricOptions:
     return dataclasses.replace(template, G=G, memo=memo)
 
 
-def snapshot_metrics(G: torch.nn.Module, names: list[str], run_dir: str | Path, snapshot: str,
-                     template: MetricOptions) -> dict[str, float]:
+def snapshot_metrics(
+    G: torch.nn.Module, names: list[str], run_dir: str | Path, snapshot: str, template: MetricOptions
+) -> dict[str, float]:
     """What the training loop calls at a snapshot (every rank): run, append metric-<name>.jsonl, return results.
 
     `template` is built once per run (dataset_path, detector paths, device, progress=False ...) and reused, so the

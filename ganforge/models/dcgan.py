@@ -247,8 +247,9 @@ class PatchDiscriminator(nn.Module):
         for i, stride in enumerate(strides):
             is_out = i == len(strides) - 1
             out_ch = 1 if is_out else min(width * 2**i, cap)
-            conv = nn.Conv2d(in_ch, out_ch, self.KERNEL, stride=stride, padding=self.PADDING,
-                             bias=i == 0 or is_out)  # BatchNorm follows all other convs.
+            conv = nn.Conv2d(
+                in_ch, out_ch, self.KERNEL, stride=stride, padding=self.PADDING, bias=i == 0 or is_out
+            )  # BatchNorm follows all other convs.
             act = None if is_out else nn.LeakyReLU(LRELU_SLOPE)
             name = "out" if is_out else f"layer{i}"
             setattr(self, name, conv_block(conv, norm=0 < i and not is_out, act=act))
@@ -286,8 +287,7 @@ class PatchDiscriminator(nn.Module):
         logits = self.out(x)  # [N, 1, h', w']
         if c is not None:
             # Per-patch projection: each logit's 4×4 window of features, averaged, dotted with embed(c).
-            pooled = nn.functional.avg_pool2d(x, self.KERNEL, stride=1, padding=self.PADDING,
-                                              count_include_pad=False)
+            pooled = nn.functional.avg_pool2d(x, self.KERNEL, stride=1, padding=self.PADDING, count_include_pad=False)
             logits = logits + projection(self.embed, c, pooled).unsqueeze(1)
         return logits
 

@@ -28,11 +28,13 @@ class DiscriminatorBlock(nn.Module):
         self.in_channels, self.architecture, self.use_fp16 = in_channels, architecture, use_fp16
         self.register_buffer("resample_filter", ops.setup_filter())
         if in_channels == 0 or architecture == "skip":
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation="lrelu",
-                                       conv_clamp=conv_clamp)
+            self.fromrgb = Conv2dLayer(
+                img_channels, tmp_channels, kernel_size=1, activation="lrelu", conv_clamp=conv_clamp
+            )
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, activation="lrelu", down=2,
-                                 conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(
+            tmp_channels, out_channels, kernel_size=3, activation="lrelu", down=2, conv_clamp=conv_clamp
+        )
         if architecture == "resnet":
             self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2)
 
@@ -59,16 +61,26 @@ class DiscriminatorBlock(nn.Module):
 class DiscriminatorEpilogue(nn.Module):
     """Base-size block: minibatch stddev, 3×3 conv, fc over the whole map, output (or projection)."""
 
-    def __init__(self, in_channels: int, cmap_dim: int, size: tuple[int, int], img_channels: int,
-                 architecture: str = "resnet", mbstd_group: int = 4, mbstd_channels: int = 1,
-                 conv_clamp: float | None = None, reads_image: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        cmap_dim: int,
+        size: tuple[int, int],
+        img_channels: int,
+        architecture: str = "resnet",
+        mbstd_group: int = 4,
+        mbstd_channels: int = 1,
+        conv_clamp: float | None = None,
+        reads_image: bool = False,
+    ):
         super().__init__()
         self.in_channels, self.cmap_dim, self.size, self.architecture = in_channels, cmap_dim, tuple(size), architecture
         if architecture == "skip" or reads_image:  # reads_image: a base-size model has no other block.
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation="lrelu")
         self.mbstd = MinibatchStd(mbstd_group or None, mbstd_channels) if mbstd_channels > 0 else None
-        self.conv = Conv2dLayer(in_channels + mbstd_channels, in_channels, kernel_size=3, activation="lrelu",
-                                conv_clamp=conv_clamp)
+        self.conv = Conv2dLayer(
+            in_channels + mbstd_channels, in_channels, kernel_size=3, activation="lrelu", conv_clamp=conv_clamp
+        )
         self.fc = FullyConnectedLayer(in_channels * self.size[0] * self.size[1], in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
@@ -107,21 +119,36 @@ class Discriminator(nn.Module):
             h, w = plan.block_sizes[i]
             name = block_name(h, w)
             block = DiscriminatorBlock(
-                in_channels=plan.channels[i] if i < top else 0, tmp_channels=plan.channels[i],
-                out_channels=plan.channels[i - 1], img_channels=plan.img_channels,
-                architecture=plan.d_architecture, use_fp16=plan.fp16_block(i), conv_clamp=plan.conv_clamp,
+                in_channels=plan.channels[i] if i < top else 0,
+                tmp_channels=plan.channels[i],
+                out_channels=plan.channels[i - 1],
+                img_channels=plan.img_channels,
+                architecture=plan.d_architecture,
+                use_fp16=plan.fp16_block(i),
+                conv_clamp=plan.conv_clamp,
             )
             setattr(self, name, block)
             self.block_names.append(name)
         if plan.c_dim > 0:
-            self.mapping = MappingNetwork(0, plan.c_dim, cmap_dim, num_ws=None, num_layers=plan.d_mapping_layers,
-                                          w_avg_beta=None)
+            self.mapping = MappingNetwork(
+                0, plan.c_dim, cmap_dim, num_ws=None, num_layers=plan.d_mapping_layers, w_avg_beta=None
+            )
         self.epilogue_name = block_name(plan.base_h, plan.base_w)
-        setattr(self, self.epilogue_name, DiscriminatorEpilogue(
-            plan.channels[0], cmap_dim, (plan.base_h, plan.base_w), plan.img_channels,
-            architecture=plan.d_architecture, mbstd_group=plan.mbstd_group, mbstd_channels=plan.mbstd_channels,
-            conv_clamp=plan.conv_clamp, reads_image=(plan.num_blocks == 1),
-        ))
+        setattr(
+            self,
+            self.epilogue_name,
+            DiscriminatorEpilogue(
+                plan.channels[0],
+                cmap_dim,
+                (plan.base_h, plan.base_w),
+                plan.img_channels,
+                architecture=plan.d_architecture,
+                mbstd_group=plan.mbstd_group,
+                mbstd_channels=plan.mbstd_channels,
+                conv_clamp=plan.conv_clamp,
+                reads_image=(plan.num_blocks == 1),
+            ),
+        )
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, force_fp32: bool = False) -> torch.Tensor:
         # [N, C, H, W], [N, c_dim] -> [N, 1]
@@ -129,9 +156,11 @@ class Discriminator(nn.Module):
             got = list(img.shape)
             hint = ""
             if img.ndim == 4:
-                hint = (f" (images are {format_resolution(img.shape[2], img.shape[3])} WxH with {img.shape[1]} "
-                        f"channels; this model expects {self.plan.resolution_text} with {self.img_channels}: "
-                        f"resize the data with `ganforge dataset prepare --resolution {self.plan.resolution_text}`)")
+                hint = (
+                    f" (images are {format_resolution(img.shape[2], img.shape[3])} WxH with {img.shape[1]} "
+                    f"channels; this model expects {self.plan.resolution_text} with {self.img_channels}: "
+                    f"resize the data with `ganforge dataset prepare --resolution {self.plan.resolution_text}`)"
+                )
             want = ", ".join(map(str, self.img_shape))
             raise ValueError(f"discriminator input has shape {got}, expected [N, {want}]{hint}")
         x = None

@@ -94,8 +94,9 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
-                                        lr_multiplier=lr_multiplier)
+            layer = FullyConnectedLayer(
+                features[idx], features[idx + 1], activation="lrelu", lr_multiplier=lr_multiplier
+            )
             setattr(self, f"fc{idx}", layer)
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros([w_dim]))
@@ -173,8 +174,14 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn(list(self.size)))
             self.noise_strength = nn.Parameter(torch.zeros([]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = True,
-                gain: float = 1.0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "random",
+        fused_modconv: bool | None = True,
+        gain: float = 1.0,
+    ) -> torch.Tensor:
         n = x.shape[0]
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -187,15 +194,30 @@ class SynthesisLayer(nn.Module):
         if self.style == "modulated" and ops.fast_paths():
             # Demodulation, bias and gain in one addcmul after the conv; noise, clamp and lrelu in place.
             fused = ops.prefer_fused(x, self.weight) if fused_modconv is None else fused_modconv
-            y, dcoefs = ops.modulated_conv2d_parts(x, self.weight, self.affine(w), up=self.up, padding=self.padding,
-                                                   resample_filter=self.resample_filter, fused=fused)
+            y, dcoefs = ops.modulated_conv2d_parts(
+                x,
+                self.weight,
+                self.affine(w),
+                up=self.up,
+                padding=self.padding,
+                resample_filter=self.resample_filter,
+                fused=fused,
+            )
             scale = None if dcoefs is None else dcoefs.to(y.dtype).reshape(n, -1, 1, 1)
             bias = self.bias.to(y.dtype).reshape(1, -1, 1, 1)
             return ops.scale_bias_act_(y, scale, bias, self.act_gain * gain, "lrelu", clamp, noise)
         if self.style == "modulated":
             styles = self.affine(w)
-            x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                     resample_filter=self.resample_filter, fused=fused_modconv)
+            x = ops.modulated_conv2d(
+                x,
+                self.weight,
+                styles,
+                noise=noise,
+                up=self.up,
+                padding=self.padding,
+                resample_filter=self.resample_filter,
+                fused=fused_modconv,
+            )
         else:
             wt = self.weight * (1 / math.sqrt(self.weight[0].numel()))
             x = ops.conv2d_resample(x, wt.to(x.dtype), f=self.resample_filter, up=self.up, padding=self.padding)
@@ -332,10 +354,17 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = 0
         for i, (name, size, ch) in enumerate(zip(plan.block_names, plan.block_sizes, plan.channels)):
             block = SynthesisBlock(
-                in_channels=plan.channels[i - 1] if i > 0 else 0, out_channels=ch, w_dim=plan.w_dim, size=size,
-                img_channels=plan.img_channels, is_last=(i == plan.num_blocks - 1),
-                architecture=plan.g_architecture, use_fp16=plan.fp16_block(i), conv_clamp=plan.conv_clamp,
-                style=plan.style, g_input=plan.g_input,
+                in_channels=plan.channels[i - 1] if i > 0 else 0,
+                out_channels=ch,
+                w_dim=plan.w_dim,
+                size=size,
+                img_channels=plan.img_channels,
+                is_last=(i == plan.num_blocks - 1),
+                architecture=plan.g_architecture,
+                use_fp16=plan.fp16_block(i),
+                conv_clamp=plan.conv_clamp,
+                style=plan.style,
+                g_input=plan.g_input,
             )
             self.num_ws += block.num_conv
             if block.is_last:
@@ -343,8 +372,9 @@ class SynthesisNetwork(nn.Module):
             setattr(self, name, block)
         assert self.num_ws == plan.num_ws
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
-                fused_modconv: bool | None = None) -> torch.Tensor:
+    def forward(
+        self, ws: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False, fused_modconv: bool | None = None
+    ) -> torch.Tensor:
         # [N, num_ws, w_dim] -> [N, C, H, W]
         if ws.ndim == 3 and ws.shape[1] != self.num_ws:
             raise ValueError(str(compare_num_ws(self.plan, ws.shape[1], source=f"the ws tensor {list(ws.shape)}")))
@@ -375,9 +405,15 @@ class Generator(nn.Module):
         self.img_shape = (plan.img_channels, plan.height, plan.width)
         self.synthesis = SynthesisNetwork(plan)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(plan.z_dim, plan.c_dim, plan.w_dim, num_ws=self.num_ws,
-                                      num_layers=plan.mapping_layers, lr_multiplier=plan.mapping_lr_mult,
-                                      w_avg_beta=plan.w_avg_beta)
+        self.mapping = MappingNetwork(
+            plan.z_dim,
+            plan.c_dim,
+            plan.w_dim,
+            num_ws=self.num_ws,
+            num_layers=plan.mapping_layers,
+            lr_multiplier=plan.mapping_lr_mult,
+            w_avg_beta=plan.w_avg_beta,
+        )
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, **synthesis_kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

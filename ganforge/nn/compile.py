@@ -38,8 +38,11 @@ class CompiledOrEager:
                 if not is_compile_failure(e):
                     raise
                 self.error = e
-                warnings.warn(f"torch.compile ({self.backend}) failed, running {type(self.module).__name__} eagerly: "
-                              f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", stacklevel=2)
+                warnings.warn(
+                    f"torch.compile ({self.backend}) failed, running {type(self.module).__name__} eagerly: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                    stacklevel=2,
+                )
         return self.module(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # z_dim, c_dim, mapping, ...: the module's own.
@@ -50,7 +53,8 @@ def is_compile_failure(e: BaseException) -> bool:
     """Errors raised by the compiler stack (dynamo, AOTAutograd, inductor, a C++ toolchain), not by the model."""
     module = type(e).__module__ or ""
     return module.startswith(("torch._dynamo", "torch._inductor", "torch._functorch", "triton")) or any(
-        word in type(e).__name__ for word in ("Compile", "Inductor", "Backend", "Unsupported"))
+        word in type(e).__name__ for word in ("Compile", "Inductor", "Backend", "Unsupported")
+    )
 
 
 def compiled(module: torch.nn.Module, enabled: bool = True, backend: str | None = None):

@@ -81,17 +81,21 @@ class Conv2dLayer(nn.Module):
             # would save a pass but triples the rounding error of conditional D outputs against the official code.)
             w = (self.weight * self.weight_gain).to(x.dtype)
             b = None if self.bias is None else self.bias.to(x.dtype)
-            x = ops.conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding,
-                                    bias=b)
+            x = ops.conv2d_resample(
+                x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, bias=b
+            )
             return ops.activate_(x, self.activation, clamp, gain=self.act_gain * gain)
         w = self.weight * self.weight_gain
-        x = ops.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
-                                padding=self.padding)
+        x = ops.conv2d_resample(
+            x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding
+        )
         return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_channels}, out={self.out_channels}, k={self.weight.shape[-1]}, "
-                f"act={self.activation}, up={self.up}, down={self.down}, clamp={self.conv_clamp}")
+        return (
+            f"in={self.in_channels}, out={self.out_channels}, k={self.weight.shape[-1]}, "
+            f"act={self.activation}, up={self.up}, down={self.down}, clamp={self.conv_clamp}"
+        )
 
 
 class PixelNorm(nn.Module):

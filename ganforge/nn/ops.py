@@ -285,16 +285,24 @@ def conv2d_resample(
     fh, fw = f.shape
     o, ipg, kh, kw = w.shape
     if down > 1:
-        pad = (padding + (fw - down + 1) // 2, padding + (fw - down) // 2,
-               padding + (fh - down + 1) // 2, padding + (fh - down) // 2)
+        pad = (
+            padding + (fw - down + 1) // 2,
+            padding + (fw - down) // 2,
+            padding + (fh - down + 1) // 2,
+            padding + (fh - down) // 2,
+        )
         if kh == 1 and kw == 1:
             x = upfirdn2d(x, f, down=down, padding=pad)
             return F.conv2d(x, w, bias, groups=groups)
         x = upfirdn2d(x, f, padding=pad)
         return F.conv2d(x, w, bias, stride=down, groups=groups)
     # Upsampling.
-    pad = [padding + (fw + up - 1) // 2, padding + (fw - up) // 2,
-           padding + (fh + up - 1) // 2, padding + (fh - up) // 2]
+    pad = [
+        padding + (fw + up - 1) // 2,
+        padding + (fw - up) // 2,
+        padding + (fh + up - 1) // 2,
+        padding + (fh - up) // 2,
+    ]
     if kh == 1 and kw == 1:
         x = F.conv2d(x, w, groups=groups)
         x = upfirdn2d(x, f, up=up, padding=tuple(pad), gain=up**2)

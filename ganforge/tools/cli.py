@@ -56,12 +56,17 @@ DEVICE_HELP = "cpu, cuda, cuda:N or auto."
 
 def style_mix(
     checkpoint: str = typer.Option(..., help=CHECKPOINT_HELP),
-    rows: str = typer.Option("0-3", callback=usage(partial(parse_seeds, flag="--rows")),
-                             help="Row seeds (their coarse structure is kept): 0-3 or 1,5,9."),
-    cols: str = typer.Option("4-7", callback=usage(partial(parse_seeds, flag="--cols")),
-                             help="Column seeds (their styles are copied in)."),
-    styles: str = typer.Option("0-6", callback=usage(parse_layers),
-                               help="w indices taken from the column seeds: 0-3 coarse, higher = finer."),
+    rows: str = typer.Option(
+        "0-3",
+        callback=usage(partial(parse_seeds, flag="--rows")),
+        help="Row seeds (their coarse structure is kept): 0-3 or 1,5,9.",
+    ),
+    cols: str = typer.Option(
+        "4-7", callback=usage(partial(parse_seeds, flag="--cols")), help="Column seeds (their styles are copied in)."
+    ),
+    styles: str = typer.Option(
+        "0-6", callback=usage(parse_layers), help="w indices taken from the column seeds: 0-3 coarse, higher = finer."
+    ),
     trunc: float = typer.Option(1.0, callback=usage(check_psi), help=TRUNC_HELP),
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
     class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
@@ -77,15 +82,17 @@ def style_mix(
 
 def video(
     checkpoint: str = typer.Option(..., help=CHECKPOINT_HELP),
-    seeds: str = typer.Option("0-3", callback=usage(parse_seeds),
-                              help="Key seeds, visited in order and looping back to the first."),
+    seeds: str = typer.Option(
+        "0-3", callback=usage(parse_seeds), help="Key seeds, visited in order and looping back to the first."
+    ),
     frames: int = typer.Option(30, min=1, max=MAX_FRAMES, help="Frames per transition between two seeds."),
     space: Space = typer.Option(Space.w, help="Interpolate in w (lerp of mapped ws) or z (slerp)."),
     trunc: float = typer.Option(1.0, callback=usage(check_psi), help=TRUNC_HELP),
     out: str = typer.Option("walk.mp4", help="Output .mp4 (a .gif is written instead without imageio-ffmpeg)."),
     fps: float = typer.Option(30, callback=usage(check_fps), help="Frames per second, 0.1..240."),
-    grid: str = typer.Option("1x1", metavar="COLSxROWS", callback=usage(parse_grid),
-                             help="Several walks side by side; seeds split evenly."),
+    grid: str = typer.Option(
+        "1x1", metavar="COLSxROWS", callback=usage(parse_grid), help="Several walks side by side; seeds split evenly."
+    ),
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
     class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
@@ -93,8 +100,9 @@ def video(
     """Latent walk video through seeds (looping): mp4 via imageio-ffmpeg, else an animated GIF."""
     from ganforge.tools.video import walk_video
 
-    path, count = walk_video(checkpoint, seeds, out, frames, space.value, trunc, fps, noise_mode.value, class_idx,
-                             grid, device)
+    path, count = walk_video(
+        checkpoint, seeds, out, frames, space.value, trunc, fps, noise_mode.value, class_idx, grid, device
+    )
     kind = "animated GIF (install imageio-ffmpeg for mp4)" if path.suffix.lower() == ".gif" else "mp4"
     console.print(f"Wrote {path}: {count} frames as {kind}")
 
@@ -117,8 +125,10 @@ def export(
 
     report = export_checkpoint(checkpoint, fmt.value, default_export_path(checkpoint, fmt) if out is None else out)
     sizes = ", ".join(str(n) for n in report.batch_sizes)
-    console.print(f"Wrote {', '.join(str(p) for p in report.files)} ({report.format}); checked with "
-                  f"{report.checked_with} at batch sizes {sizes}: max |exported - eager| = {report.max_abs_diff:.3g}")
+    console.print(
+        f"Wrote {', '.join(str(p) for p in report.files)} ({report.format}); checked with "
+        f"{report.checked_with} at batch sizes {sizes}: max |exported - eager| = {report.max_abs_diff:.3g}"
+    )
 
 
 def project(
@@ -139,13 +149,19 @@ def project(
 
     from ganforge.tools.project import project_file
 
-    columns = (TextColumn("project"), BarColumn(), MofNCompleteColumn(), TextColumn("dist {task.fields[dist]:.4g}"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("project"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("dist {task.fields[dist]:.4g}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("project", total=steps, dist=float("nan"))
         on_step = lambda step, dist: bar.update(task, completed=step + 1, dist=dist)
-        result, paths = project_file(checkpoint, target, outdir, steps, w_plus, vgg, loss.value, seed, save_video,
-                                     class_idx, device, on_step)
+        result, paths = project_file(
+            checkpoint, target, outdir, steps, w_plus, vgg, loss.value, seed, save_video, class_idx, device, on_step
+        )
     console.print(f"{loss.value} distance {result.start_dist:.4g} at w_avg -> {result.final_dist:.4g}")
     for role, path in paths.items():
         console.print(f"  {role}: {path}")

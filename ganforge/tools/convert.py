@@ -15,8 +15,10 @@ def convert_official(src: str | Path, dest: str | Path) -> Path:
     snap = load_official_pkl(src)
     parts = {name: net.state_dict() for name in ("G", "D", "G_ema") if (net := getattr(snap, name)) is not None}
     if not parts:
-        raise OfficialPickleError(f"{Path(src).name} holds no G, D or G_ema network: there is nothing to convert; "
-                                  f"give a network-snapshot-*.pkl written by the official training code")
+        raise OfficialPickleError(
+            f"{Path(src).name} holds no G, D or G_ema network: there is nothing to convert; "
+            f"give a network-snapshot-*.pkl written by the official training code"
+        )
     plan = snap.plan or snap.d_plan
     meta = {
         "kind": "export",

@@ -92,8 +92,10 @@ def max_diff(G: nn.Module, run, batches: tuple[int, ...] = CHECK_BATCHES) -> flo
         got = np.asarray(run(inputs))
         ref = eager_reference(G, inputs).numpy()
         if got.shape != ref.shape:
-            raise ExportError(f"the exported model returned shape {list(got.shape)} for a batch of {n}, expected "
-                              f"{list(ref.shape)}: the batch size was frozen into the graph")
+            raise ExportError(
+                f"the exported model returned shape {list(got.shape)} for a batch of {n}, expected "
+                f"{list(ref.shape)}: the batch size was frozen into the graph"
+            )
         worst = max(worst, float(np.abs(got - ref).max()))
     return worst
 
@@ -147,12 +149,23 @@ def export_onnx(G: nn.Module, path: str | Path, opset: int = ONNX_OPSET) -> Expo
         quiet.setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, example_inputs(G, 2), str(path), input_names=names, output_names=["img"],
-                              opset_version=opset, dynamo=True, external_data=external, verbose=False,
-                              dynamic_shapes={k: shapes[k] for k in names})
+            torch.onnx.export(
+                wrapper,
+                example_inputs(G, 2),
+                str(path),
+                input_names=names,
+                output_names=["img"],
+                opset_version=opset,
+                dynamo=True,
+                external_data=external,
+                verbose=False,
+                dynamic_shapes={k: shapes[k] for k in names},
+            )
     except Exception as e:  # The exporter raises many types; the cause is kept in the chain.
-        raise ExportError(f"torch.onnx.export failed ({type(e).__name__}: {str(e)[:300]}): try --format "
-                          f"torchscript, or another --opset") from e
+        raise ExportError(
+            f"torch.onnx.export failed ({type(e).__name__}: {str(e)[:300]}): try --format "
+            f"torchscript, or another --opset"
+        ) from e
     finally:
         quiet.setLevel(level)
     files = [path] + ([Path(f"{path}.data")] if Path(f"{path}.data").exists() else [])
@@ -191,8 +204,10 @@ def export_generator(G: nn.Module, fmt: str, out: str | Path, tolerance: float =
         raise ExportError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     report = export_torchscript(G, out) if fmt == "torchscript" else export_onnx(G, out)
     if not report.max_abs_diff <= tolerance:
-        raise ExportError(f"the {fmt} export differs from the eager network by {report.max_abs_diff:.3g} (more than "
-                          f"{tolerance:g}): the file {report.path} is not trustworthy; report this as a bug")
+        raise ExportError(
+            f"the {fmt} export differs from the eager network by {report.max_abs_diff:.3g} (more than "
+            f"{tolerance:g}): the file {report.path} is not trustworthy; report this as a bug"
+        )
     return report
 
 

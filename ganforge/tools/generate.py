@@ -42,8 +42,9 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
         snap = load_official_pkl(path)
         G = getattr(snap, which)
         if G is None:
-            raise ck.CheckpointError(f"{path} has no {which} network: give a network-snapshot-*.pkl written by "
-                                     f"the official training loop")
+            raise ck.CheckpointError(
+                f"{path} has no {which} network: give a network-snapshot-*.pkl written by the official training loop"
+            )
         return G.eval().requires_grad_(False)
     # Metadata, Plan and every tensor shape are checked before the network is built (bounded memory).
     contents = check.inspect_file(path)
@@ -61,16 +62,25 @@ def class_labels(G: torch.nn.Module, n: int, class_idx: int | None) -> torch.Ten
     return labels_for(getattr(G, "c_dim", 0), n, class_idx)
 
 
-def check_generate(G: torch.nn.Module, num_seeds: int, truncation_psi: float, truncation_cutoff: int | None,
-                   noise_mode: str, class_idx: int | None, grid: bool = False) -> None:
+def check_generate(
+    G: torch.nn.Module,
+    num_seeds: int,
+    truncation_psi: float,
+    truncation_cutoff: int | None,
+    noise_mode: str,
+    class_idx: int | None,
+    grid: bool = False,
+) -> None:
     """Every option that depends on the model, checked before anything is rendered or written."""
     if num_seeds < 1:
         raise LatentError("no seeds to generate: pass --seeds such as 0-7")
     if noise_mode not in NOISE_MODES:
         raise ToolError(f"--noise-mode {noise_mode!r}: choose const, random or none")
     if not hasattr(G, "mapping") and (truncation_psi != 1 or truncation_cutoff is not None):
-        raise LatentError(f"truncation (--trunc, --trunc-cutoff) needs a StyleGAN2 generator with a w_avg, but "
-                          f"this checkpoint holds a {type(G).__name__}: drop those options")
+        raise LatentError(
+            f"truncation (--trunc, --trunc-cutoff) needs a StyleGAN2 generator with a w_avg, but "
+            f"this checkpoint holds a {type(G).__name__}: drop those options"
+        )
     check_cutoff(truncation_cutoff, getattr(G, "num_ws", None))
     class_labels(G, 0, class_idx)
     if grid:
@@ -79,9 +89,16 @@ def check_generate(G: torch.nn.Module, num_seeds: int, truncation_psi: float, tr
 
 
 @torch.no_grad()
-def generate_batches(G: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0,
-                     truncation_cutoff: int | None = None, noise_mode: str = "const", class_idx: int | None = None,
-                     batch: int = 16, device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+def generate_batches(
+    G: torch.nn.Module,
+    seeds: list[int],
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    batch: int = 16,
+    device: str | torch.device = "cpu",
+) -> Iterator[torch.Tensor]:
     """uint8 [n, C, H, W] per batch of seeds, in order; z is made per batch, so memory does not grow with the seeds."""
     G = G.to(device)
     c = class_labels(G, 1, class_idx)
@@ -96,17 +113,33 @@ def generate_batches(G: torch.nn.Module, seeds: list[int], truncation_psi: float
         yield to_uint8(img).cpu()
 
 
-def generate(G: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-             noise_mode: str = "const", class_idx: int | None = None, batch: int = 16,
-             device: str | torch.device = "cpu") -> torch.Tensor:
+def generate(
+    G: torch.nn.Module,
+    seeds: list[int],
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    batch: int = 16,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """uint8 [N, C, H, W] for the seeds; image k depends only on seeds[k] (not on the batch)."""
-    return torch.cat(list(generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, batch,
-                                           device)))
+    return torch.cat(
+        list(generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, batch, device))
+    )
 
 
-def generate_images(checkpoint: str | Path, seeds: list[int], outdir: str | Path, truncation_psi: float = 1.0,
-                    truncation_cutoff: int | None = None, noise_mode: str = "const", class_idx: int | None = None,
-                    grid: bool = False, device: str | torch.device = "cpu") -> list[Path]:
+def generate_images(
+    checkpoint: str | Path,
+    seeds: list[int],
+    outdir: str | Path,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    grid: bool = False,
+    device: str | torch.device = "cpu",
+) -> list[Path]:
     """Write seed%04d.png per seed (and grid.png with grid=True). Returns the written paths.
 
     Nothing is created when an option is refused: the output folder is made after every check passed.

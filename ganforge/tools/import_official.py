@@ -32,11 +32,29 @@ from ganforge.tools.untrusted import FIX, brief, json_value, refusing_damage
 NETWORKS = {"G": "Generator", "D": "Discriminator", "G_ema": "Generator", "augment_pipe": "AugmentPipe"}
 # Official constructor signatures (training/networks.py), to name positional init_args.
 G_PARAMS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-D_PARAMS = ("c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max", "num_fp16_res",
-            "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs")
+D_PARAMS = (
+    "c_dim",
+    "img_resolution",
+    "img_channels",
+    "architecture",
+    "channel_base",
+    "channel_max",
+    "num_fp16_res",
+    "conv_clamp",
+    "cmap_dim",
+    "block_kwargs",
+    "mapping_kwargs",
+    "epilogue_kwargs",
+)
 # Official options that ganforge fixes: each must be absent or have its official default.
-FIXED = {"activation": "lrelu", "resample_filter": [1, 3, 3, 1], "kernel_size": 3, "use_noise": True,
-         "embed_features": None, "layer_features": None}
+FIXED = {
+    "activation": "lrelu",
+    "resample_filter": [1, 3, 3, 1],
+    "kernel_size": 3,
+    "use_noise": True,
+    "embed_features": None,
+    "layer_features": None,
+}
 IGNORED = {"fp16_channels_last", "channels_last", "freeze_layers"}  # Memory layout / training only.
 SHARED_FIELDS = ("resolution", "img_channels", "c_dim", "cbase", "cmax", "num_fp16_res", "conv_clamp")
 MAX_NUMBER = 2**63  # Any int or float beyond this in init_kwargs is absurd; make_plan applies the real bounds.
@@ -55,7 +73,6 @@ class OfficialSnapshot:
     training_set_kwargs: dict | None
     source_fingerprint: str  # sha256 over the sorted sha256s of the embedded module sources (never run).
     sources: dict[str, list[str]] = field(default_factory=dict)  # Source sha256 -> classes pickled from it.
-
 
 
 # ----------------------------------------------------------------------------
@@ -78,8 +95,10 @@ def _unpickle(path: str | os.PathLike | BinaryIO) -> tuple[Any, dict[str, set[st
 def _read(path: str | os.PathLike | BinaryIO) -> tuple[dict, dict[str, set[str]]]:
     data, sources = _unpickle(path)
     if not isinstance(data, dict):
-        raise OfficialPickleError(f"the pickle holds a {type(data).__name__}, not the dict of an official network "
-                                  f"snapshot (G, D, G_ema, augment_pipe)")
+        raise OfficialPickleError(
+            f"the pickle holds a {type(data).__name__}, not the dict of an official network "
+            f"snapshot (G, D, G_ema, augment_pipe)"
+        )
     for key, class_name in NETWORKS.items():
         value = data.get(key)
         if value is not None and (not isinstance(value, OfficialRecord) or value.class_name != class_name):
@@ -108,8 +127,9 @@ def _get(kw: dict, key: str, what: str, default: Any) -> Any:
     if key in kw:
         return kw[key]
     if default is _REQUIRED:
-        raise OfficialPickleError(f"the {what} are incomplete (no {key}): the snapshot was not written by the "
-                                  f"official code")
+        raise OfficialPickleError(
+            f"the {what} are incomplete (no {key}): the snapshot was not written by the official code"
+        )
     return default
 
 
@@ -160,13 +180,17 @@ def _call_kwargs(rec: OfficialRecord, params: tuple[str, ...]) -> dict:
         raise OfficialPickleError(f"{rec.class_name} _init_args is {brief(args)}, not a tuple: {FIX}")
     args = tuple(args or ())
     if len(args) > len(params):
-        raise OfficialPickleError(f"{rec.class_name} was built with {len(args)} positional arguments; the official "
-                                  f"signature has {len(params)}")
+        raise OfficialPickleError(
+            f"{rec.class_name} was built with {len(args)} positional arguments; the official "
+            f"signature has {len(params)}"
+        )
     kwargs = _mapping(kwargs, f"{rec.class_name} _init_kwargs")
     for key in kwargs:
         if key not in params:
-            raise OfficialPickleError(f"{rec.class_name} option {brief(key)} is not an official StyleGAN2-ADA option "
-                                      f"(StyleGAN3 snapshots are not supported)")
+            raise OfficialPickleError(
+                f"{rec.class_name} option {brief(key)} is not an official StyleGAN2-ADA option "
+                f"(StyleGAN3 snapshots are not supported)"
+            )
     return {**dict(zip(params, args)), **kwargs}
 
 
@@ -175,29 +199,45 @@ def _options(kwargs: object, known: dict[str, Any], what: str) -> dict:
     kwargs = _mapping(kwargs, what)
     for key, value in kwargs.items():
         if key in FIXED and value != FIXED[key]:
-            raise OfficialPickleError(f"{what}.{key}={brief(value)}: ganforge networks only support the official "
-                                      f"default {FIXED[key]!r}, so this snapshot cannot be imported")
+            raise OfficialPickleError(
+                f"{what}.{key}={brief(value)}: ganforge networks only support the official "
+                f"default {FIXED[key]!r}, so this snapshot cannot be imported"
+            )
         if key not in FIXED and key not in IGNORED and key not in known:
-            raise OfficialPickleError(f"{what} has option {key}={brief(value)}, which ganforge does not know: the "
-                                      f"snapshot was made by modified networks code and cannot be imported")
+            raise OfficialPickleError(
+                f"{what} has option {key}={brief(value)}, which ganforge does not know: the "
+                f"snapshot was made by modified networks code and cannot be imported"
+            )
     return {**known, **{k: v for k, v in kwargs.items() if k in known}}
 
 
 def generator_options(rec: OfficialRecord) -> dict:
     """make_plan options from an official Generator's init_kwargs, every value type-checked."""
     kw, g = _call_kwargs(rec, G_PARAMS), "Generator's init_kwargs"
-    mapping = _options(kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01, "w_avg_beta": 0.995},
-                       "G mapping_kwargs")
-    synth = _options(kw.get("synthesis_kwargs"), {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0,
-                     "conv_clamp": None, "architecture": "skip"}, "G synthesis_kwargs")
+    mapping = _options(
+        kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01, "w_avg_beta": 0.995}, "G mapping_kwargs"
+    )
+    synth = _options(
+        kw.get("synthesis_kwargs"),
+        {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0, "conv_clamp": None, "architecture": "skip"},
+        "G synthesis_kwargs",
+    )
     m, s = "G mapping_kwargs", "G synthesis_kwargs"
-    return dict(resolution=_int(kw, "img_resolution", g), img_channels=_int(kw, "img_channels", g),
-                c_dim=_int(kw, "c_dim", g), z_dim=_int(kw, "z_dim", g), w_dim=_int(kw, "w_dim", g),
-                mapping_layers=_int(mapping, "num_layers", m), mapping_lr_mult=_number(mapping, "lr_multiplier", m),
-                w_avg_beta=_number(mapping, "w_avg_beta", m), cbase=_int(synth, "channel_base", s),
-                cmax=_int(synth, "channel_max", s), num_fp16_res=_int(synth, "num_fp16_res", s),
-                conv_clamp=_number(synth, "conv_clamp", s, optional=True),
-                g_architecture=_text(synth, "architecture", s))
+    return dict(
+        resolution=_int(kw, "img_resolution", g),
+        img_channels=_int(kw, "img_channels", g),
+        c_dim=_int(kw, "c_dim", g),
+        z_dim=_int(kw, "z_dim", g),
+        w_dim=_int(kw, "w_dim", g),
+        mapping_layers=_int(mapping, "num_layers", m),
+        mapping_lr_mult=_number(mapping, "lr_multiplier", m),
+        w_avg_beta=_number(mapping, "w_avg_beta", m),
+        cbase=_int(synth, "channel_base", s),
+        cmax=_int(synth, "channel_max", s),
+        num_fp16_res=_int(synth, "num_fp16_res", s),
+        conv_clamp=_number(synth, "conv_clamp", s, optional=True),
+        g_architecture=_text(synth, "architecture", s),
+    )
 
 
 def discriminator_options(rec: OfficialRecord) -> dict:
@@ -207,18 +247,27 @@ def discriminator_options(rec: OfficialRecord) -> dict:
     m, e = "D mapping_kwargs", "D epilogue_kwargs"
     mapping = _options(kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01}, m)
     if _number(mapping, "lr_multiplier", m) != 0.01:
-        raise OfficialPickleError(f"D mapping_kwargs.lr_multiplier={mapping['lr_multiplier']!r}: ganforge's "
-                                  f"discriminator label mapping uses the official 0.01")
+        raise OfficialPickleError(
+            f"D mapping_kwargs.lr_multiplier={mapping['lr_multiplier']!r}: ganforge's "
+            f"discriminator label mapping uses the official 0.01"
+        )
     epi = _options(kw.get("epilogue_kwargs"), {"mbstd_group_size": 4, "mbstd_num_channels": 1}, e)
     cmap_dim = None if kw.get("cmap_dim") is None else _int(kw, "cmap_dim", d)
     mbstd_group = 0 if epi["mbstd_group_size"] is None else _int(epi, "mbstd_group_size", e)  # None: whole batch.
-    return dict(resolution=_int(kw, "img_resolution", d), img_channels=_int(kw, "img_channels", d),
-                c_dim=_int(kw, "c_dim", d), cbase=_int(kw, "channel_base", d, 32768),
-                cmax=_int(kw, "channel_max", d, 512), num_fp16_res=_int(kw, "num_fp16_res", d, 0),
-                conv_clamp=_number(kw, "conv_clamp", d, None, optional=True),
-                d_architecture=_text(kw, "architecture", d, "resnet"), cmap_dim=cmap_dim,
-                d_mapping_layers=_int(mapping, "num_layers", m), mbstd_group=mbstd_group,
-                mbstd_channels=_int(epi, "mbstd_num_channels", e))
+    return dict(
+        resolution=_int(kw, "img_resolution", d),
+        img_channels=_int(kw, "img_channels", d),
+        c_dim=_int(kw, "c_dim", d),
+        cbase=_int(kw, "channel_base", d, 32768),
+        cmax=_int(kw, "channel_max", d, 512),
+        num_fp16_res=_int(kw, "num_fp16_res", d, 0),
+        conv_clamp=_number(kw, "conv_clamp", d, None, optional=True),
+        d_architecture=_text(kw, "architecture", d, "resnet"),
+        cmap_dim=cmap_dim,
+        d_mapping_layers=_int(mapping, "num_layers", m),
+        mbstd_group=mbstd_group,
+        mbstd_channels=_int(epi, "mbstd_num_channels", e),
+    )
 
 
 def plan_from_options(options: dict) -> Plan:
@@ -254,8 +303,9 @@ def _section(rec: OfficialRecord, key: str, prefix: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise OfficialPickleError(f"module {prefix.rstrip('.') or rec.class_name} has {key} of {brief(value)}, not "
-                                  f"a dict by name: {FIX}")
+        raise OfficialPickleError(
+            f"module {prefix.rstrip('.') or rec.class_name} has {key} of {brief(value)}, not a dict by name: {FIX}"
+        )
     return value
 
 
@@ -263,13 +313,16 @@ def flatten_record(rec: OfficialRecord, prefix: str = "", _seen: set[int] | None
     """Parameters and persistent buffers of a record tree under official dotted names."""
     _seen = set() if _seen is None else _seen
     if id(rec) in _seen:  # Official networks never share a submodule; a crafted file could loop or explode.
-        raise OfficialPickleError(f"module {prefix.rstrip('.')!r} appears twice in the network tree: not an official "
-                                  f"snapshot")
+        raise OfficialPickleError(
+            f"module {prefix.rstrip('.')!r} appears twice in the network tree: not an official snapshot"
+        )
     _seen.add(id(rec))
     skip = rec.state.get("_non_persistent_buffers_set") or set()
     if not isinstance(skip, (set, frozenset)):
-        raise OfficialPickleError(f"module {prefix.rstrip('.') or rec.class_name} has a _non_persistent_buffers_set "
-                                  f"of {brief(skip)}, not a set: {FIX}")
+        raise OfficialPickleError(
+            f"module {prefix.rstrip('.') or rec.class_name} has a _non_persistent_buffers_set "
+            f"of {brief(skip)}, not a set: {FIX}"
+        )
     out: dict[str, torch.Tensor] = {}
     buffers = _section(rec, "_buffers", prefix)
     items = list(_section(rec, "_parameters", prefix).items()) + [(k, v) for k, v in buffers.items() if k not in skip]
@@ -309,8 +362,10 @@ def check_owned(networks: dict[str, dict[str, torch.Tensor]]) -> None:
             storage = t.untyped_storage()
             used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + t.numel() * t.element_size()
             if t.numel() and used[storage.data_ptr()] > storage.nbytes():
-                raise OfficialPickleError(f"snapshot {key}: tensor {name} shares its data with other tensors, which "
-                                          f"official snapshots never do: {FIX}")
+                raise OfficialPickleError(
+                    f"snapshot {key}: tensor {name} shares its data with other tensors, which "
+                    f"official snapshots never do: {FIX}"
+                )
 
 
 def _load(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
@@ -321,8 +376,9 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
 def _check_stylegan2(rec: OfficialRecord, what: str) -> None:
     synthesis = _section(rec, "_modules", "").get("synthesis")
     if isinstance(synthesis, OfficialRecord) and "input" in _section(synthesis, "_modules", "synthesis"):
-        raise OfficialPickleError(f"{what} is a StyleGAN3 generator (synthesis.input); ganforge imports "
-                                  f"StyleGAN2-ADA snapshots only")
+        raise OfficialPickleError(
+            f"{what} is a StyleGAN3 generator (synthesis.input); ganforge imports StyleGAN2-ADA snapshots only"
+        )
 
 
 def _augment_p(rec: OfficialRecord | None) -> float | None:
@@ -360,11 +416,19 @@ def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
             check_tensors(found, plans[key], "D" if key == "D" else "G", f"snapshot {key}")
         check_owned(tensors)
         tsk = data.get("training_set_kwargs")
-        meta = dict(augment_p=_augment_p(data.get("augment_pipe")),
-                    training_set_kwargs=json_value(tsk, "training_set_kwargs") if isinstance(tsk, dict) else None)
+        meta = dict(
+            augment_p=_augment_p(data.get("augment_pipe")),
+            training_set_kwargs=json_value(tsk, "training_set_kwargs") if isinstance(tsk, dict) else None,
+        )
         # Only now, with every name, shape and byte accounted for, are real networks allocated.
         nets = {k: _load((Discriminator if k == "D" else Generator)(plans[k]), found) for k, found in tensors.items()}
     return OfficialSnapshot(
-        G=nets.get("G"), D=nets.get("D"), G_ema=nets.get("G_ema"), plan=plans["main"], d_plan=plans["D"], **meta,
-        source_fingerprint=fingerprint(sources), sources={k: sorted(v) for k, v in sorted(sources.items())},
+        G=nets.get("G"),
+        D=nets.get("D"),
+        G_ema=nets.get("G_ema"),
+        plan=plans["main"],
+        d_plan=plans["D"],
+        **meta,
+        source_fingerprint=fingerprint(sources),
+        sources={k: sorted(v) for k, v in sorted(sources.items())},
     )

@@ -23,8 +23,10 @@ MAX_LAYERS = 1024  # --styles indices at once, a typo guard (num_ws is 26 at 163
 def require_stylegan(G: torch.nn.Module, what: str) -> None:
     """Refuse generators without a mapping network (DCGAN): the tool works on ws."""
     if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
-        raise ToolError(f"{what} needs a StyleGAN2 generator (mapping + synthesis), but this checkpoint holds a "
-                        f"{type(G).__name__}: use a stylegan2 checkpoint")
+        raise ToolError(
+            f"{what} needs a StyleGAN2 generator (mapping + synthesis), but this checkpoint holds a "
+            f"{type(G).__name__}: use a stylegan2 checkpoint"
+        )
 
 
 def parse_layers(text: str) -> list[int]:
@@ -40,14 +42,21 @@ def check_layers(layers: list[int] | range, num_ws: int) -> list[int]:
     bad = [i for i in layers if not 0 <= i < num_ws]
     if bad:
         shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
-        raise ToolError(f"style layers [{shown}] are out of range: this model has ws 0..{num_ws - 1} "
-                        f"(num_ws={num_ws}), pass --styles within 0-{num_ws - 1}")
+        raise ToolError(
+            f"style layers [{shown}] are out of range: this model has ws 0..{num_ws - 1} "
+            f"(num_ws={num_ws}), pass --styles within 0-{num_ws - 1}"
+        )
     return layers
 
 
 @torch.no_grad()
-def seeds_to_ws(G: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0, class_idx: int | None = None,
-                device: str | torch.device = "cpu") -> torch.Tensor:
+def seeds_to_ws(
+    G: torch.nn.Module,
+    seeds: list[int],
+    truncation_psi: float = 1.0,
+    class_idx: int | None = None,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """[len(seeds), num_ws, w_dim]: mapping(z(seed), c) truncated toward w_avg, as the official scripts."""
     z = z_from_seeds(seeds, G.z_dim).to(device)
     c = class_labels(G, len(seeds), class_idx)
@@ -80,9 +89,16 @@ def mix_canvas(row_imgs: torch.Tensor, col_imgs: torch.Tensor, cells: torch.Tens
     return canvas.permute(0, 3, 1, 4, 2).reshape((rows + 1) * h, (cols + 1) * w, ch).numpy()
 
 
-def style_mix(G: torch.nn.Module, row_seeds: list[int], col_seeds: list[int], layers: list[int] | range,
-              truncation_psi: float = 1.0, noise_mode: str = "const", class_idx: int | None = None,
-              device: str | torch.device = "cpu") -> np.ndarray:
+def style_mix(
+    G: torch.nn.Module,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    layers: list[int] | range,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """The style-mixing grid as uint8 [(len(rows)+1)·H, (len(cols)+1)·W, C]."""
     require_stylegan(G, "style mixing")
     if not row_seeds or not col_seeds:
@@ -106,9 +122,17 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
-def style_mix_file(checkpoint: str | Path, row_seeds: list[int], col_seeds: list[int], layers: list[int] | range,
-                   out: str | Path = "mix.png", truncation_psi: float = 1.0, noise_mode: str = "const",
-                   class_idx: int | None = None, device: str = "cpu") -> Path:
+def style_mix_file(
+    checkpoint: str | Path,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    layers: list[int] | range,
+    out: str | Path = "mix.png",
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    device: str = "cpu",
+) -> Path:
     """Load the checkpoint's G_ema, build the style-mixing grid and write it as one PNG (every option is checked
     before anything is written)."""
     from ganforge.tools.generate import load_generator

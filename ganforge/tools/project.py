@@ -164,9 +164,16 @@ def load_vgg(vgg: str | Path | Callable | None, device: str | torch.device) -> C
 # The optimisation.
 
 
-def project(G: torch.nn.Module, target: torch.Tensor, cfg: ProjectConfig = ProjectConfig(), loss: str = "lpips",
-            features: Callable | None = None, class_idx: int | None = None, device: str | torch.device = "cpu",
-            on_step: Callable[[int, float], None] | None = None) -> Projection:
+def project(
+    G: torch.nn.Module,
+    target: torch.Tensor,
+    cfg: ProjectConfig = ProjectConfig(),
+    loss: str = "lpips",
+    features: Callable | None = None,
+    class_idx: int | None = None,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+) -> Projection:
     """Optimise w (w+) so that G.synthesis(w) matches target (uint8 [C, H, W]); G itself is not modified.
 
     features: the VGG16 LPIPS feature function (float NCHW RGB in 0..255 -> [N, F], differentiable) for
@@ -175,8 +182,10 @@ def project(G: torch.nn.Module, target: torch.Tensor, cfg: ProjectConfig = Proje
     require_stylegan(G, "projection")
     device = torch.device(device)
     if list(target.shape) != list(G.img_shape):
-        raise ToolError(f"the target has shape {list(target.shape)} but the model makes {list(G.img_shape)} "
-                        f"images: resize it first (load_target does)")
+        raise ToolError(
+            f"the target has shape {list(target.shape)} but the model makes {list(G.img_shape)} "
+            f"images: resize it first (load_target does)"
+        )
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     c = class_labels(G, 1, class_idx)
     c = None if c is None else c.to(device)
@@ -227,8 +236,12 @@ def project(G: torch.nn.Module, target: torch.Tensor, cfg: ProjectConfig = Proje
 def render(G: torch.nn.Module, ws: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """uint8 [N, C, H, W] of ws [N, num_ws, w_dim] with G's (optimised) constant noise."""
     device = next(G.parameters()).device
-    return torch.cat([to_uint8(G.synthesis(ws[i : i + batch].to(device), noise_mode="const")).cpu()
-                      for i in range(0, len(ws), batch)])
+    return torch.cat(
+        [
+            to_uint8(G.synthesis(ws[i : i + batch].to(device), noise_mode="const")).cpu()
+            for i in range(0, len(ws), batch)
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -248,11 +261,14 @@ def load_target(path: str | Path, shape: tuple[int, int, int]) -> torch.Tensor:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
     except Image.DecompressionBombError:
-        raise ToolError(f"--target {path} has too many pixels to decode safely: shrink it below "
-                        f"{Image.MAX_IMAGE_PIXELS:,} pixels first") from None
+        raise ToolError(
+            f"--target {path} has too many pixels to decode safely: shrink it below "
+            f"{Image.MAX_IMAGE_PIXELS:,} pixels first"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying 'not an image I can read'.
-        raise ToolError(f"--target {path}: cannot read it as an image ({str(e)[:200]}): pass a PNG or JPEG "
-                        f"file") from None
+        raise ToolError(
+            f"--target {path}: cannot read it as an image ({str(e)[:200]}): pass a PNG or JPEG file"
+        ) from None
     img = ImageOps.fit(img, (w, h), method=Image.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
@@ -268,8 +284,15 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).numpy()
 
 
-def save_projection(result: Projection, target: torch.Tensor, outdir: str | Path, save_video: bool = True,
-                    fps: float = 10, max_frames: int = 200, meta: dict | None = None) -> dict[str, Path]:
+def save_projection(
+    result: Projection,
+    target: torch.Tensor,
+    outdir: str | Path,
+    save_video: bool = True,
+    fps: float = 10,
+    max_frames: int = 200,
+    meta: dict | None = None,
+) -> dict[str, Path]:
     """target.png, proj.png, projected_w.npz (key w, [1, num_ws, w_dim]), projected_w.safetensors (w and the
     noise maps) and the target|projection video (mp4, or GIF without ffmpeg). Returns the paths by role."""
     from ganforge.checkpoint import save_checkpoint
@@ -279,25 +302,37 @@ def save_projection(result: Projection, target: torch.Tensor, outdir: str | Path
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     w = result.w.numpy()
-    paths = {"target": save_image(_hwc(target), outdir / "target.png"),
-             "image": save_image(_hwc(render(result.G, result.w)[0]), outdir / "proj.png"),
-             "npz": outdir / "projected_w.npz", "safetensors": outdir / "projected_w.safetensors"}
+    paths = {
+        "target": save_image(_hwc(target), outdir / "target.png"),
+        "image": save_image(_hwc(render(result.G, result.w)[0]), outdir / "proj.png"),
+        "npz": outdir / "projected_w.npz",
+        "safetensors": outdir / "projected_w.safetensors",
+    }
     np.savez(paths["npz"], w=w)
     tensors = {"w": result.w, **{f"noise.{k}": v for k, v in result.noise.items()}}
     info = {"kind": "projection", "start_dist": result.start_dist, "final_dist": result.final_dist, **(meta or {})}
     save_checkpoint(paths["safetensors"], tensors, info)
     if save_video:
         steps = video_steps(len(result.w_steps), max_frames)
-        frames = (np.concatenate([_hwc(target), _hwc(img)], axis=1)
-                  for img in render(result.G, result.w_steps[steps]))
+        frames = (np.concatenate([_hwc(target), _hwc(img)], axis=1) for img in render(result.G, result.w_steps[steps]))
         paths["video"], _ = write_video(frames, outdir / "proj.mp4", fps)
     return paths
 
 
-def project_file(checkpoint: str | Path, target: str | Path, outdir: str | Path = "proj", steps: int = 1000,
-                 w_plus: bool = False, vgg: str | Path | Callable | None = None, loss: str = "lpips", seed: int = 0,
-                 save_video: bool = True, class_idx: int | None = None, device: str = "cpu",
-                 on_step: Callable[[int, float], None] | None = None) -> tuple[Projection, dict[str, Path]]:
+def project_file(
+    checkpoint: str | Path,
+    target: str | Path,
+    outdir: str | Path = "proj",
+    steps: int = 1000,
+    w_plus: bool = False,
+    vgg: str | Path | Callable | None = None,
+    loss: str = "lpips",
+    seed: int = 0,
+    save_video: bool = True,
+    class_idx: int | None = None,
+    device: str = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[Projection, dict[str, Path]]:
     """Project an image file onto a checkpoint's G_ema and write the results to outdir (see save_projection)."""
     from ganforge.tools.generate import load_generator
 
@@ -312,6 +347,12 @@ def project_file(checkpoint: str | Path, target: str | Path, outdir: str | Path 
     image = load_target(target, G.img_shape)
     features = load_vgg(vgg, device) if loss == "lpips" else None
     result = project(G, image, cfg, loss, features, class_idx, device, on_step)
-    meta = {"checkpoint": Path(checkpoint).name, "target": Path(target).name, "loss": loss, "steps": steps,
-            "w_plus": w_plus, "seed": seed}
+    meta = {
+        "checkpoint": Path(checkpoint).name,
+        "target": Path(target).name,
+        "loss": loss,
+        "steps": steps,
+        "w_plus": w_plus,
+        "seed": seed,
+    }
     return result, save_projection(result, image, outdir, save_video, meta=meta)

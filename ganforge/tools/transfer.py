@@ -18,9 +18,26 @@ from ganforge import checkpoint_check as check
 from ganforge.plan import Plan, make_plan
 
 # Plan fields a transfer keeps from the source unless told otherwise.
-_KEEP = ("img_channels", "c_dim", "z_dim", "w_dim", "mapping_layers", "mapping_lr_mult", "w_avg_beta",
-         "g_architecture", "d_architecture", "style", "g_input", "num_fp16_res", "fp16_dtype", "conv_clamp",
-         "mbstd_group", "mbstd_channels", "cmap_dim", "d_mapping_layers")
+_KEEP = (
+    "img_channels",
+    "c_dim",
+    "z_dim",
+    "w_dim",
+    "mapping_layers",
+    "mapping_lr_mult",
+    "w_avg_beta",
+    "g_architecture",
+    "d_architecture",
+    "style",
+    "g_input",
+    "num_fp16_res",
+    "fp16_dtype",
+    "conv_clamp",
+    "mbstd_group",
+    "mbstd_channels",
+    "cmap_dim",
+    "d_mapping_layers",
+)
 
 
 @dataclass
@@ -32,8 +49,10 @@ class TransferReport:
     dropped: dict[str, list[str]] = field(default_factory=dict)  # net -> source names not used
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {net: {"copied": len(self.copied[net]), "new": len(self.new[net]), "dropped": len(self.dropped[net])}
-                for net in self.copied}
+        return {
+            net: {"copied": len(self.copied[net]), "new": len(self.new[net]), "dropped": len(self.dropped[net])}
+            for net in self.copied
+        }
 
 
 def target_plan(src: Plan, resolution=None, preset: str | None = None, **overrides) -> Plan:
@@ -65,8 +84,9 @@ def copy_matching(dst: torch.nn.Module, src_state: dict[str, torch.Tensor]) -> t
     return copied, new, dropped
 
 
-def transfer(src: str | Path, out: str | Path, resolution=None, preset: str | None = None,
-             **overrides) -> tuple[Plan, TransferReport]:
+def transfer(
+    src: str | Path, out: str | Path, resolution=None, preset: str | None = None, **overrides
+) -> tuple[Plan, TransferReport]:
     """Build the new model from the checkpoint `src`, copy what fits, and write an export checkpoint to `out`."""
     contents = check.inspect_file(src)  # Metadata and shapes checked before anything is built.
     tensors, src_plan = contents.file.read(parts=("G", "D", "G_ema")), contents.plan
@@ -86,7 +106,10 @@ def transfer(src: str | Path, out: str | Path, resolution=None, preset: str | No
         parts[name] = net.state_dict()
     if "G" not in parts and "G_ema" not in parts:
         raise ck.CheckpointError(f"{src} holds no generator weights to transfer")
-    out_meta = {"kind": "export", "plan": plan.to_dict(),
-                "transfer": {"source": Path(src).name, "source_plan": src_plan.to_dict(), **report.counts()}}
+    out_meta = {
+        "kind": "export",
+        "plan": plan.to_dict(),
+        "transfer": {"source": Path(src).name, "source_plan": src_plan.to_dict(), **report.counts()},
+    }
     ck.save_checkpoint(out, ck.join(**parts), out_meta)
     return plan, report

@@ -36,26 +36,48 @@ __all__ = ["OfficialPickleError", "OfficialRecord", "SnapshotUnpickler", "Unsafe
 
 # Classes of the official StyleGAN2-ADA networks (training/networks.py, training/augment.py), plus
 # StyleGAN3's SynthesisInput so that such files are recognised and refused with a clear message.
-KNOWN_CLASSES = frozenset({
-    "Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
-    "FullyConnectedLayer", "Conv2dLayer", "Discriminator", "DiscriminatorBlock", "DiscriminatorEpilogue",
-    "MinibatchStdLayer", "AugmentPipe", "SynthesisInput",
-})
+KNOWN_CLASSES = frozenset(
+    {
+        "Generator",
+        "MappingNetwork",
+        "SynthesisNetwork",
+        "SynthesisBlock",
+        "SynthesisLayer",
+        "ToRGBLayer",
+        "FullyConnectedLayer",
+        "Conv2dLayer",
+        "Discriminator",
+        "DiscriminatorBlock",
+        "DiscriminatorEpilogue",
+        "MinibatchStdLayer",
+        "AugmentPipe",
+        "SynthesisInput",
+    }
+)
 PERSISTENCE_VERSION = 6  # torch_utils.persistence._version in every official release.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER (legacy, non-zip format).
 LEGACY_PROTOCOL = 1001
 STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
 }
 NUMPY_SCALAR_CODES = re.compile(r"b1|[iu][1248]|f[248]|c(8|16)")
 MAX_TENSOR_DIMS = 16  # Official tensors have at most 4.
 
 
 def _refuse_state(obj: object, state: object) -> None:
-    raise UnsafePickleError(f"the pickle tries to set the state of a {type(obj).__name__} (BUILD opcode), which an "
-                            f"official StyleGAN2-ADA snapshot never does: the file was crafted or corrupted")
+    raise UnsafePickleError(
+        f"the pickle tries to set the state of a {type(obj).__name__} (BUILD opcode), which an "
+        f"official StyleGAN2-ADA snapshot never does: the file was crafted or corrupted"
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -72,8 +94,9 @@ class _EmptyState:
 
     def __init__(self, *args, **kwargs):
         if args or kwargs:  # dict(...) would hash the arguments' keys in C, past the key check.
-            raise UnsafePickleError(f"{type(self).__name__} called with arguments; official snapshots build it "
-                                    f"empty: {FIX}")
+            raise UnsafePickleError(
+                f"{type(self).__name__} called with arguments; official snapshots build it empty: {FIX}"
+            )
         super().__init__()
 
     def __setitem__(self, key, value) -> None:
@@ -114,8 +137,9 @@ class _StandIn(_Sealed):
         try:
             return self.fn(*args)
         except TypeError as e:  # Wrong number or kind of arguments: a crafted file, not an official one.
-            raise OfficialPickleError(f"malformed call to {self.qualname} in the pickle ({brief(str(e))}): "
-                                      f"{FIX}") from None
+            raise OfficialPickleError(
+                f"malformed call to {self.qualname} in the pickle ({brief(str(e))}): {FIX}"
+            ) from None
 
 
 class _Box(_Sealed):
@@ -211,12 +235,21 @@ class _StorageUnpickler(pickle.Unpickler):
         raise UnsafePickleError(_global_message(module, name, "a tensor storage payload"))
 
     def persistent_load(self, pid):
-        ok = (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
-              and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and isinstance(pid[4], int)
-              and pid[4] >= 0 and pid[5:] in ((), (None,)))
+        ok = (
+            isinstance(pid, tuple)
+            and len(pid) in (5, 6)
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+            and isinstance(pid[2], str)
+            and isinstance(pid[4], int)
+            and pid[4] >= 0
+            and pid[5:] in ((), (None,))
+        )
         if not ok:
-            raise UnsafePickleError(f"unexpected storage id {brief(pid)} in a tensor payload: the file is not an "
-                                    f"official snapshot (or uses storage views, which ganforge does not read)")
+            raise UnsafePickleError(
+                f"unexpected storage id {brief(pid)} in a tensor payload: the file is not an "
+                f"official snapshot (or uses storage views, which ganforge does not read)"
+            )
         return (pid[1].name, pid[2], pid[4])
 
 
@@ -225,8 +258,10 @@ def _load_storage(payload: bytes) -> _Storage:
     if not isinstance(payload, (bytes, bytearray)):
         raise OfficialPickleError(f"torch.storage._load_from_bytes got {type(payload).__name__}, expected bytes")
     if payload[:2] == b"PK":
-        raise OfficialPickleError("a tensor storage in this pickle uses the zip torch.save format; ganforge reads the "
-                                  "legacy format that every official snapshot uses: re-save it with the official code")
+        raise OfficialPickleError(
+            "a tensor storage in this pickle uses the zip torch.save format; ganforge reads the "
+            "legacy format that every official snapshot uses: re-save it with the official code"
+        )
     f = io.BytesIO(payload)
     parts = []
     for _ in range(5):
@@ -243,15 +278,18 @@ def _load_storage(payload: bytes) -> _Storage:
     if not info.get("little_endian", False):
         raise OfficialPickleError("a tensor storage payload is big-endian; ganforge reads little-endian files only")
     if keys != [key]:
-        raise OfficialPickleError(f"a tensor storage payload lists storages {brief(keys)}, expected exactly "
-                                  f"[{brief(key)}]: {FIX}")
+        raise OfficialPickleError(
+            f"a tensor storage payload lists storages {brief(keys)}, expected exactly [{brief(key)}]: {FIX}"
+        )
     dtype = STORAGE_DTYPES[type_name]
     count = int.from_bytes(f.read(8), "little", signed=True)
     itemsize = torch.empty(0, dtype=dtype).element_size()
     data = f.read()
     if count != numel or len(data) != count * itemsize:
-        raise OfficialPickleError(f"a tensor storage payload holds {len(data)} bytes for {numel} x {type_name}: "
-                                  f"the file is truncated or damaged")
+        raise OfficialPickleError(
+            f"a tensor storage payload holds {len(data)} bytes for {numel} x {type_name}: "
+            f"the file is truncated or damaged"
+        )
     flat = torch.frombuffer(bytearray(data), dtype=dtype) if count else torch.empty(0, dtype=dtype)
     return _Storage(flat)
 
@@ -261,10 +299,14 @@ def _load_storage(payload: bytes) -> _Storage:
 
 
 def _int_tuple(value: object, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or len(value) > MAX_TENSOR_DIMS or not all(
-            type(v) is int and v >= 0 for v in value):
-        raise OfficialPickleError(f"tensor {what} {brief(value)} is not a tuple of at most {MAX_TENSOR_DIMS} "
-                                  f"non-negative ints: {FIX}")
+    if (
+        not isinstance(value, tuple)
+        or len(value) > MAX_TENSOR_DIMS
+        or not all(type(v) is int and v >= 0 for v in value)
+    ):
+        raise OfficialPickleError(
+            f"tensor {what} {brief(value)} is not a tuple of at most {MAX_TENSOR_DIMS} non-negative ints: {FIX}"
+        )
     return value
 
 
@@ -283,17 +325,21 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_ho
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     _no_hooks(backward_hooks)
     if not isinstance(requires_grad, bool) or not _empty(metadata) or len(size) != len(stride):
-        raise OfficialPickleError(f"unexpected tensor arguments (requires_grad={brief(requires_grad)}, metadata="
-                                  f"{brief(metadata)}, size={size}, stride={stride}): the file is not an official "
-                                  f"snapshot")
+        raise OfficialPickleError(
+            f"unexpected tensor arguments (requires_grad={brief(requires_grad)}, metadata="
+            f"{brief(metadata)}, size={size}, stride={stride}): the file is not an official "
+            f"snapshot"
+        )
     n = storage.flat.numel()
     numel = math.prod(size)
     if any(v >= 2**40 for v in size + stride):
         raise OfficialPickleError(f"tensor size {list(size)} / stride {list(stride)} is absurd: the file is damaged")
     last = offset + sum((s - 1) * st for s, st in zip(size, stride)) if numel else offset - 1
     if numel > n or last >= n:
-        raise OfficialPickleError(f"a tensor of size {list(size)} (stride {list(stride)}, offset {offset}) does not "
-                                  f"fit its storage of {n} elements: the file is damaged")
+        raise OfficialPickleError(
+            f"a tensor of size {list(size)} (stride {list(stride)}, offset {offset}) does not "
+            f"fit its storage of {n} elements: the file is damaged"
+        )
     return _TensorBox(storage.flat.as_strided(size, stride, offset) if numel else storage.flat.new_empty(size))
 
 
@@ -308,8 +354,10 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None) -> _Tens
 
 def _numpy_dtype(code, align=False, copy=True) -> _DType:
     if not isinstance(code, str) or not NUMPY_SCALAR_CODES.fullmatch(code) or align is not False:
-        raise UnsafePickleError(f"numpy.dtype({brief(code)}) is not a plain numeric type; official snapshots only "
-                                f"hold numeric NumPy scalars")
+        raise UnsafePickleError(
+            f"numpy.dtype({brief(code)}) is not a plain numeric type; official snapshots only "
+            f"hold numeric NumPy scalars"
+        )
     return _DType(code)
 
 
@@ -340,8 +388,10 @@ def _latin1(text, encoding) -> bytes:
 
 
 def _global_message(module: str, name: str, where: str) -> str:
-    return (f"refusing global {module}.{name} in {where}: it is not on the allow-list of an official StyleGAN2-ADA "
-            f"snapshot, and loading it could run code; ganforge never imports or calls what a pickle names")
+    return (
+        f"refusing global {module}.{name} in {where}: it is not on the allow-list of an official StyleGAN2-ADA "
+        f"snapshot, and loading it could run code; ganforge never imports or calls what a pickle names"
+    )
 
 
 class SnapshotUnpickler(pickle.Unpickler):
@@ -352,8 +402,11 @@ class SnapshotUnpickler(pickle.Unpickler):
         self.sources: dict[str, set[str]] = {}  # sha256 of each embedded module_src -> class names.
         self._hashes: dict[int, tuple[str, str]] = {}  # id(module_src) -> (module_src, sha256).
         functions = [  # The allow-list: (module, name, ganforge's function).
-            ("builtins", "set", _make_set), ("_codecs", "encode", _latin1), ("numpy", "dtype", _numpy_dtype),
-            ("numpy._core.multiarray", "scalar", _numpy_scalar), ("numpy.core.multiarray", "scalar", _numpy_scalar),
+            ("builtins", "set", _make_set),
+            ("_codecs", "encode", _latin1),
+            ("numpy", "dtype", _numpy_dtype),
+            ("numpy._core.multiarray", "scalar", _numpy_scalar),
+            ("numpy.core.multiarray", "scalar", _numpy_scalar),
             ("torch._utils", "_rebuild_tensor_v2", _rebuild_tensor_v2),
             ("torch._utils", "_rebuild_parameter", _rebuild_parameter),
             ("torch._utils", "_rebuild_parameter_with_state", _rebuild_parameter),
@@ -369,9 +422,11 @@ class SnapshotUnpickler(pickle.Unpickler):
             return self._globals[(module, name)]
         except KeyError:
             if module.startswith("dnnlib.tflib"):
-                raise UnsafePickleError(f"{module}.{name}: this is a TensorFlow StyleGAN2 pickle; ganforge imports "
-                                        f"PyTorch StyleGAN2-ADA snapshots only (convert it first with the official "
-                                        f"legacy.py, in an environment that may run its code)") from None
+                raise UnsafePickleError(
+                    f"{module}.{name}: this is a TensorFlow StyleGAN2 pickle; ganforge imports "
+                    f"PyTorch StyleGAN2-ADA snapshots only (convert it first with the official "
+                    f"legacy.py, in an environment that may run its code)"
+                ) from None
             raise UnsafePickleError(_global_message(module, name, "the snapshot")) from None
 
     def persistent_load(self, pid):
@@ -383,12 +438,15 @@ class SnapshotUnpickler(pickle.Unpickler):
             raise OfficialPickleError("a persistent object in the pickle is not a class record: the file is damaged")
         name, src, state, version = (meta.get(k) for k in ("class_name", "module_src", "state", "version"))
         if version != PERSISTENCE_VERSION:
-            raise OfficialPickleError(f"persistent object version {brief(version)}, expected {PERSISTENCE_VERSION}: "
-                                      f"this pickle was not written by the official StyleGAN2-ADA/StyleGAN3 code")
+            raise OfficialPickleError(
+                f"persistent object version {brief(version)}, expected {PERSISTENCE_VERSION}: "
+                f"this pickle was not written by the official StyleGAN2-ADA/StyleGAN3 code"
+            )
         if name not in KNOWN_CLASSES:
             raise UnsafePickleError(
                 f"persistent object class {brief(name)} is not an official StyleGAN2-ADA network class (known: "
-                f"{', '.join(sorted(KNOWN_CLASSES))}); ganforge maps only those and never runs the embedded source")
+                f"{', '.join(sorted(KNOWN_CLASSES))}); ganforge maps only those and never runs the embedded source"
+            )
         if not isinstance(src, str) or not isinstance(state, dict):
             raise OfficialPickleError(f"persistent object {name} has no source text or state dict: the file is damaged")
         cached = self._hashes.get(id(src))

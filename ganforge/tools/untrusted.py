@@ -49,8 +49,18 @@ MAX_HASH_INT = 2**61 - 1  # CPython hashes an int as itself below this (sys.hash
 MAX_META_NODES = 10_000  # Values in snapshot metadata copied to JSON; official training_set_kwargs: 7.
 MAX_META_TEXT = 4096  # Characters of one metadata string (a dataset path).
 # Every exception type that a damaged or crafted file can raise out of pickle, torch, numpy or our own checks.
-DATA_ERRORS = (ArithmeticError, AttributeError, EOFError, LookupError, MemoryError, RuntimeError, TypeError,
-               ValueError, struct.error, pickle.UnpicklingError)
+DATA_ERRORS = (
+    ArithmeticError,
+    AttributeError,
+    EOFError,
+    LookupError,
+    MemoryError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+    struct.error,
+    pickle.UnpicklingError,
+)
 
 _brief = reprlib.Repr()
 _brief.maxlevel, _brief.maxstring, _brief.maxother, _brief.maxlong = 3, 60, 60, 40
@@ -106,8 +116,10 @@ def key_class(value: object, depth: int = 0) -> int:
 
 def bad_key_message(kind: str) -> str:
     article = "an" if kind[0] in "aeiou" else "a"
-    return (f"the pickle uses {article} {kind} as a dict key or set element; an official snapshot uses strings, and "
-            f"such keys can be crafted to collide or nest until hashing them stalls or crashes: {FIX}")
+    return (
+        f"the pickle uses {article} {kind} as a dict key or set element; an official snapshot uses strings, and "
+        f"such keys can be crafted to collide or nest until hashing them stalls or crashes: {FIX}"
+    )
 
 
 def describe_key(value: object) -> str:
@@ -120,8 +132,10 @@ def describe_key(value: object) -> str:
 
 
 def numeric_keys_message() -> str:
-    return (f"the pickle uses more than {MAX_NUMERIC_KEYS} integer dict keys or set elements; an official snapshot "
-            f"uses none, and integers can be chosen to collide: {FIX}")
+    return (
+        f"the pickle uses more than {MAX_NUMERIC_KEYS} integer dict keys or set elements; an official snapshot "
+        f"uses none, and integers can be chosen to collide: {FIX}"
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -142,16 +156,36 @@ _STR, _BYTES, _CONST = _Node("str", key=SAFE), _Node("bytes", key=SAFE), _Node("
 _INT, _BIG_INT, _FLOAT = _Node("int", key=NUMERIC), _Node("big int"), _Node("float")
 _BYTEARRAY = _Node("bytearray")
 _LEAVES = {
-    "NONE": _CONST, "NEWTRUE": _CONST, "NEWFALSE": _CONST, "FLOAT": _FLOAT, "BINFLOAT": _FLOAT,
-    "STRING": _STR, "BINSTRING": _STR, "SHORT_BINSTRING": _STR, "UNICODE": _STR, "BINUNICODE": _STR,
-    "SHORT_BINUNICODE": _STR, "BINUNICODE8": _STR, "BINBYTES": _BYTES, "SHORT_BINBYTES": _BYTES,
-    "BINBYTES8": _BYTES, "BYTEARRAY8": _BYTEARRAY,
+    "NONE": _CONST,
+    "NEWTRUE": _CONST,
+    "NEWFALSE": _CONST,
+    "FLOAT": _FLOAT,
+    "BINFLOAT": _FLOAT,
+    "STRING": _STR,
+    "BINSTRING": _STR,
+    "SHORT_BINSTRING": _STR,
+    "UNICODE": _STR,
+    "BINUNICODE": _STR,
+    "SHORT_BINUNICODE": _STR,
+    "BINUNICODE8": _STR,
+    "BINBYTES": _BYTES,
+    "SHORT_BINBYTES": _BYTES,
+    "BINBYTES8": _BYTES,
+    "BYTEARRAY8": _BYTEARRAY,
 }
 _INTS = ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4")
 # Opcodes that official snapshots never use and that only reach code or out-of-band data.
-_NEVER = {"INST": "INST", "OBJ": "OBJ", "EXT1": "an extension code", "EXT2": "an extension code",
-          "EXT4": "an extension code", "NEXT_BUFFER": "an out-of-band buffer", "READONLY_BUFFER": "a buffer",
-          "PERSID": "a persistent id", "BINPERSID": "a persistent id"}
+_NEVER = {
+    "INST": "INST",
+    "OBJ": "OBJ",
+    "EXT1": "an extension code",
+    "EXT2": "an extension code",
+    "EXT4": "an extension code",
+    "NEXT_BUFFER": "an out-of-band buffer",
+    "READONLY_BUFFER": "a buffer",
+    "PERSID": "a persistent id",
+    "BINPERSID": "a persistent id",
+}
 
 
 class _Scan:
@@ -185,8 +219,8 @@ class _Scan:
         fence = self.marks[-1] if self.marks else 0
         if len(self.stack) - n < fence:
             self.refuse("takes more values than the stack holds")
-        items = self.stack[len(self.stack) - n:]
-        del self.stack[len(self.stack) - n:]
+        items = self.stack[len(self.stack) - n :]
+        del self.stack[len(self.stack) - n :]
         return items
 
     def pop_mark(self) -> list[_Node]:
@@ -236,8 +270,10 @@ class _Scan:
     def fill(self, target: _Node, children: list[_Node], keys: list[_Node] = (), entries: int | None = None) -> None:
         """Put children into target: depth and counts grow; a container is final once placed in another."""
         if target.nested:
-            self.refuse(f"changes a {target.kind} after placing it inside another value (official snapshots never "
-                        f"do; it is how cycles and hidden depth are made)")
+            self.refuse(
+                f"changes a {target.kind} after placing it inside another value (official snapshots never "
+                f"do; it is how cycles and hidden depth are made)"
+            )
         for key in keys:
             if key.key != SAFE:
                 self.check_key(key)
@@ -262,8 +298,9 @@ class _Scan:
         self.stack.append(node)
         return node
 
-    def fill_top(self, kinds: tuple[str, ...], children: list[_Node], keys: list[_Node] = (),
-                 entries: int | None = None) -> None:
+    def fill_top(
+        self, kinds: tuple[str, ...], children: list[_Node], keys: list[_Node] = (), entries: int | None = None
+    ) -> None:
         target = self.top()
         if target.kind not in kinds:
             self.refuse(f"adds elements to a {target.kind}, expected a {' or '.join(kinds)}")
@@ -300,8 +337,10 @@ class _Scan:
     def build(self) -> None:
         state = self.pop(1)
         if self.top().kind not in ("object", "global"):
-            raise UnsafePickleError(f"the pickle tries to set the state of a {self.top().kind} (BUILD opcode), "
-                                    f"which an official snapshot never does: {FIX}")
+            raise UnsafePickleError(
+                f"the pickle tries to set the state of a {self.top().kind} (BUILD opcode), "
+                f"which an official snapshot never does: {FIX}"
+            )
         self.fill(self.top(), state)
 
     def pop_one(self) -> None:
@@ -347,8 +386,10 @@ _OPS = {  # Opcode name -> what it does to the abstract stack, as handler(scan, 
 
 def _never(name: str):
     def refuse(scan: _Scan, _arg: Any) -> None:
-        raise UnsafePickleError(f"the pickle uses {_NEVER[name]} (opcode {name}), which official snapshots never do: "
-                                f"refusing it")
+        raise UnsafePickleError(
+            f"the pickle uses {_NEVER[name]} (opcode {name}), which official snapshots never do: refusing it"
+        )
+
     return refuse
 
 
@@ -407,8 +448,10 @@ def json_value(value: object, what: str) -> Any:
 def _json(value: object, path: str, budget: list[int], depth: int) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
-        raise OfficialPickleError(f"{path.split('[')[0]} holds more than {MAX_META_NODES:,} values (shared values "
-                                  f"count each time they are reached): {FIX}")
+        raise OfficialPickleError(
+            f"{path.split('[')[0]} holds more than {MAX_META_NODES:,} values (shared values "
+            f"count each time they are reached): {FIX}"
+        )
     if depth > MAX_DEPTH:
         raise OfficialPickleError(f"{path.split('[')[0]} nests values more than {MAX_DEPTH} levels deep: {FIX}")
     if value is None or isinstance(value, bool):

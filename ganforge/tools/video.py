@@ -56,8 +56,7 @@ def parse_grid(text: str) -> tuple[int, int]:
     """'3x2' -> (3 columns, 2 rows), each side 1..MAX_GRID_SIDE."""
     m = re.fullmatch(r"\s*(\d{1,6})\s*[x×]\s*(\d{1,6})\s*", str(text))
     if not m or not all(1 <= int(g) <= MAX_GRID_SIDE for g in m.groups()):
-        raise ToolError(f"--grid {str(text)[:40]!r}: write COLSxROWS such as 1x1 or 3x2, each side "
-                        f"1..{MAX_GRID_SIDE}")
+        raise ToolError(f"--grid {str(text)[:40]!r}: write COLSxROWS such as 1x1 or 3x2, each side 1..{MAX_GRID_SIDE}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -87,8 +86,14 @@ def loop_times(num_keys: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 @torch.no_grad()
-def walk_ws(G: torch.nn.Module, seeds: list[int], frames: int, space: str = "w", truncation_psi: float = 1.0,
-            class_idx: int | None = None) -> torch.Tensor:
+def walk_ws(
+    G: torch.nn.Module,
+    seeds: list[int],
+    frames: int,
+    space: str = "w",
+    truncation_psi: float = 1.0,
+    class_idx: int | None = None,
+) -> torch.Tensor:
     """[len(seeds)·frames, num_ws, w_dim]: one looping walk through the seeds (on G's device)."""
     if space not in SPACES:
         raise ToolError(f"--space {space!r}: choose w (lerp between mapped ws) or z (slerp between latents)")
@@ -113,16 +118,26 @@ def split_walks(seeds: list[int], grid: tuple[int, int]) -> list[list[int]]:
     if cols < 1 or rows < 1:
         raise ToolError(f"--grid {cols}x{rows}: both sides must be at least 1")
     if len(seeds) % cells or len(seeds) // cells < 2:
-        raise ToolError(f"{len(seeds)} seeds cannot make {cells} walks of at least 2 seeds each: pass a multiple "
-                        f"of {cells} seeds, at least {2 * cells}")
+        raise ToolError(
+            f"{len(seeds)} seeds cannot make {cells} walks of at least 2 seeds each: pass a multiple "
+            f"of {cells} seeds, at least {2 * cells}"
+        )
     per = len(seeds) // cells
     return [seeds[i * per : (i + 1) * per] for i in range(cells)]
 
 
-def walk_frames(G: torch.nn.Module, seeds: list[int], frames: int = 30, space: str = "w",
-                truncation_psi: float = 1.0, noise_mode: str = "const", class_idx: int | None = None,
-                grid: tuple[int, int] = (1, 1), batch: int = 8,
-                device: str | torch.device = "cpu") -> Iterator[np.ndarray]:
+def walk_frames(
+    G: torch.nn.Module,
+    seeds: list[int],
+    frames: int = 30,
+    space: str = "w",
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    grid: tuple[int, int] = (1, 1),
+    batch: int = 8,
+    device: str | torch.device = "cpu",
+) -> Iterator[np.ndarray]:
     """uint8 frames [H', W', C] of the walk(s), rendered lazily; a (cols, rows) grid plays several walks at once.
 
     Arguments are checked here, before the first frame is asked for.
@@ -179,8 +194,16 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
 
     count = 0
     # macro_block_size=2: yuv420p needs even sides (every ganforge size is even), and no silent resizing.
-    with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
-                            macro_block_size=2, ffmpeg_log_level="error") as writer:
+    with imageio.get_writer(
+        path,
+        format="FFMPEG",
+        mode="I",
+        fps=fps,
+        codec="libx264",
+        quality=8,
+        macro_block_size=2,
+        ffmpeg_log_level="error",
+    ) as writer:
         for frame in frames:
             writer.append_data(_rgb(frame))
             count += 1
@@ -226,22 +249,36 @@ def check_walk(G: torch.nn.Module, seeds: list[int], frames: int, grid: tuple[in
     split_walks(seeds, grid)
     images = len(seeds) * check_frames(frames)
     if images > MAX_VIDEO_IMAGES:
-        raise ToolError(f"{len(seeds)} seeds x --frames {frames} is {images:,} images, more than the "
-                        f"{MAX_VIDEO_IMAGES:,} of one video: pass fewer seeds or frames")
+        raise ToolError(
+            f"{len(seeds)} seeds x --frames {frames} is {images:,} images, more than the "
+            f"{MAX_VIDEO_IMAGES:,} of one video: pass fewer seeds or frames"
+        )
     cells, (_, h, w) = math.prod(grid), G.img_shape
     check_canvas(cells, h, w, f"one frame of --grid {grid[0]}x{grid[1]}")
     total = images // cells
     if path.suffix.lower() == ".gif" and total * cells * h * w > MAX_GIF_PIXELS:
-        raise ToolError(f"a GIF of {total:,} frames of {grid[0] * w}x{grid[1] * h} is held in memory while it is "
-                        f"written, over {MAX_GIF_PIXELS / 1e9:.1f} gigapixels: pass fewer seeds or frames, or "
-                        f"install imageio-ffmpeg and write an .mp4")
+        raise ToolError(
+            f"a GIF of {total:,} frames of {grid[0] * w}x{grid[1] * h} is held in memory while it is "
+            f"written, over {MAX_GIF_PIXELS / 1e9:.1f} gigapixels: pass fewer seeds or frames, or "
+            f"install imageio-ffmpeg and write an .mp4"
+        )
     return total
 
 
-def walk_video(checkpoint: str | Path, seeds: list[int], out: str | Path = "walk.mp4", frames: int = 30,
-               space: str = "w", truncation_psi: float = 1.0, fps: float = 30, noise_mode: str = "const",
-               class_idx: int | None = None, grid: tuple[int, int] = (1, 1), device: str | torch.device = "cpu",
-               progress: bool = True) -> tuple[Path, int]:
+def walk_video(
+    checkpoint: str | Path,
+    seeds: list[int],
+    out: str | Path = "walk.mp4",
+    frames: int = 30,
+    space: str = "w",
+    truncation_psi: float = 1.0,
+    fps: float = 30,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    grid: tuple[int, int] = (1, 1),
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[Path, int]:
     """Render a looping latent walk from a checkpoint's G_ema. Returns (file written, number of frames).
 
     Every option is checked, against the model too, before the output file is opened.

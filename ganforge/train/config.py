@@ -24,8 +24,15 @@ class ConfigError(GanforgeError, ValueError):
     """An invalid training option; the message names the option and the fix."""
 
 
-MAIN, MODEL, HYPER, AUG, TRANSFER, PERF, IO = ("Main", "Model", "Hyperparameters", "Augmentation",
-                                               "Transfer and freezing", "Performance", "Input/output")
+MAIN, MODEL, HYPER, AUG, TRANSFER, PERF, IO = (
+    "Main",
+    "Model",
+    "Hyperparameters",
+    "Augmentation",
+    "Transfer and freezing",
+    "Performance",
+    "Input/output",
+)
 PRESET_NAMES = tuple(RECIPES) + tuple(n for n in MODEL_PRESETS if n not in RECIPES)
 ARCHS = ("orig", "skip", "resnet")
 
@@ -71,87 +78,149 @@ class TrainConfig:
     run_name: str | None = opt(None, "Run folder name.", MAIN, none_means="FAMILY-PRESET-WxH-DATA")
     preset: str = opt("auto", "Training recipe and capacity (see the list above).", MAIN, choices=PRESET_NAMES)
     family: str = opt("stylegan2", "Model family.", MAIN, choices=("stylegan2", "dcgan"))
-    resolution: str = opt("auto", "Model size, WxH or R; it must be the data's (auto = the data's).", MAIN,
-                          metavar="WxH|auto")
+    resolution: str = opt(
+        "auto", "Model size, WxH or R; it must be the data's (auto = the data's).", MAIN, metavar="WxH|auto"
+    )
     kimg: float = opt(25000.0, "Length of the run in thousands of real images shown to D.", MAIN, lo=0.001, hi=1e9)
     batch: int | None = opt(None, "Global batch size.", MAIN, lo=1, hi=1 << 20, none_means="preset")
-    batch_gpu: int | None = opt(None, "Images per pass per process; smaller than the per-process batch = "
-                                "gradient accumulation (same batch, less memory).", PERF, lo=1, hi=1 << 20,
-                                none_means="the whole per-process batch")
+    batch_gpu: int | None = opt(
+        None,
+        "Images per pass per process; smaller than the per-process batch = "
+        "gradient accumulation (same batch, less memory).",
+        PERF,
+        lo=1,
+        hi=1 << 20,
+        none_means="the whole per-process batch",
+    )
     cond: bool = opt(False, "Train with the dataset's class labels.", MAIN)
     seed: int = opt(0, "Random seed (data order, latents, noise).", MAIN, lo=0, hi=2**32 - 1)
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.", MAIN)
     resume: str | None = opt(None, "Continue a run: latest or a checkpoint path.", MAIN, metavar="latest|PATH")
     # Model (the names `ganforge inspect` uses).
-    model: str | None = opt(None, "Capacity preset, overriding the --preset's.", MODEL,
-                            choices=tuple(MODEL_PRESETS), none_means="the preset's")
-    cbase: int | None = opt(None, "Channel base: C(r) = min(cbase // r, cmax).", MODEL, lo=1, hi=2**24,
-                            none_means="preset")
+    model: str | None = opt(
+        None,
+        "Capacity preset, overriding the --preset's.",
+        MODEL,
+        choices=tuple(MODEL_PRESETS),
+        none_means="the preset's",
+    )
+    cbase: int | None = opt(
+        None, "Channel base: C(r) = min(cbase // r, cmax).", MODEL, lo=1, hi=2**24, none_means="preset"
+    )
     cmax: int | None = opt(None, "Channel cap.", MODEL, lo=1, hi=16384, none_means="preset")
-    channels: str | dict | None = opt(None, "Per-resolution channels, e.g. 4=512,8=512,16=256 (every block).",
-                                      MODEL, metavar="R=C,...", none_means="cbase/cmax")
+    channels: str | dict | None = opt(
+        None,
+        "Per-resolution channels, e.g. 4=512,8=512,16=256 (every block).",
+        MODEL,
+        metavar="R=C,...",
+        none_means="cbase/cmax",
+    )
     z_dim: int | None = opt(None, "Latent z size.", MODEL, lo=1, hi=8192, none_means="preset")
     w_dim: int | None = opt(None, "Latent w size.", MODEL, lo=1, hi=8192, none_means="preset")
     map: int | None = opt(None, "Mapping network depth.", MODEL, lo=1, hi=64, none_means="preset")
     g_arch: str | None = opt(None, "Generator architecture.", MODEL, choices=ARCHS, none_means="preset")
     d_arch: str | None = opt(None, "Discriminator architecture.", MODEL, choices=ARCHS, none_means="preset")
-    style: str = opt("modulated", "Style layer: modulated (StyleGAN2) or adain (StyleGAN1).", MODEL,
-                     choices=("modulated", "adain"))
-    input: str = opt("const", "First block input: const (learned) or noconst (dense from w).", MODEL,
-                     choices=("const", "noconst"))
-    fp16_res: int | None = opt(None, "Top resolutions in reduced precision.", MODEL, lo=0, hi=14,
-                               none_means="preset")
-    conv_clamp: float | str | None = opt(None, "Clamp conv outputs to ±X, or none.", MODEL, metavar="X|none",
-                                         none_means="preset")
-    mbstd_group: int | None = opt(None, "Minibatch-stddev group size (0 = whole batch).", MODEL, lo=0, hi=4096,
-                                  none_means="preset")
+    style: str = opt(
+        "modulated", "Style layer: modulated (StyleGAN2) or adain (StyleGAN1).", MODEL, choices=("modulated", "adain")
+    )
+    input: str = opt(
+        "const", "First block input: const (learned) or noconst (dense from w).", MODEL, choices=("const", "noconst")
+    )
+    fp16_res: int | None = opt(None, "Top resolutions in reduced precision.", MODEL, lo=0, hi=14, none_means="preset")
+    conv_clamp: float | str | None = opt(
+        None, "Clamp conv outputs to ±X, or none.", MODEL, metavar="X|none", none_means="preset"
+    )
+    mbstd_group: int | None = opt(
+        None, "Minibatch-stddev group size (0 = whole batch).", MODEL, lo=0, hi=4096, none_means="preset"
+    )
     patch_d: bool = opt(False, "DCGAN: fully convolutional PatchGAN discriminator.", MODEL)
     # Hyperparameters.
-    loss: str = opt("auto", "Recipe of the loss: stylegan2 (non-saturating logistic, lazy R1 and path length) or "
-                    "dcgan (the classic: BCE, Adam 2e-4 with β1 0.5, no regularization, no augmentation); auto = "
-                    "dcgan for --family dcgan.", HYPER, choices=("auto", "stylegan2", "dcgan"))
+    loss: str = opt(
+        "auto",
+        "Recipe of the loss: stylegan2 (non-saturating logistic, lazy R1 and path length) or "
+        "dcgan (the classic: BCE, Adam 2e-4 with β1 0.5, no regularization, no augmentation); auto = "
+        "dcgan for --family dcgan.",
+        HYPER,
+        choices=("auto", "stylegan2", "dcgan"),
+    )
     beta1: float | None = opt(None, "Adam β1.", HYPER, lo=0, hi=0.9999, none_means="0, or 0.5 with the dcgan loss")
     beta2: float | None = opt(None, "Adam β2.", HYPER, lo=0, hi=0.9999, none_means="0.99, or 0.999 with the dcgan loss")
-    g_lr: float | str | None = opt(None, "G learning rate, or a schedule: 0.002,0.0002@10000.", HYPER, lo=0, hi=10,
-                                   schedule=True, none_means="preset")
-    d_lr: float | str | None = opt(None, "D learning rate or schedule.", HYPER, lo=0, hi=10, schedule=True,
-                                   none_means="G's")
+    g_lr: float | str | None = opt(
+        None,
+        "G learning rate, or a schedule: 0.002,0.0002@10000.",
+        HYPER,
+        lo=0,
+        hi=10,
+        schedule=True,
+        none_means="preset",
+    )
+    d_lr: float | str | None = opt(
+        None, "D learning rate or schedule.", HYPER, lo=0, hi=10, schedule=True, none_means="G's"
+    )
     d_lr_mult: float = opt(1.0, "D learning rate multiplier (2 = D at twice G's rate).", HYPER, lo=0, hi=1000)
-    gamma: float | str | None = opt(None, "R1 weight (0 = off), or a schedule: linear:10,5@5000.", HYPER, lo=0,
-                                    hi=1e6, schedule=True, none_means="preset")
+    gamma: float | str | None = opt(
+        None,
+        "R1 weight (0 = off), or a schedule: linear:10,5@5000.",
+        HYPER,
+        lo=0,
+        hi=1e6,
+        schedule=True,
+        none_means="preset",
+    )
     r1_interval: int = opt(16, "Lazy R1: every N D steps.", HYPER, lo=1, hi=10000)
     pl_weight: float | None = opt(None, "Path-length weight (0 = off).", HYPER, lo=0, hi=1e4, none_means="preset")
     pl_interval: int = opt(4, "Lazy path length: every N G steps.", HYPER, lo=1, hi=10000)
     pl_batch_shrink: int = opt(2, "Path-length batch = batch // this.", HYPER, lo=1, hi=1024)
     pl_decay: float = opt(0.01, "Decay of the path-length mean.", HYPER, lo=0, hi=1)
-    style_mixing: float | str | None = opt(None, "Style-mixing probability (0 = off), or a schedule.", HYPER, lo=0,
-                                           hi=1, schedule=True, none_means="preset")
+    style_mixing: float | str | None = opt(
+        None,
+        "Style-mixing probability (0 = off), or a schedule.",
+        HYPER,
+        lo=0,
+        hi=1,
+        schedule=True,
+        none_means="preset",
+    )
     ema_kimg: float | None = opt(None, "G EMA half-life in kimg.", HYPER, lo=0, hi=1e9, none_means="preset")
     ema_rampup: float | None = opt(None, "EMA ramp-up ratio (0 = off).", HYPER, lo=0, hi=100, none_means="preset")
     # Augmentation.
     mirror: bool = opt(False, "Add x-flipped copies of the data.", AUG)
-    aug: str | None = opt(None, "Augmentation.", AUG, choices=("ada", "fixed", "diffaugment", "none", "noaug"),
-                          none_means="ada, or none with the dcgan loss")
-    aug_pipe: str = opt("bgc", "ADA op groups (official --augpipe).", AUG,
-                        choices=("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn",
-                                 "bgcfnc"))
+    aug: str | None = opt(
+        None,
+        "Augmentation.",
+        AUG,
+        choices=("ada", "fixed", "diffaugment", "none", "noaug"),
+        none_means="ada, or none with the dcgan loss",
+    )
+    aug_pipe: str = opt(
+        "bgc",
+        "ADA op groups (official --augpipe).",
+        AUG,
+        choices=("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"),
+    )
     aug_p: float = opt(0.0, "Initial (ada) or constant (fixed) augmentation probability.", AUG, lo=0, hi=1)
-    ada_target: float | str = opt(0.6, "ADA target for E[sign(D(real))], or a schedule.", AUG, lo=0, hi=1,
-                                  schedule=True)
-    ada_kimg: float | None = opt(None, "ADA speed: kimg for p to move by 1.", AUG, lo=0.001, hi=1e9,
-                                 none_means="500, or 100 with --init")
+    ada_target: float | str = opt(
+        0.6, "ADA target for E[sign(D(real))], or a schedule.", AUG, lo=0, hi=1, schedule=True
+    )
+    ada_kimg: float | None = opt(
+        None, "ADA speed: kimg for p to move by 1.", AUG, lo=0.001, hi=1e9, none_means="500, or 100 with --init"
+    )
     diffaugment: str = opt("color,translation,cutout", "DiffAugment policy.", AUG)
     # Transfer and freezing.
-    init: str | None = opt(None, "Start from these weights (e.g. `ganforge transfer` output).", TRANSFER,
-                           metavar="PATH")
+    init: str | None = opt(
+        None, "Start from these weights (e.g. `ganforge transfer` output).", TRANSFER, metavar="PATH"
+    )
     freeze: str = opt("", "Frozen parts: mapping, G<=512, D<256, G:b64, G, D (comma-separated).", TRANSFER)
     freeze_d: int = opt(0, "FreezeD: freeze the first N D blocks.", TRANSFER, lo=0, hi=64)
-    unfreeze_every: float = opt(0.0, "Release one frozen resolution every N kimg (0 = never).", TRANSFER, lo=0,
-                                hi=1e9)
+    unfreeze_every: float = opt(0.0, "Release one frozen resolution every N kimg (0 = never).", TRANSFER, lo=0, hi=1e9)
     unfreeze_order: str = opt("top-down", "Order of gradual unfreezing.", TRANSFER, choices=("top-down", "bottom-up"))
     # Performance.
-    precision: str = opt("auto", "auto = bf16 (fp16 where the GPU lacks bf16) in the top fp16-res resolutions on "
-                         "GPUs and bf16 CPUs, else fp32.", PERF, choices=("auto", "bf16", "fp16", "fp32"))
+    precision: str = opt(
+        "auto",
+        "auto = bf16 (fp16 where the GPU lacks bf16) in the top fp16-res resolutions on GPUs and bf16 CPUs, else fp32.",
+        PERF,
+        choices=("auto", "bf16", "fp16", "fp32"),
+    )
     compile: bool = opt(False, "torch.compile the main phases (eager fallback).", PERF)
     workers: int = opt(2, "Data loader processes.", PERF, lo=0, hi=64)
     deterministic: bool = opt(False, "Deterministic algorithms (reproducible, slower).", PERF)
@@ -162,10 +231,12 @@ class TrainConfig:
     keep: int = opt(3, "Good checkpoints to keep.", IO, lo=1, hi=1_000_000)
     grid: str = opt("8x4", "Sample grid, COLSxROWS.", IO, metavar="COLSxROWS")
     metrics: str = opt("", "Metrics at every snapshot, e.g. fid50k_full.", IO)
-    metrics_num_gen: int | None = opt(None, "Generated images per snapshot metric.", IO, lo=1, hi=1_000_000,
-                                      none_means="the metric's own")
-    detector_inception: str | None = opt(None, "FID Inception TorchScript file.", IO, metavar="PATH",
-                                         none_means="package or cache")
+    metrics_num_gen: int | None = opt(
+        None, "Generated images per snapshot metric.", IO, lo=1, hi=1_000_000, none_means="the metric's own"
+    )
+    detector_inception: str | None = opt(
+        None, "FID Inception TorchScript file.", IO, metavar="PATH", none_means="package or cache"
+    )
     tensorboard: bool = opt(True, "Write TensorBoard logs.", IO)
     # Divergence guard.
     max_failures: int = opt(3, "Rollbacks before giving up.", IO, lo=0, hi=1000)
@@ -200,8 +271,10 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """Keys with dashes or underscores; unknown keys are refused with the nearest valid one."""
         values = {str(k).replace("-", "_"): v for k, v in values.items()}
-        values = {**_legacy_model_table(values.pop("model", None) if isinstance(values.get("model"), dict)
-                                        else None), **values}
+        values = {
+            **_legacy_model_table(values.pop("model", None) if isinstance(values.get("model"), dict) else None),
+            **values,
+        }
         if isinstance(values.get("grid"), (list, tuple)) and len(values["grid"]) == 2:  # Older config.json files.
             values["grid"] = "x".join(str(v) for v in values["grid"])
         unknown = sorted(set(values) - set(FIELDS))
@@ -212,8 +285,14 @@ class TrainConfig:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Plan names of an older `[model]` table -> today's keys.
-_LEGACY_MODEL_KEYS = {"g_input": "input", "mapping_layers": "map", "g_architecture": "g_arch",
-                      "d_architecture": "d_arch", "num_fp16_res": "fp16_res", "channel_table": "channels"}
+_LEGACY_MODEL_KEYS = {
+    "g_input": "input",
+    "mapping_layers": "map",
+    "g_architecture": "g_arch",
+    "d_architecture": "d_arch",
+    "num_fp16_res": "fp16_res",
+    "channel_table": "channels",
+}
 
 
 def _legacy_model_table(table: dict | None) -> dict:
@@ -414,8 +493,20 @@ def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> Tra
     if cfg.batch is None and cfg.batch_gpu is None and recipe.ref_gpus:  # Official: batch_gpu = batch // ref_gpus.
         c.batch_gpu = max(min(c.batch // recipe.ref_gpus, c.batch // gpus), 1)
     c.loss = cfg.loss if cfg.loss != "auto" else ("dcgan" if cfg.family == "dcgan" else "stylegan2")
-    classic = {"g_lr": DCGAN_LR, "gamma": 0.0, "pl_weight": 0.0, "style_mixing": 0.0, "ema_kimg": 0.0, "aug": "none",
-               "beta1": 0.5, "beta2": 0.999} if c.loss == "dcgan" else {"aug": "ada", "beta1": 0.0, "beta2": 0.99}
+    classic = (
+        {
+            "g_lr": DCGAN_LR,
+            "gamma": 0.0,
+            "pl_weight": 0.0,
+            "style_mixing": 0.0,
+            "ema_kimg": 0.0,
+            "aug": "none",
+            "beta1": 0.5,
+            "beta2": 0.999,
+        }
+        if c.loss == "dcgan"
+        else {"aug": "ada", "beta1": 0.0, "beta2": 0.99}
+    )
     for key, value in classic.items():  # The loss recipe decides what the user and a recipe preset left unset.
         if getattr(cfg, key) is None:
             setattr(c, key, value)

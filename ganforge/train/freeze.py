@@ -109,8 +109,9 @@ class FreezePlan:
         if self.unfreeze_every <= 0:
             return out
         released = int(kimg // self.unfreeze_every)
-        resolutions = sorted({param_resolution(n) for names in out.values() for n in names},
-                             reverse=(self.order == "top-down"))
+        resolutions = sorted(
+            {param_resolution(n) for names in out.values() for n in names}, reverse=(self.order == "top-down")
+        )
         gone = set(resolutions[:released])
         return {net: {n for n in names if param_resolution(n) not in gone} for net, names in out.items()}
 

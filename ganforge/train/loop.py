@@ -55,8 +55,15 @@ def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
     return precision in ("bf16", "fp16") or (precision == "auto" and cpu_has_native_bf16())
 
 
-def accumulate_rounds(loss: StyleGAN2Loss, phase: str, trainee: torch.nn.Module, batch: tuple[torch.Tensor, ...],
-                      rounds: int, gain: float, report: Report | None = None) -> None:
+def accumulate_rounds(
+    loss: StyleGAN2Loss,
+    phase: str,
+    trainee: torch.nn.Module,
+    batch: tuple[torch.Tensor, ...],
+    rounds: int,
+    gain: float,
+    report: Report | None = None,
+) -> None:
     """One phase's gradients from `rounds` equal slices of (real, real_c, z, c), each weighted 1/rounds, so that
     they add up to the whole batch's (up to minibatch-std groups, which form within a slice). Under DDP the
     gradients are reduced once, after the last slice."""
@@ -112,8 +119,13 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     state = build_state(plan, cfg, device)
     state.run_dir = run_dir
     augment, state.augment_ctrl = build_augment(
-        "none" if cfg.aug == "noaug" else cfg.aug, pipe=cfg.aug_pipe, p=cfg.aug_p, policy=cfg.diffaugment,
-        target=state.schedule("ada_target"), speed_kimg=cfg.ada_kimg or (100.0 if cfg.init else 500.0))
+        "none" if cfg.aug == "noaug" else cfg.aug,
+        pipe=cfg.aug_pipe,
+        p=cfg.aug_p,
+        policy=cfg.diffaugment,
+        target=state.schedule("ada_target"),
+        speed_kimg=cfg.ada_kimg or (100.0 if cfg.init else 500.0),
+    )
     if augment is not None:
         augment.to(device)
     if resume_path is not None:
@@ -132,15 +144,26 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         ids = [device.index] if device.type == "cuda" else None
         # DDP registers the parameters that require grad when it is built; phases toggle them later.
         unused = freeze.active  # Frozen parameters get no gradient.
-        G_train = DDP(G_step.requires_grad_(True), device_ids=ids, broadcast_buffers=False,
-                      find_unused_parameters=unused)
-        D_train = DDP(state.D.requires_grad_(True), device_ids=ids, broadcast_buffers=False,
-                      find_unused_parameters=unused)
+        G_train = DDP(
+            G_step.requires_grad_(True), device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
+        )
+        D_train = DDP(
+            state.D.requires_grad_(True), device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
+        )
         G_step.requires_grad_(False)
         state.D.requires_grad_(False)
-    loss = StyleGAN2Loss(G_step, state.D, G_train, D_train, r1_gamma=state.schedule("gamma"), pl_weight=cfg.pl_weight,
-                         pl_batch_shrink=cfg.pl_batch_shrink, pl_decay=cfg.pl_decay,
-                         augment=augment, compile=cfg.compile).to(device)
+    loss = StyleGAN2Loss(
+        G_step,
+        state.D,
+        G_train,
+        D_train,
+        r1_gamma=state.schedule("gamma"),
+        pl_weight=cfg.pl_weight,
+        pl_batch_shrink=cfg.pl_batch_shrink,
+        pl_decay=cfg.pl_decay,
+        augment=augment,
+        compile=cfg.compile,
+    ).to(device)
     if state.augment_ctrl is not None:
         loss.real_logits_hook = state.augment_ctrl.accumulate
     loss.pl_mean.copy_(state.pl_mean)
@@ -152,8 +175,9 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     if dist.is_main:
         log(f"Run directory: {run_dir}")
         log(f"Training on {device} ({dist.world_size} process(es))")
-        for line in settings_lines(cfg, plan, batch_gpu, rounds, dist.world_size, precision_text(plan, device),
-                                   frozen, changed):
+        for line in settings_lines(
+            cfg, plan, batch_gpu, rounds, dist.world_size, precision_text(plan, device), frozen, changed
+        ):
             log(line)
         if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):
             save_snapshot(state, run_dir, dataset, sinks, cfg)
@@ -180,8 +204,10 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         if freeze.unfreeze_every and state.batch_idx % 16 == 0:
             now_frozen = freeze.frozen(state.G, state.D, state.kimg)
             if now_frozen != frozen and dist.is_main:
-                log(f"kimg {state.kimg:.2f}: {sum(map(len, now_frozen.values()))} parameter tensors frozen "
-                    f"(was {sum(map(len, frozen.values()))})")
+                log(
+                    f"kimg {state.kimg:.2f}: {sum(map(len, now_frozen.values()))} parameter tensors frozen "
+                    f"(was {sum(map(len, frozen.values()))})"
+                )
             frozen = now_frozen
 
         # Run the phases: one optimizer step each, lazy regularization with gain = interval.
@@ -192,8 +218,15 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             opt.zero_grad(set_to_none=True)
             net.requires_grad_(True)
             apply_freeze(net, frozen[phase.net])
-            accumulate_rounds(loss, phase.name, G_train if phase.net == "G" else D_train, (real, real_c, z, c),
-                              rounds, phase.interval, stats.report)
+            accumulate_rounds(
+                loss,
+                phase.name,
+                G_train if phase.net == "G" else D_train,
+                (real, real_c, z, c),
+                rounds,
+                phase.interval,
+                stats.report,
+            )
             net.requires_grad_(False)
             drop_frozen_grads(net, frozen[phase.net])
             for p in net.parameters():
@@ -224,8 +257,11 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             for name, value in state.augment_ctrl.stats().items():
                 stats.report(name, value)
         means = stats.means()
-        diverged = dist_utils.any_rank(not weights_finite(state) or not all(
-            v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("Loss/")), device)
+        diverged = dist_utils.any_rank(
+            not weights_finite(state)
+            or not all(v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("Loss/")),
+            device,
+        )
         if diverged:
             _roll_back(state, run_dir, cfg, means, sinks, log, device)
             loader = build_loader(dataset, cfg, batch_gpu, dist, start_step=state.batch_idx)
@@ -262,8 +298,12 @@ def snapshot_metrics_for(state: TrainState, cfg: TrainConfig, device: torch.devi
 
     if "metric_opts" not in state.extra_runtime:
         state.extra_runtime["metric_opts"] = MetricOptions(
-            dataset_path=cfg.data, device=device, progress=False, num_gen=cfg.metrics_num_gen,
-            detector_paths={"inception": cfg.detector_inception})
+            dataset_path=cfg.data,
+            device=device,
+            progress=False,
+            num_gen=cfg.metrics_num_gen,
+            detector_paths={"inception": cfg.detector_inception},
+        )
     names = [m.strip() for m in cfg.metrics.split(",") if m.strip()]
     return snapshot_metrics(state.G_ema, names, state.run_dir, snapshot, state.extra_runtime["metric_opts"])
 
@@ -285,8 +325,14 @@ def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, 
     failures = state.failures + 1
     bad = {k: v for k, v in means.items() if k.startswith("Loss/")}
     path, skipped = check.newest_good(run_dir)
-    event = {"event": "divergence", "kimg": state.cur_nimg / 1000, "failures": failures, "losses": repr(bad),
-             "restored": str(path.name) if path else None, "skipped": {p.name: why for p, why in skipped}}
+    event = {
+        "event": "divergence",
+        "kimg": state.cur_nimg / 1000,
+        "failures": failures,
+        "losses": repr(bad),
+        "restored": str(path.name) if path else None,
+        "skipped": {p.name: why for p, why in skipped},
+    }
     if sinks is not None:
         log_event(run_dir, event)
     if failures > cfg.max_failures or path is None:
@@ -299,5 +345,7 @@ def _roll_back(state: TrainState, run_dir: Path, cfg: TrainConfig, means: dict, 
     load_state(state, path)
     state.failures, state.lr_scale = failures, lr_scale
     state.set_lr()
-    log(f"Divergence at kimg {event['kimg']:.3f} ({failures}/{cfg.max_failures}): restored {path.name}, "
-        f"learning rates x{lr_scale:g}")
+    log(
+        f"Divergence at kimg {event['kimg']:.3f} ({failures}/{cfg.max_failures}): restored {path.name}, "
+        f"learning rates x{lr_scale:g}"
+    )

@@ -97,8 +97,10 @@ class StyleGAN2Loss(nn.Module):
         self.G, self.D = G, D
         self.G_train, self.D_train = G_train or G, D_train or D
         # Main phases (one backward) may run compiled; R1 and path length need double backward: always eager.
-        self.main = {name: compiled(net, compile) for name, net in
-                     (("G_train", self.G_train), ("D_train", self.D_train), ("G", self.G), ("D", self.D))}
+        self.main = {
+            name: compiled(net, compile)
+            for name, net in (("G_train", self.G_train), ("D_train", self.D_train), ("G", self.G), ("D", self.D))
+        }
         self.augment = augment
         self.r1_gamma = r1_gamma
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
@@ -111,8 +113,16 @@ class StyleGAN2Loss(nn.Module):
         logits = D(img, c if self.D.c_dim else None)
         return logits.flatten(1).mean(1, keepdim=True) if logits.ndim > 2 else logits  # PatchGAN: mean of patches
 
-    def accumulate(self, phase: str, real: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                   gen_c: torch.Tensor, gain: float, report: Report | None = None) -> None:
+    def accumulate(
+        self,
+        phase: str,
+        real: torch.Tensor,
+        real_c: torch.Tensor,
+        gen_z: torch.Tensor,
+        gen_c: torch.Tensor,
+        gain: float,
+        report: Report | None = None,
+    ) -> None:
         """Backpropagate one phase's loss × gain into the grads of the phase's network (report: statistics sink)."""
         report = report or _noop
         if phase == "Gmain":

@@ -39,7 +39,8 @@ def _explicit_resolution(cfg: TrainConfig, data_shape: list[int]) -> None:
         raise ConfigError(
             f"--resolution {cfg.resolution} but the images in {cfg.data} are {have} (WxH), and ganforge never resizes "
             f"training data silently: make a copy at that size with `ganforge dataset prepare {cfg.data} "
-            f"{stem}-{want}.zip --resolution {want}` and train on it, or drop --resolution to train at {have}")
+            f"{stem}-{want}.zip --resolution {want}` and train on it, or drop --resolution to train at {have}"
+        )
 
 
 def check_outdir(cfg: TrainConfig) -> None:
@@ -53,9 +54,19 @@ def check_outdir(cfg: TrainConfig) -> None:
 
 
 # Model options (the names `ganforge train` and `inspect` use) -> Plan fields.
-PLAN_FIELDS = {"cbase": "cbase", "cmax": "cmax", "z_dim": "z_dim", "w_dim": "w_dim", "map": "mapping_layers",
-               "g_arch": "g_architecture", "d_arch": "d_architecture", "style": "style", "input": "g_input",
-               "fp16_res": "num_fp16_res", "mbstd_group": "mbstd_group"}
+PLAN_FIELDS = {
+    "cbase": "cbase",
+    "cmax": "cmax",
+    "z_dim": "z_dim",
+    "w_dim": "w_dim",
+    "map": "mapping_layers",
+    "g_arch": "g_architecture",
+    "d_arch": "d_architecture",
+    "style": "style",
+    "input": "g_input",
+    "fp16_res": "num_fp16_res",
+    "mbstd_group": "mbstd_group",
+}
 
 
 def plan_overrides(cfg) -> tuple[dict, dict[int, int] | None]:
@@ -83,8 +94,10 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
     try:
         check_resolution(*res)
     except PlanError as e:
-        raise PlanError(f"{e} (the size comes from the data in {cfg.data}: prepare it at a valid size with "
-                        f"`ganforge dataset prepare`)") from None
+        raise PlanError(
+            f"{e} (the size comes from the data in {cfg.data}: prepare it at a valid size with "
+            f"`ganforge dataset prepare`)"
+        ) from None
     overrides, table = plan_overrides(cfg)
     if cfg.precision == "fp32":
         overrides["num_fp16_res"] = 0
@@ -92,8 +105,9 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
         overrides["fp16_dtype"] = cfg.precision
     elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
         overrides["fp16_dtype"] = "fp16"
-    plan = make_plan(cfg.model, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, channel_table=table,
-                     **overrides)
+    plan = make_plan(
+        cfg.model, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, channel_table=table, **overrides
+    )
     rep = compare_data(plan, data_shape, c_dim)
     if not rep.ok:
         raise PlanError(str(rep))
@@ -104,14 +118,18 @@ def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
     """Forward/backward passes per phase and process: batch_gpu / --batch-gpu, checked against mbstd groups."""
     size = cfg.batch_gpu or batch_gpu
     if batch_gpu % size:
-        raise PlanError(f"--batch-gpu {size} must divide the per-process batch {batch_gpu} (--batch {cfg.batch}): "
-                        f"use one of {', '.join(str(d) for d in valid_pass_sizes(plan, batch_gpu))}")
+        raise PlanError(
+            f"--batch-gpu {size} must divide the per-process batch {batch_gpu} (--batch {cfg.batch}): "
+            f"use one of {', '.join(str(d) for d in valid_pass_sizes(plan, batch_gpu))}"
+        )
     group = min(plan.mbstd_group, size) if plan.family == "stylegan2" and plan.mbstd_group else 0
     if group and size % group:
         world = cfg.batch // batch_gpu
         fix = f"--batch-gpu {plan.mbstd_group}" if cfg.batch_gpu else f"--batch {plan.mbstd_group * world * 2}"
-        raise PlanError(f"{'--batch-gpu' if cfg.batch_gpu else 'the per-process batch'} {size} is not a multiple of "
-                        f"the minibatch-std group {plan.mbstd_group}: use {fix} or a multiple")
+        raise PlanError(
+            f"{'--batch-gpu' if cfg.batch_gpu else 'the per-process batch'} {size} is not a multiple of "
+            f"the minibatch-std group {plan.mbstd_group}: use {fix} or a multiple"
+        )
     return batch_gpu // size
 
 
@@ -131,8 +149,10 @@ def check_freeze(cfg: TrainConfig, plan: Plan, specs: list[str]) -> None:
     for spec in specs:
         if not matches_any(spec, names):
             blocks = ", ".join(plan.block_names)
-            raise FreezeError(f"--freeze {spec!r} matches no layer of this model (blocks {blocks}; mapping): "
-                              f"use mapping, G<=R, D<R, G:bNAME, G or D")
+            raise FreezeError(
+                f"--freeze {spec!r} matches no layer of this model (blocks {blocks}; mapping): "
+                f"use mapping, G<=R, D<R, G:bNAME, G or D"
+            )
 
 
 # ----------------------------------------------------------------------------
@@ -167,11 +187,14 @@ def check_memory(cfg: TrainConfig, plan: Plan, batch_gpu: int, rounds: int, devi
     where = f"free on {device}" if device.type == "cuda" else "of RAM available to this process"
     fits = [s for s in valid_pass_sizes(plan, batch_gpu) if estimate_peak_bytes(info, "train", s) <= free]
     if fits:
-        fix = (f"use --batch-gpu {fits[-1]} (gradient accumulation: the same batch of {cfg.batch}, estimated "
-               f"{format_bytes(estimate_peak_bytes(info, 'train', fits[-1]))})")
+        fix = (
+            f"use --batch-gpu {fits[-1]} (gradient accumulation: the same batch of {cfg.batch}, estimated "
+            f"{format_bytes(estimate_peak_bytes(info, 'train', fits[-1]))})"
+        )
     else:
         fix = "even one image per pass does not fit: use a smaller --preset or resolution, or a larger device"
     raise ConfigError(
         f"training {plan.family} {plan.preset} at {plan.resolution_text} with {batch_gpu // rounds} image(s) per pass "
         f"needs an estimated {format_bytes(need)} but {format_bytes(free)} is {where}: {fix}; or pass "
-        f"--no-memory-check to try anyway")
+        f"--no-memory-check to try anyway"
+    )

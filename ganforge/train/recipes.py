@@ -35,21 +35,72 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "auto": Recipe("auto", batch=0, lr=0.0, gamma=0.0, ema_kimg=0.0, ema_rampup=0.05,
-                   description="official --cfg=auto: batch, lr, γ and EMA from the resolution and process count"),
-    "stylegan2": Recipe("stylegan2", batch=32, lr=0.002, gamma=10.0, ema_kimg=10.0, ref_gpus=8,
-                        description="official 'stylegan2' (config-f, batch 32, γ 10)"),
-    "paper256": Recipe("paper256", batch=64, lr=0.0025, gamma=1.0, ema_kimg=20.0, ref_gpus=8,
-                       description="official paper256 (FFHQ/LSUN at 256: batch 64, γ 1)"),
-    "paper512": Recipe("paper512", batch=64, lr=0.0025, gamma=0.5, ema_kimg=20.0, ref_gpus=8,
-                       description="official paper512 (BreCaHAD, AFHQ: batch 64, γ 0.5)"),
-    "paper1024": Recipe("paper1024", batch=32, lr=0.002, gamma=2.0, ema_kimg=10.0, ref_gpus=8,
-                        description="official paper1024 (FFHQ, MetFaces: batch 32, γ 2)"),
-    "cifar": Recipe("cifar", batch=64, lr=0.0025, gamma=0.01, ema_kimg=500.0, ema_rampup=0.05, pl_weight=0.0,
-                    style_mixing=0.0, ref_gpus=2,
-                    description="official cifar (32 px, conditional: no path length, no mixing)"),
-    "tiny": Recipe("tiny", batch=8, lr=0.002, gamma=0.1, ema_kimg=1.0, ema_rampup=0.05,
-                   description="a small model and recipe for CPU demos and tests"),
+    "auto": Recipe(
+        "auto",
+        batch=0,
+        lr=0.0,
+        gamma=0.0,
+        ema_kimg=0.0,
+        ema_rampup=0.05,
+        description="official --cfg=auto: batch, lr, γ and EMA from the resolution and process count",
+    ),
+    "stylegan2": Recipe(
+        "stylegan2",
+        batch=32,
+        lr=0.002,
+        gamma=10.0,
+        ema_kimg=10.0,
+        ref_gpus=8,
+        description="official 'stylegan2' (config-f, batch 32, γ 10)",
+    ),
+    "paper256": Recipe(
+        "paper256",
+        batch=64,
+        lr=0.0025,
+        gamma=1.0,
+        ema_kimg=20.0,
+        ref_gpus=8,
+        description="official paper256 (FFHQ/LSUN at 256: batch 64, γ 1)",
+    ),
+    "paper512": Recipe(
+        "paper512",
+        batch=64,
+        lr=0.0025,
+        gamma=0.5,
+        ema_kimg=20.0,
+        ref_gpus=8,
+        description="official paper512 (BreCaHAD, AFHQ: batch 64, γ 0.5)",
+    ),
+    "paper1024": Recipe(
+        "paper1024",
+        batch=32,
+        lr=0.002,
+        gamma=2.0,
+        ema_kimg=10.0,
+        ref_gpus=8,
+        description="official paper1024 (FFHQ, MetFaces: batch 32, γ 2)",
+    ),
+    "cifar": Recipe(
+        "cifar",
+        batch=64,
+        lr=0.0025,
+        gamma=0.01,
+        ema_kimg=500.0,
+        ema_rampup=0.05,
+        pl_weight=0.0,
+        style_mixing=0.0,
+        ref_gpus=2,
+        description="official cifar (32 px, conditional: no path length, no mixing)",
+    ),
+    "tiny": Recipe(
+        "tiny",
+        batch=8,
+        lr=0.002,
+        gamma=0.1,
+        ema_kimg=1.0,
+        ema_rampup=0.05,
+        description="a small model and recipe for CPU demos and tests",
+    ),
 }
 
 
@@ -61,5 +112,10 @@ def recipe_for(name: str, height: int, width: int, gpus: int = 1) -> Recipe:
     res = effective_resolution(height, width)
     batch = max(min(gpus * min(int(4096 // res), 32), 64), gpus)
     return dataclasses.replace(
-        recipe, batch=batch, lr=0.002 if res >= 1024 else 0.0025, gamma=0.0002 * height * width / batch,
-        ema_kimg=batch * 10 / 32, mbstd_group=min(batch // gpus, 4))
+        recipe,
+        batch=batch,
+        lr=0.002 if res >= 1024 else 0.0025,
+        gamma=0.0002 * height * width / batch,
+        ema_kimg=batch * 10 / 32,
+        mbstd_group=min(batch // gpus, 4),
+    )

@@ -51,12 +51,22 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def settings_lines(cfg: TrainConfig, plan: Plan, batch_gpu: int, rounds: int, world: int, precision: str,
-                   frozen: dict[str, set[str]], changed: dict) -> list[str]:
+def settings_lines(
+    cfg: TrainConfig,
+    plan: Plan,
+    batch_gpu: int,
+    rounds: int,
+    world: int,
+    precision: str,
+    frozen: dict[str, set[str]],
+    changed: dict,
+) -> list[str]:
     """The settings that matter, as printed at start (and what a resume changed)."""
     passes = f", {rounds} passes of {batch_gpu // rounds}" if rounds > 1 else ""
-    model = f"{plan.family} {plan.preset} at {plan.resolution_text}, {plan.num_blocks} blocks, channels " \
-            f"{list(plan.channels)}, z {plan.z_dim}, w {plan.w_dim}, mapping {plan.mapping_layers}"
+    model = (
+        f"{plan.family} {plan.preset} at {plan.resolution_text}, {plan.num_blocks} blocks, channels "
+        f"{list(plan.channels)}, z {plan.z_dim}, w {plan.w_dim}, mapping {plan.mapping_layers}"
+    )
     aug = cfg.aug if cfg.aug not in ("ada",) else f"ada (target {_value(cfg.ada_target)}, pipe {cfg.aug_pipe})"
     n_frozen = sum(map(len, frozen.values()))
     lines = [
@@ -67,12 +77,17 @@ def settings_lines(cfg: TrainConfig, plan: Plan, batch_gpu: int, rounds: int, wo
         + f", Adam betas ({cfg.beta1:g}, {cfg.beta2:g}), γ {_value(cfg.gamma)}, path length {cfg.pl_weight:g}, "
         f"style mixing {_value(cfg.style_mixing)}, EMA {cfg.ema_kimg:g} kimg",
         f"Augmentation {aug}{', mirror' if cfg.mirror else ''}; frozen: "
-        + (f"{n_frozen} tensors ({cfg.freeze or ''}{' FreezeD ' + str(cfg.freeze_d) if cfg.freeze_d else ''})"
-           if n_frozen else "none"),
+        + (
+            f"{n_frozen} tensors ({cfg.freeze or ''}{' FreezeD ' + str(cfg.freeze_d) if cfg.freeze_d else ''})"
+            if n_frozen
+            else "none"
+        ),
     ]
     if changed:
-        lines.append("Changed since the last start: " + ", ".join(
-            f"{k} {_value(a)} -> {_value(b)}" for k, (a, b) in changed.items()))
+        lines.append(
+            "Changed since the last start: "
+            + ", ".join(f"{k} {_value(a)} -> {_value(b)}" for k, (a, b) in changed.items())
+        )
     return lines
 
 

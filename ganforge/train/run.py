@@ -45,8 +45,10 @@ def find_resume(cfg: TrainConfig, run_dir: Path) -> tuple[Path | None, list[tupl
         good, skipped = check.newest_good(run_dir)
         if good is None and skipped:
             listing = "; ".join(f"{p.name}: {why}" for p, why in skipped[:5])
-            raise ConfigError(f"--resume latest found no usable checkpoint in {run_dir} ({listing}); resume from a "
-                              f"good copy with --resume PATH, or start a new run with another --outdir or --run-name")
+            raise ConfigError(
+                f"--resume latest found no usable checkpoint in {run_dir} ({listing}); resume from a "
+                f"good copy with --resume PATH, or start a new run with another --outdir or --run-name"
+            )
         return good, skipped
     if cfg.resume:
         path = Path(cfg.resume)
@@ -57,13 +59,16 @@ def find_resume(cfg: TrainConfig, run_dir: Path) -> tuple[Path | None, list[tupl
             raise ConfigError(f"--resume {cfg.resume} cannot be used: {why}")
         return path, []
     if ck.list_checkpoints(run_dir):
-        raise ConfigError(f"{run_dir} already holds checkpoints: add --resume latest to continue that run, "
-                          f"or choose another --run-name / --outdir")
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints: add --resume latest to continue that run, "
+            f"or choose another --run-name / --outdir"
+        )
     return None, []
 
 
-def create_run_dir(cfg: TrainConfig, plan: Plan, run_dir: Path, resume: Path | None,
-                   skipped: list[tuple[Path, str]], log) -> dict:
+def create_run_dir(
+    cfg: TrainConfig, plan: Plan, run_dir: Path, resume: Path | None, skipped: list[tuple[Path, str]], log
+) -> dict:
     """Make the run directory, write config.json (with what a resume changed, which it returns), and log
     (events.jsonl) what resume skipped."""
     from ganforge.train.record import write_config
@@ -142,9 +147,14 @@ def build_loader(dataset, cfg: TrainConfig, batch_gpu: int, dist, start_step: in
     """Infinite iterator of (uint8 images [N, C, H, W], labels [N, c_dim])."""
     sampler = StepBatches(len(dataset), cfg.batch, dist.rank, dist.world_size, cfg.seed, start_step)
     workers = cfg.workers if len(dataset) > 64 else 0
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                         pin_memory=torch.cuda.is_available(),
-                                         prefetch_factor=2 if workers else None, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+    )
     return iter(loader)
 
 
@@ -195,8 +205,10 @@ def save_snapshot(state: TrainState, run_dir: Path, dataset, sinks, cfg: TrainCo
     save_state(state, path)
     why = check.problem(path)  # Read back what was written: a disk that corrupts writes is caught now.
     if why is not None:
-        raise CheckpointWriteError(f"the checkpoint just written does not read back ({why}): check the disk "
-                                   f"of {run_dir}, then continue with --resume latest")
+        raise CheckpointWriteError(
+            f"the checkpoint just written does not read back ({why}): check the disk "
+            f"of {run_dir}, then continue with --resume latest"
+        )
     check.prune(run_dir, cfg.keep)
 
 
@@ -213,10 +225,18 @@ def progress_line(state: TrainState, means: dict, total_nimg: int, elapsed: floa
     kimg = state.cur_nimg / 1000
     spk = means.get("Timing/sec_per_kimg", 0.0)
     eta = spk * (total_nimg - state.cur_nimg) / 1000
-    parts = [f"kimg {kimg:.2f}/{total_nimg / 1000:g}", f"{spk:.2f} s/kimg", f"ETA {format_time(eta)}",
-             f"time {format_time(elapsed)}"]
-    for key, label in (("Loss/G/loss", "G"), ("Loss/D/loss", "D"), ("Loss/r1_penalty", "R1"),
-                       ("Loss/pl_penalty", "PL")):
+    parts = [
+        f"kimg {kimg:.2f}/{total_nimg / 1000:g}",
+        f"{spk:.2f} s/kimg",
+        f"ETA {format_time(eta)}",
+        f"time {format_time(elapsed)}",
+    ]
+    for key, label in (
+        ("Loss/G/loss", "G"),
+        ("Loss/D/loss", "D"),
+        ("Loss/r1_penalty", "R1"),
+        ("Loss/pl_penalty", "PL"),
+    ):
         if key in means:
             parts.append(f"{label} {means[key]:.3f}")
     if means.get("Augment/p", 0) > 0:

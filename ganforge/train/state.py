@@ -28,12 +28,16 @@ class Phase:
 def make_phases(cfg: TrainConfig, stylegan: bool) -> list[Phase]:
     g_reg = stylegan and cfg.pl_weight > 0
     d_reg = max(v for _, v in parse_schedule(cfg.gamma).points) > 0
-    return [p for p, on in [
-        (Phase("Gmain", "G", 1), True),
-        (Phase("Greg", "G", cfg.pl_interval), g_reg),
-        (Phase("Dmain", "D", 1), True),
-        (Phase("Dreg", "D", cfg.r1_interval), d_reg),
-    ] if on]
+    return [
+        p
+        for p, on in [
+            (Phase("Gmain", "G", 1), True),
+            (Phase("Greg", "G", cfg.pl_interval), g_reg),
+            (Phase("Dmain", "D", 1), True),
+            (Phase("Dreg", "D", cfg.r1_interval), d_reg),
+        ]
+        if on
+    ]
 
 
 def lazy_ratio(interval: int, enabled: bool) -> float:
@@ -75,8 +79,10 @@ class TrainState:
         """Apply the scheduled learning rates × lr_scale × lazy-regularization ratios."""
         g_ratio = lazy_ratio(self.cfg.pl_interval, self.plan.family == "stylegan2" and self.cfg.pl_weight > 0)
         d_ratio = lazy_ratio(self.cfg.r1_interval, max(v for _, v in parse_schedule(self.cfg.gamma).points) > 0)
-        for opt, lr, ratio in ((self.opt_G, self.schedule("g_lr"), g_ratio),
-                               (self.opt_D, self.schedule("d_lr") * self.cfg.d_lr_mult, d_ratio)):
+        for opt, lr, ratio in (
+            (self.opt_G, self.schedule("g_lr"), g_ratio),
+            (self.opt_D, self.schedule("d_lr") * self.cfg.d_lr_mult, d_ratio),
+        ):
             for group in opt.param_groups:
                 group["lr"] = lr * ratio * self.lr_scale
                 group["betas"] = (self.cfg.beta1**ratio, self.cfg.beta2**ratio)
@@ -102,8 +108,14 @@ def save_state(state: TrainState, path: Path) -> None:
         state.extra["ada"] = state.augment_ctrl.state_dict()
     g_opt, g_opt_meta = ck.optimizer_to_tensors(state.opt_G)
     d_opt, d_opt_meta = ck.optimizer_to_tensors(state.opt_D)
-    tensors = ck.join(G=state.G.state_dict(), D=state.D.state_dict(), G_ema=state.G_ema.state_dict(),
-                      opt_G=g_opt, opt_D=d_opt, loss={"pl_mean": state.pl_mean})
+    tensors = ck.join(
+        G=state.G.state_dict(),
+        D=state.D.state_dict(),
+        G_ema=state.G_ema.state_dict(),
+        opt_G=g_opt,
+        opt_D=d_opt,
+        loss={"pl_mean": state.pl_mean},
+    )
     meta = {
         "kind": "training",
         "plan": state.plan.to_dict(),
@@ -125,8 +137,10 @@ def load_state(state: TrainState, path: Path) -> None:
     contents = check.inspect_file(path)
     meta = contents.file.meta
     if contents.kind != "training":
-        raise ck.CheckpointError(f"{path} is an inference export, not a training checkpoint: it cannot be resumed; "
-                                 f"start a new run from it with --init {path}")
+        raise ck.CheckpointError(
+            f"{path} is an inference export, not a training checkpoint: it cannot be resumed; "
+            f"start a new run from it with --init {path}"
+        )
     rep = compare_plans(contents.plan, state.plan)
     if not rep.ok:
         raise ck.CheckpointError(f"cannot resume from {path}: {rep}")
@@ -137,8 +151,10 @@ def load_state(state: TrainState, path: Path) -> None:
         ck.optimizer_from_tensors(state.opt_G, ck.split(tensors, "opt_G"), meta["opt_G"])
         ck.optimizer_from_tensors(state.opt_D, ck.split(tensors, "opt_D"), meta["opt_D"])
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise ck.CheckpointError(f"{path}: its optimizer state does not fit this model ({e}): the file is damaged "
-                                 f"or from another model; resume from an earlier checkpoint") from None
+        raise ck.CheckpointError(
+            f"{path}: its optimizer state does not fit this model ({e}): the file is damaged "
+            f"or from another model; resume from an earlier checkpoint"
+        ) from None
     state.pl_mean.copy_(tensors["loss.pl_mean"])
     state.cur_nimg, state.batch_idx = meta["cur_nimg"], meta["batch_idx"]
     state.lr_scale, state.failures = float(meta["lr_scale"]), meta["failures"]
