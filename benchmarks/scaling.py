@@ -75,7 +75,7 @@ def measure(spec: dict) -> dict:
     from benchmarks.train_speed import Trainer
     from ganforge import build_generator
     from ganforge.plan import make_plan
-    from ganforge.train.config import TrainConfig, with_preset
+    from ganforge.training.config import TrainConfig, with_preset
 
     device = torch.device(spec["device"])
     base, t_start = rss_gb(), time.perf_counter()  # After the imports: the networks' memory only.

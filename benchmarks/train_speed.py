@@ -25,11 +25,11 @@ from ganforge.models.generator import cpu_reduced_precision
 from ganforge.nn import ops
 from ganforge.plan import Plan, make_plan
 from ganforge.resources import peak_rss_gb
-from ganforge.train.config import TrainConfig, with_preset
-from ganforge.train.ema import ema_beta, update_ema
-from ganforge.train.loop import cpu_mixed_precision
-from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
-from ganforge.train.state import TrainState, build_state, make_phases
+from ganforge.training.config import TrainConfig, with_preset
+from ganforge.training.ema import ema_beta, update_ema
+from ganforge.training.loop import cpu_mixed_precision
+from ganforge.training.loss import GeneratorStep, StyleGAN2Loss
+from ganforge.training.state import TrainState, build_state, make_phases
 
 
 def sync(device: torch.device) -> None:

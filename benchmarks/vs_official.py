@@ -204,7 +204,7 @@ def ganforge_plan(arch: Arch, resolution: int | None = None):
 
 def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
     from benchmarks.train_speed import Trainer
-    from ganforge.train.config import TrainConfig, with_preset
+    from ganforge.training.config import TrainConfig, with_preset
 
     plan = ganforge_plan(arch)
     cfg = TrainConfig(

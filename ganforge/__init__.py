@@ -6,7 +6,8 @@ The public API, importable without loading torch (the functions import what they
 - `build_generator` and `build_discriminator`: fresh networks for a Plan;
 - `load_generator`: a trained generator from a ganforge checkpoint or an official StyleGAN2-ADA `.pkl`;
 - `load_checkpoint`: a ganforge checkpoint's Plan, metadata and network weights, checked;
-- `TrainConfig`: the typed training configuration (`ganforge train` reads the same fields).
+- `TrainConfig`: the typed training configuration (`ganforge train` reads the same fields);
+- `train`: a training run from a `TrainConfig`, a dict of its keys or a TOML/JSON file, as `ganforge train`.
 
 Every failure a user can cause raises a `GanforgeError` whose message is one sentence naming the problem
 and the fix.
@@ -22,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ganforge.config import PRESETS
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 
     import torch
 
-    from ganforge.train.config import TrainConfig
+    from ganforge.training.config import TrainConfig
+    from ganforge.training.state import TrainState
 
 __version__ = "0.1.0"
 
@@ -51,10 +54,11 @@ __all__ = [
     "load_checkpoint",
     "load_generator",
     "make_plan",
+    "train",
 ]
 
 # Names imported on first use, so that `import ganforge` stays cheap: name -> defining module.
-_LAZY = {"TrainConfig": "ganforge.train.config"}
+_LAZY = {"TrainConfig": "ganforge.training.config"}
 
 
 def __getattr__(name: str):
@@ -150,7 +154,7 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
         img = G(torch.randn(1, G.z_dim), None, truncation_psi=0.7)
         ```
     """
-    from ganforge.tools.generate import load_generator as load
+    from ganforge.modelio.load import load_generator as load
 
     return load(path, which)
 
@@ -187,8 +191,8 @@ class Checkpoint:
             G = ckpt.build("G_ema")
             ```
         """
-        from ganforge import checkpoint as ck
-        from ganforge.checkpoint_check import load_into
+        from ganforge.modelio import checkpoint as ck
+        from ganforge.modelio.check import load_into
 
         if name not in self.networks:
             have = ", ".join(self.networks)
@@ -206,7 +210,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     SHA-256 over the whole file is verified, and NaN or infinite weights are refused. Each refusal is a
     `CheckpointError` with one sentence that names the file and what is wrong. Official `.pkl` snapshots
     are refused with the command that converts them (`ganforge convert`); `load_generator` reads them
-    directly. For the raw tensors including optimizer states, see `ganforge.checkpoint.load_checkpoint`.
+    directly. For the raw tensors including optimizer states, see `ganforge.modelio.checkpoint.load_checkpoint`.
 
     Example:
         ```python
@@ -217,8 +221,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         G = ckpt.build("G_ema")
         ```
     """
-    from ganforge import checkpoint as ck
-    from ganforge.checkpoint_check import inspect_file
+    from ganforge.modelio import checkpoint as ck
+    from ganforge.modelio.check import inspect_file
 
     contents = inspect_file(path)
     tensors = contents.file.read(parts=contents.nets)  # Verifies the checksum over the whole file.
@@ -236,3 +240,48 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta=contents.file.meta,
         networks={name: ck.split(tensors, name) for name in contents.nets},
     )
+
+
+# ----------------------------------------------------------------------------
+# Training.
+
+
+def train(config: TrainConfig | dict | str | Path, *, dataset=None, log=print, **options) -> TrainState:
+    """Run training as `ganforge train` does, and return the final state (`state.run_dir` is the run folder).
+
+    `config` is a `TrainConfig`, a dict of its keys (TOML names, dashes or underscores) or the path of a
+    TOML or JSON file (a run's `config.json` works too); keyword `options` override it, as command-line
+    options override `--config`. Every value is checked before anything is written: a wrong key, type or
+    range raises `ConfigError` naming the key and the fix, and data that does not fit the model raises
+    before the run folder exists. Presets fill what was left unset, from the data's size (`preset="auto"`,
+    the official formula). `dataset` replaces `config.data` with an in-memory dataset (an object with
+    `shape`, `c_dim`, `__len__` and `__getitem__` as `ganforge.data.ImageDataset`). `log` receives each
+    progress line (`print` by default).
+
+    Example:
+        ```python
+        import ganforge
+
+        state = ganforge.train({"data": "faces.zip", "kimg": 500, "outdir": "runs"}, gamma=2)
+        # or: ganforge.train("experiment.toml", resume="latest")
+        print(state.run_dir, state.cur_nimg)
+        ```
+    """
+    import dataclasses
+
+    from ganforge.training.config import TrainConfig, load_config_file, merge
+    from ganforge.training.loop import train as run
+
+    if isinstance(config, TrainConfig):
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    elif isinstance(config, dict):
+        values = dict(config)
+    elif isinstance(config, (str, os.PathLike)):
+        values = load_config_file(config)
+    else:
+        raise TypeError(
+            "ganforge.train(config): give a TrainConfig, a dict of its keys or a TOML/JSON path, "
+            f"not {type(config).__name__}"
+        )
+    cfg = merge(values, options)
+    return run(cfg, dataset=dataset, log=log)

@@ -40,8 +40,8 @@ def _inspect(
 ) -> None:
     """Per-layer shapes, parameter counts and memory for a preset at a resolution (no GPU, no memory used)."""
     from ganforge.inspector import format_bytes, format_count, inspect_plan
-    from ganforge.train.config import TrainConfig, with_preset
-    from ganforge.train.preflight import plan_overrides
+    from ganforge.training.config import TrainConfig, with_preset
+    from ganforge.training.preflight import plan_overrides
 
     try:
         h, w = parse_resolution(resolution)
@@ -92,7 +92,7 @@ def _inspect(
 def build_inspect_command():
     """`ganforge inspect`: the model options are those of `ganforge train` (generated from the same schema)."""
     from ganforge.cli_schema import schema_option
-    from ganforge.train.config import FIELDS, MODEL, PRESET_NAMES
+    from ganforge.training.config import FIELDS, MODEL, PRESET_NAMES
 
     def inspect_command(**kwargs) -> None:
         _inspect(**kwargs)
@@ -146,7 +146,7 @@ def convert(
 ) -> None:
     """Convert an official StyleGAN2-ADA pickle to a safe ganforge checkpoint (no code from the pickle runs)."""
     from ganforge.images import OutputError, check_output_file
-    from ganforge.tools.convert import convert_official
+    from ganforge.modelio.convert import convert_official
 
     if not src.strip():
         fail("SRC is empty: give the official network-snapshot .pkl to convert", 1)

@@ -1,4 +1,4 @@
-"""Command-line options generated from the training schema (ganforge.train.config.TrainConfig).
+"""Command-line options generated from the training schema (ganforge.training.config.TrainConfig).
 
 `ganforge train` takes every field; `ganforge inspect` takes the model fields, under the same names.
 An option's default is None on the command line ("not given"), so TOML files and presets fill what the
@@ -15,7 +15,7 @@ import typer
 
 def schema_option(f: dataclasses.Field, panel: str | None = None) -> inspect.Parameter:
     """One schema field as a Typer option: same name, help with its default, grouped in --help."""
-    from ganforge.train.config import Opt, flag
+    from ganforge.training.config import Opt, flag
 
     o: Opt = f.metadata["opt"]
     kinds = {k.strip() for k in str(f.type).split("|")}

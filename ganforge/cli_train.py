@@ -1,4 +1,4 @@
-"""`ganforge train` and `ganforge demo`: thin wrappers over ganforge.train."""
+"""`ganforge train` and `ganforge demo`: thin wrappers over ganforge.training."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ganforge.errors import GanforgeError
 
 def _preset_list() -> str:
     from ganforge.config import MODEL_PRESETS
-    from ganforge.train.recipes import RECIPES
+    from ganforge.training.recipes import RECIPES
 
     lines = [f"  {name:<10} {r.description}" for name, r in RECIPES.items()]
     lines += [
@@ -27,7 +27,7 @@ def _preset_list() -> str:
 
 
 def _train(config: str | None, dry_run: bool, **given) -> None:
-    from ganforge.train.config import load_config_file, merge
+    from ganforge.training.config import load_config_file, merge
 
     file_values = load_config_file(config) if config else {}
     try:
@@ -42,8 +42,8 @@ def _train(config: str | None, dry_run: bool, **given) -> None:
 
 def dry_run_config(cfg) -> dict:
     """The config as it will run: presets filled in from the data's size when the data can be read."""
-    from ganforge.train.config import with_preset
-    from ganforge.train.run import open_dataset
+    from ganforge.training.config import with_preset
+    from ganforge.training.run import open_dataset
 
     if not cfg.data:
         return cfg.to_dict()
@@ -54,7 +54,7 @@ def dry_run_config(cfg) -> dict:
 
 def build_train_command():
     """`ganforge train`, its options generated from TrainConfig's fields."""
-    from ganforge.train.config import AUG, FIELDS, HYPER, IO, MAIN, MODEL, PERF, TRANSFER
+    from ganforge.training.config import AUG, FIELDS, HYPER, IO, MAIN, MODEL, PERF, TRANSFER
 
     def train(config: str | None = None, dry_run: bool = False, **given) -> None:
         _train(config, dry_run, **given)
@@ -112,7 +112,7 @@ Examples:
 
 def run_training(cfg) -> None:
     """Train; expected failures (GanforgeError) reach the top-level handler as one line and exit 1."""
-    from ganforge.train.loop import train as train_loop
+    from ganforge.training.loop import train as train_loop
 
     train_loop(cfg)
 
@@ -126,7 +126,7 @@ def demo(
     from pathlib import Path
 
     from ganforge.data.demo import make_demo_dataset
-    from ganforge.train.config import TrainConfig
+    from ganforge.training.config import TrainConfig
 
     out = Path(outdir)
     data = make_demo_dataset(out / "shapes-32", count=1200, resolution=(32, 32))
@@ -146,7 +146,7 @@ def demo(
         grid="8x4",
     ).resolved()
     run_training(cfg)
-    from ganforge.checkpoint_check import latest_good
+    from ganforge.modelio.check import latest_good
     from ganforge.tools.generate import generate_images
 
     ckpt = latest_good(out / "run")

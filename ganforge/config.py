@@ -4,7 +4,7 @@ Capacity presets follow the field's scaling table (G+D parameters at 1024×1024,
 config-f 59.38M, M 63.97M, L 69.75M, XL 106.11M, XXL 150.24M, XXXL 253.68M. The official StyleGAN2-ADA
 configurations (paper256, paper512, paper1024, cifar) have their capacity here under the same names, and
 `auto` follows the official `--cfg=auto`: half the config-f channels below 512 px, a 2-layer mapping.
-Training settings (batch, learning rate, γ, EMA) are recipes: see `ganforge.train.recipes`.
+Training settings (batch, learning rate, γ, EMA) are recipes: see `ganforge.training.recipes`.
 """
 
 from __future__ import annotations

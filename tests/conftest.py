@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ganforge import build_generator, make_plan
-from ganforge.checkpoint import save_checkpoint
+from ganforge.modelio.checkpoint import save_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +104,7 @@ def cli(capsys):
 @pytest.fixture
 def always_diverge(monkeypatch):
     """Every loss phase leaves an infinite D weight behind: training diverges at every tick."""
-    from ganforge.train.loss import StyleGAN2Loss
+    from ganforge.training.loss import StyleGAN2Loss
 
     original = StyleGAN2Loss.accumulate
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ganforge import checkpoint as ck
+from ganforge.modelio import checkpoint as ck
 
 
 def test_round_trip_and_metadata(tmp_path):
@@ -39,7 +39,7 @@ def test_shared_storage_is_saved(tmp_path):
 def test_interrupted_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint-000000000100.safetensors"
     ck.save_checkpoint(path, {"w": torch.ones(2)}, {"kimg": 0.1})
-    import ganforge.checkpoint as module
+    import ganforge.modelio.checkpoint as module
 
     def crash(t):
         raise KeyboardInterrupt("killed mid-write")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ganforge.train.config import FIELDS, Opt, TrainConfig, flag
+from ganforge.training.config import FIELDS, Opt, TrainConfig, flag
 
 SPECIAL = {  # Fields whose valid values are not implied by their type and range.
     "data": "",

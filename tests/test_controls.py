@@ -5,12 +5,12 @@ import torch
 from conftest import MemDataset
 
 from ganforge import build_discriminator, build_generator, make_plan
-from ganforge import checkpoint as ck
+from ganforge.modelio import checkpoint as ck
 from ganforge.tools.transfer import transfer
-from ganforge.train.config import ConfigError, TrainConfig
-from ganforge.train.freeze import FreezeError, FreezePlan, param_resolution, parse_specs
-from ganforge.train.loop import train
-from ganforge.train.schedule import ScheduleError, parse_schedule
+from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.freeze import FreezeError, FreezePlan, param_resolution, parse_specs
+from ganforge.training.loop import train
+from ganforge.training.schedule import ScheduleError, parse_schedule
 
 
 def quiet(*a):
@@ -193,7 +193,7 @@ def test_transfer_then_train_with_frozen_lower_blocks(tmp_path):
 
 
 def test_ada_p_moves_is_logged_and_resumes_exactly(tmp_path):
-    from ganforge.train.stats import read_stats
+    from ganforge.training.stats import read_stats
 
     kw = dict(aug="ada", ada_target=0.0, ada_kimg=0.5, gamma=0.1)  # target 0: any positive real score raises p
     straight = train(cfg_for(tmp_path, run_name="a", kimg=0.128, **kw), MemDataset(), log=quiet)

@@ -25,11 +25,11 @@ pytest.importorskip("starlette", reason="the explorer needs starlette: pip insta
 pytest.importorskip("uvicorn", reason="the explorer needs uvicorn: pip install 'ganforge[explore]'")
 
 import ganforge  # noqa: E402
-from ganforge.checkpoint import save_checkpoint  # noqa: E402
 from ganforge.explore.app import create_app  # noqa: E402
 from ganforge.explore.coalesce import LatestWins, Superseded  # noqa: E402
 from ganforge.explore.runfiles import read_stats  # noqa: E402
 from ganforge.explore.state import Limits  # noqa: E402
+from ganforge.modelio.checkpoint import save_checkpoint  # noqa: E402
 
 BASE = "http://127.0.0.1"
 STATS = [

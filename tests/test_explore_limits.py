@@ -21,9 +21,9 @@ from test_explore_api import BASE, free_port, tiny_checkpoint  # noqa: E402
 from test_explore_robust import big_header, mismatched_checkpoint, new_run  # noqa: E402
 
 import ganforge  # noqa: E402
-from ganforge.checkpoint import save_checkpoint  # noqa: E402
 from ganforge.explore.app import create_app  # noqa: E402
 from ganforge.explore.state import Limits  # noqa: E402
+from ganforge.modelio.checkpoint import save_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ pytest.importorskip("starlette", reason="the explorer needs starlette: pip insta
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc: Linux only")
 
 import ganforge  # noqa: E402
-from ganforge.checkpoint import save_checkpoint  # noqa: E402
+from ganforge.modelio.checkpoint import save_checkpoint  # noqa: E402
 
 GiB = 2**30
 ADDRESS_SPACE = 4 * GiB  # The child's cap (at least): torch and the app fit; the claimed network (~60 GB) does not.

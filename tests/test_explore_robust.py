@@ -22,9 +22,9 @@ from starlette.testclient import TestClient  # noqa: E402
 from test_explore_api import BASE, STATS, fake_runs, tiny_checkpoint, write_png  # noqa: E402
 
 import ganforge  # noqa: E402
-from ganforge.checkpoint import save_checkpoint  # noqa: E402
 from ganforge.explore.app import create_app  # noqa: E402
 from ganforge.explore.runfiles import read_stats  # noqa: E402
+from ganforge.modelio.checkpoint import save_checkpoint  # noqa: E402
 
 GOOD_CONFIG = {
     "config": {"kimg": 10, "preset": "tiny", "g_lr": 0.002},

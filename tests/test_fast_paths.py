@@ -17,7 +17,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from ganforge import build_discriminator, build_generator, make_plan
 from ganforge.nn import ops
-from ganforge.train.loss import path_lengths, r1_penalty
+from ganforge.training.loss import path_lengths, r1_penalty
 
 FP64_TOL = 1e-9
 FP32_TOL = 1e-5
@@ -300,7 +300,7 @@ def test_compiled_generator_matches_eager(eager_compile_backend):
 
 def test_compiled_main_phases_match_eager(eager_compile_backend):
     """Gmain and Dmain through torch.compile give the eager gradients; R1 (double backward) stays eager."""
-    from ganforge.train.loss import GeneratorStep, StyleGAN2Loss
+    from ganforge.training.loss import GeneratorStep, StyleGAN2Loss
 
     torch.manual_seed(0)
     plan = tiny_plan("resnet")

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from ganforge import build_discriminator, build_generator, make_plan
-from ganforge import checkpoint as ck
-from ganforge.train.config import TrainConfig, with_preset
-from ganforge.train.state import build_state, save_state
+from ganforge.modelio import checkpoint as ck
+from ganforge.training.config import TrainConfig, with_preset
+from ganforge.training.state import build_state, save_state
 
 
 def tiny_export(plan_edit=None, tensor_edit=None, meta_edit=None):
@@ -123,9 +123,9 @@ CHILD = textwrap.dedent("""
     import json, resource, sys, time
     from pathlib import Path
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-    from ganforge import checkpoint_check as check
+    from ganforge.modelio import check
     from ganforge.errors import GanforgeError
-    from ganforge.tools.generate import load_generator
+    from ganforge.modelio.load import load_generator
     from ganforge.tools.transfer import transfer
     out = {}
     for path in sorted(Path(sys.argv[1]).glob("*.safetensors")):
@@ -202,7 +202,7 @@ def test_resume_and_init_refuse_hostile_checkpoints_with_one_line(hostile_dir, t
 
 def test_checks_do_not_refuse_real_checkpoints(tmp_path):
     """The same checks pass every network a real model has: DCGAN with PatchGAN, conditional, non-square."""
-    from ganforge import checkpoint_check as check
+    from ganforge.modelio import check
 
     for plan, patch in (
         (make_plan("tiny", "32x16", family="dcgan"), True),

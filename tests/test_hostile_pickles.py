@@ -37,8 +37,8 @@ P61 = 2**61 - 1  # CPython hashes ints modulo this prime.
 CHILD = r"""
 import io, json, resource, sys, time, traceback
 resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-from ganforge.tools import OfficialPickleError, load_official_pkl
-from ganforge.tools.convert import convert_official
+from ganforge.modelio import OfficialPickleError, load_official_pkl
+from ganforge.modelio.convert import convert_official
 
 def source(case):
     if "flip" not in case and "truncate" not in case:

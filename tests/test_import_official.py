@@ -28,10 +28,16 @@ import torch
 from conftest import SHARED, require_shared
 
 from ganforge import netcheck
+from ganforge.modelio import (
+    OfficialPickleError,
+    OfficialRecord,
+    UnsafePickleError,
+    load_official_pkl,
+    read_official_pkl,
+)
 from ganforge.models.discriminator import Discriminator
 from ganforge.models.generator import Generator
 from ganforge.plan import make_plan
-from ganforge.tools import OfficialPickleError, OfficialRecord, UnsafePickleError, load_official_pkl, read_official_pkl
 
 PKL_DIR = SHARED / "anchors" / "official-pkls"
 CASES = ("sg2ada-32px-uncond-skip-resnet", "sg2ada-64px-cond5-fp16")

@@ -369,9 +369,9 @@ def test_snapshot_metrics_writes_jsonl_and_forgets_the_old_generator(env, tiny_G
 
 
 def test_cli_command_prints_json_and_writes_jsonl_beside_the_checkpoint(env, tiny_G, capsys):
-    from ganforge import checkpoint as ck
     from ganforge import make_plan
     from ganforge.metrics.cli import metrics
+    from ganforge.modelio import checkpoint as ck
 
     ckpt = env["tmp"] / "run" / "checkpoint-000000001000.safetensors"
     ckpt.parent.mkdir()
@@ -414,9 +414,9 @@ def test_cli_command_fails_with_one_sentence(env):
 
 
 def test_training_computes_metrics_at_each_snapshot(env):
-    from ganforge.train.config import TrainConfig
-    from ganforge.train.loop import train
-    from ganforge.train.stats import read_stats
+    from ganforge.training.config import TrainConfig
+    from ganforge.training.loop import train
+    from ganforge.training.stats import read_stats
 
     cfg = TrainConfig(
         data=env["data"],

@@ -9,8 +9,8 @@ import pytest
 from conftest import RandomImages, require_shared
 
 from ganforge.plan import make_plan
-from ganforge.train.config import TrainConfig, with_preset
-from ganforge.train.preflight import plan_overrides
+from ganforge.training.config import TrainConfig, with_preset
+from ganforge.training.preflight import plan_overrides
 
 
 def ganforge_numbers(preset: str, res: int, gpus: int) -> dict:
@@ -132,7 +132,7 @@ def test_presets_match_the_official_train_py(tmp_path):
 
 
 def short_run(tmp_path, **kw):
-    from ganforge.train.loop import train
+    from ganforge.training.loop import train
 
     cfg = TrainConfig(
         data="mem",

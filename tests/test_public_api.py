@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, require_shared
+from conftest import SHARED, RandomImages, require_shared
 
 import ganforge
-from ganforge.checkpoint import CheckpointError, save_checkpoint
+from ganforge.modelio.checkpoint import CheckpointError, save_checkpoint
 
 PKL_DIR = SHARED / "anchors" / "official-pkls"
 API = (
@@ -26,6 +26,7 @@ API = (
     "load_generator",
     "load_checkpoint",
     "Checkpoint",
+    "train",
 )
 
 
@@ -98,3 +99,53 @@ def test_load_generator_reads_an_official_pickle():
         img = G(torch.from_numpy(ref["z"]), None, noise_mode="const", force_fp32=True)
     expected = torch.from_numpy(ref["img"])
     assert float((img - expected).abs().max() / expected.abs().max()) < 1e-5
+
+
+# ----------------------------------------------------------------------------
+# ganforge.train
+
+
+def _tiny_run(tmp_path, **kw) -> dict:
+    return dict(
+        data="mem", outdir=str(tmp_path), run_name="run", preset="tiny", resolution="16", kimg=0.016, batch=8,
+        snap=0.016, tick=0.016, workers=0, tensorboard=False, seed=1, **kw,
+    )  # fmt: skip
+
+
+def test_train_from_a_dict_with_overrides_writes_a_loadable_checkpoint(tmp_path):
+    lines = []
+    state = ganforge.train(_tiny_run(tmp_path), dataset=RandomImages(16, 3, 16, 16), log=lines.append, gamma=3)
+    assert state.cur_nimg >= 16 and state.run_dir == tmp_path / "run"
+    config = __import__("json").loads((state.run_dir / "config.json").read_text())["config"]
+    assert config["gamma"] == 3 and config["kimg"] == 0.016
+    assert any("γ 3" in str(line) for line in lines), "the start-up print shows the override"
+    ckpt = ganforge.load_checkpoint(sorted(state.run_dir.glob("checkpoint-*.safetensors"))[-1])
+    assert ckpt.kind == "training" and ckpt.plan.resolution_text == "16x16"
+
+
+def test_train_from_a_toml_file_and_from_a_trainconfig(tmp_path):
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        "\n".join(
+            f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {str(v).lower()}" for k, v in _tiny_run(tmp_path).items()
+        )
+    )
+    a = ganforge.train(str(toml), dataset=RandomImages(16, 3, 16, 16), log=lambda *a: None, run_name="a")
+    b = ganforge.train(ganforge.TrainConfig(**_tiny_run(tmp_path)), dataset=RandomImages(16, 3, 16, 16),
+                       log=lambda *a: None, run_name="b")  # fmt: skip
+    assert (a.run_dir.name, b.run_dir.name) == ("a", "b") and a.cur_nimg == b.cur_nimg >= 16
+
+
+@pytest.mark.parametrize(
+    "config, options, match",
+    [
+        ({"data": "x", "gama": 2}, {}, "gamma"),
+        ({"data": "x"}, {"batch": "8"}, "batch"),
+        ({"data": "x", "mirror": "no"}, {}, "true or false"),
+        (42, {}, "TrainConfig, a dict"),
+    ],
+)
+def test_train_refuses_bad_configs_before_anything_is_written(tmp_path, config, options, match):
+    with pytest.raises((ganforge.GanforgeError, TypeError), match=match):
+        ganforge.train(config, outdir=str(tmp_path / "runs"), **options)
+    assert not (tmp_path / "runs").exists()

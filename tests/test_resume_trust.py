@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import MemDataset
 
-from ganforge import checkpoint as ck
-from ganforge import checkpoint_check as check
-from ganforge.train.config import ConfigError, TrainConfig
-from ganforge.train.loop import train
+from ganforge.modelio import check
+from ganforge.modelio import checkpoint as ck
+from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.loop import train
 
 
 def cfg_for(tmp_path, **kw):
@@ -133,7 +133,7 @@ def test_rollback_restores_the_newest_finite_checkpoint_and_names_it(run, tmp_pa
     fill_nan(run / ck.checkpoint_name(48))
     path, skipped = check.newest_good(run)
     assert path.name == ck.checkpoint_name(32) and "non-finite" in skipped[0][1]
-    from ganforge.train.run import TrainingDiverged
+    from ganforge.training.run import TrainingDiverged
 
     with pytest.raises(TrainingDiverged) as info:
         train(cfg_for(tmp_path, kimg=0.064, max_failures=1), MemDataset(), log=lambda *a: None)

@@ -5,9 +5,9 @@ import json
 import pytest
 from conftest import MemDataset
 
-from ganforge.train.config import TrainConfig
-from ganforge.train.loop import train
-from ganforge.train.stats import read_stats
+from ganforge.training.config import TrainConfig
+from ganforge.training.loop import train
+from ganforge.training.stats import read_stats
 
 
 def cfg_for(tmp_path, **kw):

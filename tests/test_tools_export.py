@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.tools import export
-from ganforge.tools.export import (
+from ganforge.modelio import export
+from ganforge.modelio.export import (
     ExportedGenerator,
     ExportError,
     eager_reference,

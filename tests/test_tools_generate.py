@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from ganforge.images import make_grid
-from ganforge.tools.generate import generate, generate_images, load_generator
+from ganforge.modelio.load import load_generator
+from ganforge.tools.generate import generate, generate_images
 
 
 def test_checkpoint_loads_the_same_network(tiny):

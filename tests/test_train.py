@@ -5,13 +5,13 @@ import pytest
 import torch
 from conftest import MemDataset, RandomImages
 
-from ganforge import checkpoint as ck
-from ganforge.train.config import ConfigError, TrainConfig
-from ganforge.train.ema import ema_beta, update_ema
-from ganforge.train.loop import train
-from ganforge.train.loss import StyleGAN2Loss, path_lengths, r1_penalty
-from ganforge.train.run import StepBatches, TrainingDiverged
-from ganforge.train.stats import read_stats
+from ganforge.modelio import checkpoint as ck
+from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.ema import ema_beta, update_ema
+from ganforge.training.loop import train
+from ganforge.training.loss import StyleGAN2Loss, path_lengths, r1_penalty
+from ganforge.training.run import StepBatches, TrainingDiverged
+from ganforge.training.stats import read_stats
 
 
 def cfg_for(tmp_path, **kw):
@@ -76,7 +76,7 @@ def test_ema_beta_and_update():
 
 def test_phases_accumulate_finite_grads(mem_dataset):
     from ganforge import build_discriminator, build_generator, make_plan
-    from ganforge.train.loss import GeneratorStep
+    from ganforge.training.loss import GeneratorStep
 
     plan = make_plan("tiny", 16)
     G, D = build_generator(plan), build_discriminator(plan)
@@ -183,7 +183,8 @@ def test_dcgan_family_trains_non_square(tmp_path, patch_d):
     )
     assert state.plan.family == "dcgan" and (state.plan.height, state.plan.width) == (24, 32)
     ckpt = ck.latest_checkpoint(state.run_dir)
-    from ganforge.tools.generate import generate, load_generator
+    from ganforge.modelio.load import load_generator
+    from ganforge.tools.generate import generate
 
     imgs = generate(load_generator(ckpt), [0, 1])
     assert imgs.shape == (2, 3, 24, 32) and imgs.dtype == torch.uint8
@@ -226,7 +227,7 @@ def test_cli_train_with_toml_and_overrides(tmp_path, cli):
 def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect):
     """auto = bf16 top resolutions on CPUs with bf16 instructions, fp32 elsewhere; the setting ends with the run."""
     import ganforge.models.generator as gen_module
-    import ganforge.train.loop as loop_module
+    import ganforge.training.loop as loop_module
 
     monkeypatch.setattr(loop_module, "cpu_has_native_bf16", lambda: native)
     seen, lines = [], []
@@ -259,8 +260,8 @@ def weights_finite_all(state) -> bool:
 def test_accumulation_rounds_add_up_to_the_whole_batch(phase):
     """Without minibatch-std and style mixing every sample is independent: 4 rounds of 2 = one pass of 8."""
     from ganforge import build_discriminator, build_generator, make_plan
-    from ganforge.train.loop import accumulate_rounds
-    from ganforge.train.loss import GeneratorStep
+    from ganforge.training.loop import accumulate_rounds
+    from ganforge.training.loss import GeneratorStep
 
     plan = make_plan("tiny", 16, mbstd_channels=0)
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ SCRIPT = textwrap.dedent("""
     import os, sys, torch
     sys.path.insert(0, {tests!r})
     from conftest import MemDataset
-    from ganforge.train.config import TrainConfig
-    from ganforge.train.loop import train
+    from ganforge.training.config import TrainConfig
+    from ganforge.training.loop import train
 
     cfg = TrainConfig(data="mem", outdir={out!r}, run_name="ddp", preset="tiny", resolution="16", kimg=0.064,
                       batch=8, batch_gpu={batch_gpu}, snap=0.064, tick=0.032, workers=0, tensorboard=False, seed=5,

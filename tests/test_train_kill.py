@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from ganforge import checkpoint as ck
 from ganforge.data.demo import make_demo_dataset
+from ganforge.modelio import checkpoint as ck
 
 SNAP = 0.032
 

@@ -36,8 +36,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_import_official import storage_payload, write_snapshot
 
-from ganforge.tools import OfficialPickleError, OfficialRecord, read_official_pkl
-from ganforge.tools.untrusted import MAX_DEPTH, MAX_META_NODES, MAX_NUMERIC_KEYS, json_value
+from ganforge.modelio import OfficialPickleError, OfficialRecord, read_official_pkl
+from ganforge.modelio.untrusted import MAX_DEPTH, MAX_META_NODES, MAX_NUMERIC_KEYS, json_value
 
 EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(

@@ -35,7 +35,7 @@ def _default(f: dataclasses.Field) -> str:
 
 
 def options_table() -> str:
-    from ganforge.train.config import TrainConfig
+    from ganforge.training.config import TrainConfig
 
     comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(TrainConfig), flags=re.M))
     groups: dict[str | None, list[str]] = {}  # Group -> rows, in order of first appearance.

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ganforge.checkpoint import list_checkpoints
-from ganforge.checkpoint_check import inspect_file
 from ganforge.errors import GanforgeError
+from ganforge.modelio.check import inspect_file
+from ganforge.modelio.checkpoint import list_checkpoints
 
 MAX_CHECKPOINT_TRIES = 8  # Newest checkpoints of a run probed for one that checks; older ones are not looked at.
 MAX_HEADER_BYTES = 16 * 2**20  # A ganforge header is a few hundred KB; the format allows 100 MB, too much to parse

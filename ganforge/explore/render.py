@@ -20,7 +20,8 @@ from ganforge.devices import parse_device
 from ganforge.explore.params import ParamError, RenderSettings, check_for_model
 from ganforge.images import make_grid, to_uint8
 from ganforge.latents import z_from_seeds
-from ganforge.tools.generate import class_labels, load_generator
+from ganforge.modelio.load import load_generator
+from ganforge.tools.generate import class_labels
 
 DEFAULT_MAX_PIXELS = 4 * 1024 * 1024  # Output pixels per request: 16 images at 512², 4 at 1024².
 

@@ -14,10 +14,10 @@ import os
 import re
 from pathlib import Path
 
-from ganforge.checkpoint import CKPT_RE, list_checkpoints
 from ganforge.explore.checkpoints import usable_checkpoint
 from ganforge.explore.paths import inside
 from ganforge.explore.runfiles import FileProblem, open_run_file, read_config, read_metrics
+from ganforge.modelio.checkpoint import CKPT_RE, list_checkpoints
 
 SNAPSHOT_RE = re.compile(r"^fakes-(\d{1,18})\.png$")  # 18 digits: far past any run (and a kimg float).
 NIMG_RE = re.compile(r"(?<!\d)(\d{6,18})(?!\d)")
@@ -77,7 +77,7 @@ def snapshots(run: Path) -> list[dict]:
 
 def describe_schedule(name: str, value, mult: float = 1.0) -> dict:
     """A config value that may be a schedule string -> {text, mode, points [[kimg, value]…]} (or an error)."""
-    from ganforge.train.schedule import ScheduleError, parse_schedule
+    from ganforge.training.schedule import ScheduleError, parse_schedule
 
     try:
         sched = parse_schedule(value, name)

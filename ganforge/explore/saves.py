@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ganforge.checkpoint import atomic_write
 from ganforge.explore.params import ParamError, RenderSettings
+from ganforge.modelio.checkpoint import atomic_write
 
 FORMAT = "ganforge-explore-save"
 VERSION = 1

@@ -178,8 +178,8 @@ def make_options(
 ):
     """MetricOptions for the generator in `checkpoint`, once the paths are checked (a MetricError names the flag)."""
     from ganforge.metrics.features import MetricError, MetricOptions
-    from ganforge.tools.generate import load_generator
-    from ganforge.train.distributed import init_distributed
+    from ganforge.modelio.load import load_generator
+    from ganforge.training.distributed import init_distributed
 
     if not Path(checkpoint).is_file():
         what = "is a folder" if Path(checkpoint).is_dir() else "does not exist"

@@ -121,7 +121,7 @@ def export(
     out: str = typer.Option(None, help="Output file; default: the checkpoint's name with .pt or .onnx."),
 ) -> None:
     """Export G_ema (z, psi[, c] -> image, noise const) and check it against the eager network at two batch sizes."""
-    from ganforge.tools.export import export_checkpoint
+    from ganforge.modelio.export import export_checkpoint
 
     report = export_checkpoint(checkpoint, fmt.value, default_export_path(checkpoint, fmt) if out is None else out)
     sizes = ", ".join(str(n) for n in report.batch_sizes)

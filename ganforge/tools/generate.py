@@ -12,49 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge import build_generator
-from ganforge import checkpoint as ck
-from ganforge import checkpoint_check as check
 from ganforge.devices import parse_device
 from ganforge.errors import GanforgeError
 from ganforge.images import check_canvas, check_output_dir, make_grid, save_png, to_uint8
 from ganforge.latents import LatentError, check_cutoff, check_psi, z_from_seeds
 from ganforge.latents import class_labels as labels_for
+from ganforge.modelio.load import load_generator
 
 NOISE_MODES = ("const", "random", "none")
 
 
 class ToolError(GanforgeError, ValueError):
     """A tool (generate, style-mix, video, export, project) cannot run as asked; the message says what to change."""
-
-
-def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
-    """G_ema (or `which`) in eval mode on the CPU, from a ganforge checkpoint or an official StyleGAN2-ADA .pkl.
-
-    Called as G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const') -> [N, C, H, W] in [-1, 1].
-    """
-    if not str(path).strip():
-        raise ck.CheckpointError("no checkpoint path was given: pass a .safetensors checkpoint or an official .pkl")
-    path = Path(path)
-    if path.suffix == ".pkl":
-        from ganforge.tools.import_official import load_official_pkl
-
-        snap = load_official_pkl(path)
-        G = getattr(snap, which)
-        if G is None:
-            raise ck.CheckpointError(
-                f"{path} has no {which} network: give a network-snapshot-*.pkl written by the official training loop"
-            )
-        return G.eval().requires_grad_(False)
-    # Metadata, Plan and every tensor shape are checked before the network is built (bounded memory).
-    contents = check.inspect_file(path)
-    if which not in contents.nets:
-        have = ", ".join(contents.nets)
-        raise ck.CheckpointError(f"{path} holds no {which} network (it has {have})")
-    part = ck.split(contents.file.read(parts=(which,)), which)
-    G = build_generator(contents.plan)
-    check.load_into(G, part, f"{which} in {path}")
-    return G.eval().requires_grad_(False)
 
 
 def class_labels(G: torch.nn.Module, n: int, class_idx: int | None) -> torch.Tensor | None:

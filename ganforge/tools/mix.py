@@ -135,7 +135,7 @@ def style_mix_file(
 ) -> Path:
     """Load the checkpoint's G_ema, build the style-mixing grid and write it as one PNG (every option is checked
     before anything is written)."""
-    from ganforge.tools.generate import load_generator
+    from ganforge.modelio.load import load_generator
 
     device = parse_device(device)
     truncation_psi = check_psi(truncation_psi)

@@ -295,7 +295,7 @@ def save_projection(
 ) -> dict[str, Path]:
     """target.png, proj.png, projected_w.npz (key w, [1, num_ws, w_dim]), projected_w.safetensors (w and the
     noise maps) and the target|projection video (mp4, or GIF without ffmpeg). Returns the paths by role."""
-    from ganforge.checkpoint import save_checkpoint
+    from ganforge.modelio.checkpoint import save_checkpoint
     from ganforge.tools.mix import save_image
     from ganforge.tools.video import write_video
 
@@ -334,7 +334,7 @@ def project_file(
     on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[Projection, dict[str, Path]]:
     """Project an image file onto a checkpoint's G_ema and write the results to outdir (see save_projection)."""
-    from ganforge.tools.generate import load_generator
+    from ganforge.modelio.load import load_generator
 
     device = parse_device(device)
     cfg = ProjectConfig(num_steps=steps, w_plus=w_plus, seed=seed)

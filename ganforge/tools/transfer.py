@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from ganforge import build_discriminator, build_generator
-from ganforge import checkpoint as ck
-from ganforge import checkpoint_check as check
+from ganforge.modelio import check
+from ganforge.modelio import checkpoint as ck
 from ganforge.plan import Plan, make_plan
 
 # Plan fields a transfer keeps from the source unless told otherwise.

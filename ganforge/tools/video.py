@@ -283,7 +283,7 @@ def walk_video(
 
     Every option is checked, against the model too, before the output file is opened.
     """
-    from ganforge.tools.generate import load_generator
+    from ganforge.modelio.load import load_generator
 
     device = parse_device(device)
     truncation_psi, fps = check_psi(truncation_psi), check_fps(fps)

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from ganforge import build_discriminator, build_generator
-from ganforge import checkpoint as ck
-from ganforge import checkpoint_check as check
+from ganforge.modelio import check
+from ganforge.modelio import checkpoint as ck
 from ganforge.plan import Plan
 from ganforge.plan_compare import compare_plans
-from ganforge.train.config import TrainConfig
-from ganforge.train.schedule import parse_schedule
+from ganforge.training.config import TrainConfig
+from ganforge.training.schedule import parse_schedule
 
 
 @dataclass(frozen=True)

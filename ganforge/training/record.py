@@ -12,9 +12,9 @@ import json
 import time
 from pathlib import Path
 
-from ganforge import checkpoint as ck
+from ganforge.modelio import checkpoint as ck
 from ganforge.plan import Plan
-from ganforge.train.config import ConfigError, TrainConfig
+from ganforge.training.config import ConfigError, TrainConfig
 
 IGNORED = ("resume",)  # Differs between the first start and every resume by design.
 

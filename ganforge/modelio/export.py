@@ -215,7 +215,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path) -> Expo
     """Load a checkpoint's G_ema and export it (see export_generator); the format and the output path are checked
     before the checkpoint is read."""
     from ganforge.images import check_output_file
-    from ganforge.tools.generate import load_generator
+    from ganforge.modelio.load import load_generator
 
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")

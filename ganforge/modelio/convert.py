@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganforge import checkpoint as ck
-from ganforge.tools.import_official import load_official_pkl
-from ganforge.tools.unpickler import OfficialPickleError
-from ganforge.tools.untrusted import json_value
+from ganforge.modelio import checkpoint as ck
+from ganforge.modelio.official import load_official_pkl
+from ganforge.modelio.unpickler import OfficialPickleError
+from ganforge.modelio.untrusted import json_value
 
 
 def convert_official(src: str | Path, dest: str | Path) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ganforge.config import MODEL_PRESETS
 from ganforge.errors import GanforgeError
-from ganforge.train.recipes import RECIPES
+from ganforge.training.recipes import RECIPES
 
 
 class ConfigError(GanforgeError, ValueError):
@@ -65,7 +65,7 @@ class TrainConfig:
     Example:
         ```python
         from ganforge import TrainConfig
-        from ganforge.train.loop import train
+        from ganforge.training.loop import train
 
         cfg = TrainConfig(data="faces-256.zip", preset="paper256", kimg=1000, g_lr="0.0025,0.001@500")
         state = train(cfg)  # Checks cfg (cfg.resolved()), then fills the preset from the data.
@@ -375,7 +375,7 @@ def _fail(message: str):
 
 
 def _check_schedule(name: str, value: float | str, o: Opt) -> float | str:
-    from ganforge.train.schedule import ScheduleError, parse_schedule
+    from ganforge.training.schedule import ScheduleError, parse_schedule
 
     if isinstance(value, str):
         try:
@@ -474,7 +474,7 @@ def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> Tra
     A recipe preset (auto, stylegan2, paper256 …) brings its capacity and its settings; a capacity-only preset
     (config-f, XL …) takes the settings of `auto`. The user's values always win.
     """
-    from ganforge.train.recipes import recipe_for
+    from ganforge.training.recipes import recipe_for
 
     is_recipe = cfg.preset in RECIPES
     recipe = recipe_for(cfg.preset if is_recipe else "auto", height, width, gpus)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import torch
 
-from ganforge import checkpoint as ck
-from ganforge import checkpoint_check as check
 from ganforge.errors import GanforgeError
 from ganforge.images import make_grid, save_png, to_uint8
 from ganforge.latents import z_from_seeds
+from ganforge.modelio import check
+from ganforge.modelio import checkpoint as ck
 from ganforge.plan import Plan
-from ganforge.train.config import ConfigError, TrainConfig
-from ganforge.train.state import TrainState, save_state
+from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.state import TrainState, save_state
 
 
 class TrainingDiverged(GanforgeError, RuntimeError):
@@ -71,7 +71,7 @@ def create_run_dir(
 ) -> dict:
     """Make the run directory, write config.json (with what a resume changed, which it returns), and log
     (events.jsonl) what resume skipped."""
-    from ganforge.train.record import write_config
+    from ganforge.training.record import write_config
 
     run_dir.mkdir(parents=True, exist_ok=True)
     changed = write_config(run_dir, cfg, plan, resume)

@@ -12,25 +12,25 @@ from pathlib import Path
 
 import torch
 
-from ganforge import checkpoint as ck
-from ganforge import checkpoint_check as check
 from ganforge.augment import build_augment
+from ganforge.modelio import check
+from ganforge.modelio import checkpoint as ck
 from ganforge.models.generator import cpu_has_native_bf16, cpu_reduced_precision
 from ganforge.plan import Plan, PlanError
-from ganforge.train import distributed as dist_utils
-from ganforge.train.config import TrainConfig, with_preset
-from ganforge.train.ema import ema_beta, update_ema
-from ganforge.train.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
-from ganforge.train.loss import GeneratorStep, Report, StyleGAN2Loss
-from ganforge.train.preflight import (
+from ganforge.training import distributed as dist_utils
+from ganforge.training.config import TrainConfig, with_preset
+from ganforge.training.ema import ema_beta, update_ema
+from ganforge.training.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
+from ganforge.training.loss import GeneratorStep, Report, StyleGAN2Loss
+from ganforge.training.preflight import (
     accumulation_rounds,
     check_freeze,
     check_memory,
     check_outdir,
     training_plan,
 )
-from ganforge.train.record import report_schedules, settings_lines
-from ganforge.train.run import (
+from ganforge.training.record import report_schedules, settings_lines
+from ganforge.training.run import (
     TrainingDiverged,
     build_loader,
     create_run_dir,
@@ -43,8 +43,8 @@ from ganforge.train.run import (
     save_snapshot,
     step_seed,
 )
-from ganforge.train.state import TrainState, build_state, load_state, make_phases, weights_finite
-from ganforge.train.stats import Collector, Sinks
+from ganforge.training.state import TrainState, build_state, load_state, make_phases, weights_finite
+from ganforge.training.stats import Collector, Sinks
 
 
 def cpu_mixed_precision(precision: str, device: torch.device) -> bool:

@@ -1,7 +1,7 @@
 """Import official StyleGAN2-ADA network pickles (`network-snapshot-*.pkl`) without running their code.
 
 `read_official_pkl` returns the pickle as plain data (OfficialRecords for the networks, see
-ganforge.tools.unpickler); `load_official_pkl` maps the records onto ganforge networks: a Plan from
+ganforge.modelio.unpickler); `load_official_pkl` maps the records onto ganforge networks: a Plan from
 each network's `init_kwargs`, and a state dict with the official dotted names loaded strictly.
 
 Everything in the file is untrusted. Every init_kwargs value is type-checked here and range-checked by
@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from ganforge import netcheck
+from ganforge.modelio.unpickler import OfficialPickleError, OfficialRecord, unpickle_snapshot
+from ganforge.modelio.untrusted import FIX, brief, json_value, refusing_damage
 from ganforge.models.discriminator import Discriminator
 from ganforge.models.generator import Generator
 from ganforge.plan import Plan, PlanError, make_plan
-from ganforge.tools.unpickler import OfficialPickleError, OfficialRecord, unpickle_snapshot
-from ganforge.tools.untrusted import FIX, brief, json_value, refusing_damage
 
 NETWORKS = {"G": "Generator", "D": "Discriminator", "G_ema": "Generator", "augment_pipe": "AugmentPipe"}
 # Official constructor signatures (training/networks.py), to name positional init_args.

@@ -416,7 +416,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest checkpoint whose header parses (cheap: no tensor is read). Resuming and rolling back use
-    `ganforge.checkpoint_check.newest_good`, which also verifies checksums and weights."""
+    `ganforge.modelio.check.newest_good`, which also verifies checksums and weights."""
     for p in reversed(list_checkpoints(run_dir)):
         try:
             open_checkpoint(p)

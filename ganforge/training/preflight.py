@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from ganforge import checkpoint_check as check
+from ganforge.modelio import check
 from ganforge.netcheck import expected_shapes
 from ganforge.plan import (
     Plan,
@@ -22,8 +22,8 @@ from ganforge.plan import (
     parse_resolution,
 )
 from ganforge.plan_compare import compare_data
-from ganforge.train.config import ConfigError, TrainConfig
-from ganforge.train.freeze import FreezeError, matches_any
+from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.freeze import FreezeError, matches_any
 
 
 def _explicit_resolution(cfg: TrainConfig, data_shape: list[int]) -> None:

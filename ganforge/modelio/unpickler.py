@@ -29,8 +29,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from ganforge.tools import untrusted
-from ganforge.tools.untrusted import FIX, MAX_DEPTH, OfficialPickleError, UnsafePickleError, brief, prescan
+from ganforge.modelio import untrusted
+from ganforge.modelio.untrusted import FIX, MAX_DEPTH, OfficialPickleError, UnsafePickleError, brief, prescan
 
 __all__ = ["OfficialPickleError", "OfficialRecord", "SnapshotUnpickler", "UnsafePickleError", "prescan"]
 

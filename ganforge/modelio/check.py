@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganforge import checkpoint as ck
+from ganforge.modelio import checkpoint as ck
 from ganforge.netcheck import expected_shapes, parameter_shapes, shape_mismatch
 from ganforge.plan import Plan, PlanError
 
