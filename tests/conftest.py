@@ -117,18 +117,23 @@ def always_diverge(monkeypatch):
 
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# The official code and pickles, beside the repository (never shipped): every reference test finds them here.
+ANCHORS = SHARED / "anchors"
+OFFICIAL_SG2 = ANCHORS / "stylegan2-ada-pytorch"
+OFFICIAL_PKLS = ANCHORS / "official-pkls"
 
 
-def require_shared(relative: str, marker: str, why: str) -> Path:
-    """SHARED/relative when SHARED/relative/marker exists; else skip the test, or fail it under CI (the CI
-    environment sets CI and always provides the shared folder, so a skip there would hide a broken test)."""
+def require_shared(relative: str | Path, marker: str, why: str) -> Path:
+    """SHARED/relative (or a path such as OFFICIAL_SG2) when its `marker` file exists; else skip the test, or fail
+    it under CI (the CI environment sets CI and always provides the shared folder, so a skip there would hide a
+    broken test)."""
     path = SHARED / relative
     if (path / marker).exists():
         return path
     message = f"{path} not found: {why}"
     if os.environ.get("CI"):
-        pytest.fail(message + " (CI is set, where it must be present)")
-    pytest.skip(message)
+        pytest.fail(message + " (CI is set, where it must be present)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
 
 
 class RandomImages(torch.utils.data.Dataset):

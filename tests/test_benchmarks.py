@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `pytest` without `python -m`: the benchmarks folder is not importable otherwise.
     sys.path.insert(0, str(REPO))
 
-from benchmarks import infer_speed, scaling, train_speed, vs_official  # noqa: E402
+from conftest import OFFICIAL_SG2, require_shared  # noqa: E402
 
-OFFICIAL = REPO.parent / "shared" / "anchors" / "stylegan2-ada-pytorch"
+from benchmarks import infer_speed, scaling, train_speed, vs_official  # noqa: E402
 
 
 def test_train_speed_tiny(capsys):
@@ -141,10 +141,8 @@ def test_scaling_quick():
         assert row["estimate"]["train_gb"] > 0
 
 
-@pytest.mark.skipif(
-    not (OFFICIAL / "training" / "networks.py").is_file(), reason=f"official StyleGAN2-ADA code not found at {OFFICIAL}"
-)
 def test_vs_official_quick():
+    OFFICIAL = require_shared(OFFICIAL_SG2, "training/networks.py", "the benchmark runs the official code beside ours")
     r = vs_official.main(
         ["--official", str(OFFICIAL), "--quick", "--configs", "narrow", "--infer-res", "16", "--reps", "1", "--json"]
     )

@@ -8,10 +8,10 @@ import shutil
 import sys
 import types
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import OFFICIAL_SG2, require_shared
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,7 +20,6 @@ from ganforge.data.dataset import ImageDataset
 from ganforge.data.prepare import NothingUsable, PrepareError, PrepareOptions, prepare_dataset, report_path
 
 runner = CliRunner()
-OFFICIAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "anchors" / "stylegan2-ada-pytorch"
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 
@@ -267,8 +266,9 @@ def test_dataset_app_mounts_as_ganforge_dataset(tmp_path):
 
 def official_image_folder_dataset():
     """training.dataset.ImageFolderDataset from the official code beside the repository, or skip."""
-    if not (OFFICIAL_ROOT / "training" / "dataset.py").is_file():
-        pytest.skip(f"official StyleGAN2-ADA code not found at {OFFICIAL_ROOT}: this test reads our output with it")
+    OFFICIAL_ROOT = require_shared(
+        OFFICIAL_SG2, "training/dataset.py", "this test reads our output with the official loader"
+    )
     before = set(sys.modules)
     if importlib.util.find_spec("requests") is None:  # dnnlib imports requests for downloads only.
         sys.modules.setdefault("requests", types.ModuleType("requests"))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, require_shared
+from conftest import OFFICIAL_PKLS, require_shared
 
 from ganforge import netcheck
 from ganforge.modelio import (
@@ -39,15 +39,13 @@ from ganforge.models.discriminator import Discriminator
 from ganforge.models.generator import Generator
 from ganforge.plan import make_plan
 
-PKL_DIR = SHARED / "anchors" / "official-pkls"
+PKL_DIR = OFFICIAL_PKLS
 CASES = ("sg2ada-32px-uncond-skip-resnet", "sg2ada-64px-cond5-fp16")
 REL_TOL = 1e-5  # max|ours - reference| / max|reference|.
 
 
 def require_official_pkls() -> Path:
-    return require_shared(
-        "anchors/official-pkls", "manifest.json", "the reference tests compare against the official pickles"
-    )
+    return require_shared(OFFICIAL_PKLS, "manifest.json", "the reference tests compare against the official pickles")
 
 
 @pytest.fixture(scope="session")

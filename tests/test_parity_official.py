@@ -17,24 +17,19 @@ import sys
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import OFFICIAL_SG2, require_shared
 from torch import nn
 
 from ganforge.models.discriminator import Discriminator
 from ganforge.models.generator import Generator
 from ganforge.plan import make_plan
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-OFFICIAL_ROOT = SHARED / "anchors" / "stylegan2-ada-pytorch"
-
-if not (OFFICIAL_ROOT / "training" / "networks.py").is_file():
-    pytest.skip(
-        f"official StyleGAN2-ADA code not found at {OFFICIAL_ROOT}: the parity tests compare against it",
-        allow_module_level=True,
-    )
+OFFICIAL_ROOT = require_shared(
+    OFFICIAL_SG2, "training/networks.py", "the parity tests compare against the official code"
+)
 
 # A tiny 32×32 model: channels 32, 32, 32, 16 for b4..b32; z and w differ so a swapped size fails.
 RES, CBASE, CMAX = 32, 512, 32

@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import RandomImages, require_shared
+from conftest import OFFICIAL_SG2, RandomImages, require_shared
 
 from ganforge.plan import make_plan
 from ganforge.training.config import TrainConfig, with_preset
@@ -116,7 +116,7 @@ CHILD = textwrap.dedent("""
 
 def test_presets_match_the_official_train_py(tmp_path):
     """Every official configuration at 32..1024 px on 1, 2 and 8 GPUs, from the official train.py itself."""
-    official = require_shared("anchors/stylegan2-ada-pytorch", "train.py", "the preset test runs the official train.py")
+    official = require_shared(OFFICIAL_SG2, "train.py", "the preset test runs the official train.py")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(official), str(tmp_path)], capture_output=True, text=True, timeout=300
     )

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, RandomImages, require_shared
+from conftest import OFFICIAL_PKLS, RandomImages, require_shared
 
 import ganforge
 from ganforge.modelio.checkpoint import CheckpointError, save_checkpoint
 
-PKL_DIR = SHARED / "anchors" / "official-pkls"
+PKL_DIR = OFFICIAL_PKLS
 API = (
     "make_plan",
     "Plan",
@@ -87,7 +87,7 @@ def test_load_checkpoint_refuses_nonfinite_weights_and_pickles(tiny, tmp_path):
 
 
 def require_official_pkls() -> Path:
-    return require_shared("anchors/official-pkls", "manifest.json", "the load_generator test reads an official pickle")
+    return require_shared(OFFICIAL_PKLS, "manifest.json", "the load_generator test reads an official pickle")
 
 
 def test_load_generator_reads_an_official_pickle():
