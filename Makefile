@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build of PyTorch; install it first so the package's torch requirement is already met.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint docs clean
+.PHONY: install demo test lint typecheck docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Static types of the package: mypy with the [tool.mypy] settings of pyproject.toml.
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 # The documentation site, built into site/ from README.md, ARCHITECTURE.md, docs/ and the docstrings; warnings
 # are errors. NO_MKDOCS_2_WARNING silences a theme banner about future MkDocs releases.

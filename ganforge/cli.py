@@ -12,6 +12,7 @@ import inspect as pyinspect
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.table import Table
@@ -47,9 +48,16 @@ def _inspect(
         h, w = parse_resolution(resolution)
         given = {k: v for k, v in model.items() if v is not None}
         cfg = with_preset(TrainConfig(preset=preset, family=family, **given).resolved(), h, w)
-        overrides, table = plan_overrides(cfg)
+        overrides, channel_table = plan_overrides(cfg)
+        assert cfg.model is not None  # with_preset always fills the capacity preset.
         plan = make_plan(
-            cfg.model, (h, w), family=family, img_channels=img_channels, c_dim=classes, channel_table=table, **overrides
+            cfg.model,
+            (h, w),
+            family=family,
+            img_channels=img_channels,
+            c_dim=classes,
+            channel_table=channel_table,
+            **overrides,
         )
     except GanforgeError as e:
         fail(str(e))
@@ -111,7 +119,8 @@ def build_inspect_command():
     ]
     params = [pyinspect.Parameter(n, pyinspect.Parameter.KEYWORD_ONLY, default=d, annotation=t) for n, t, d in fixed]
     params += [schema_option(f) for f in FIELDS.values() if f.metadata["opt"].group == MODEL and f.name != "patch_d"]
-    inspect_command.__signature__ = pyinspect.Signature(params)
+    # Typer reads the generated signature (mypy does not model attributes set on a function).
+    inspect_command.__signature__ = pyinspect.Signature(params)  # type: ignore[attr-defined]
     inspect_command.__doc__ = _inspect.__doc__
     return inspect_command
 
@@ -134,7 +143,15 @@ def generate(
     from ganforge.tools.generate import generate_images
 
     paths = generate_images(
-        checkpoint, seeds, outdir, trunc, trunc_cutoff, noise_mode.value, class_idx, grid=grid, device=device
+        checkpoint,
+        cast(list[int], seeds),  # The option's callback parsed the text.
+        outdir,
+        trunc,
+        trunc_cutoff,
+        noise_mode.value,
+        class_idx,
+        grid=grid,
+        device=device,
     )
     console.print(f"Wrote {len(paths)} images to {outdir}")
 

@@ -19,7 +19,7 @@ def schema_option(f: dataclasses.Field, panel: str | None = None) -> inspect.Par
 
     o: Opt = f.metadata["opt"]
     kinds = {k.strip() for k in str(f.type).split("|")}
-    annotation = bool if kinds <= {"bool"} else int if kinds <= {"int", "None"} else str
+    annotation: type = bool if kinds <= {"bool"} else int if kinds <= {"int", "None"} else str
     if kinds <= {"float", "None"} and not o.schedule:
         annotation = float
     default = f.default if f.default is not dataclasses.MISSING else None

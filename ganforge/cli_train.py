@@ -89,7 +89,8 @@ def build_train_command():
         (f for f in FIELDS.values() if f.metadata["opt"].cli), key=lambda f: order.index(f.metadata["opt"].group)
     )
     params += [schema_option(f) for f in fields]
-    train.__signature__ = inspect.Signature(params[:1] + params[2:] + params[1:2])
+    # Typer reads the generated signature (mypy does not model attributes set on a function).
+    train.__signature__ = inspect.Signature(params[:1] + params[2:] + params[1:2])  # type: ignore[attr-defined]
     train.__doc__ = TRAIN_DOC.replace("PRESETS", _preset_list())
     return train
 
@@ -150,6 +151,8 @@ def demo(
     from ganforge.tools.generate import generate_images
 
     ckpt = latest_good(out / "run")
+    if ckpt is None:
+        fail(f"the demo run wrote no good checkpoint into {out / 'run'}: see its log", code=1)
     paths = generate_images(ckpt, seeds=list(range(8)), outdir=out / "generated", truncation_psi=1.0)
     typer.echo(f"Generated {len(paths)} images from {ckpt.name} into {out / 'generated'}")
 

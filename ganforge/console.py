@@ -20,7 +20,7 @@ from ganforge.errors import GanforgeError
 try:  # Typer >= 0.22 vendors click; run_cli prints this error as one line with exit 2.
     from typer._click.exceptions import UsageError
 except ImportError:  # pragma: no cover - older Typer
-    from click.exceptions import UsageError
+    from click.exceptions import UsageError  # type: ignore[assignment]  # The same class, from click itself.
 
 console = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
@@ -60,7 +60,7 @@ def os_error_sentence(e: OSError) -> str:
     """A sentence for an OSError that names the path and the usual fix."""
     path = e.filename if e.filename is not None else ""
     where = f"{path}: " if path else ""
-    fixes = {
+    fixes: dict[int | None, str] = {  # e.errno is None for an OSError raised without one.
         errno.ENOENT: "check the path",
         errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
         errno.EISDIR: "it is a folder: give a file",
@@ -85,7 +85,7 @@ def run_cli(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
     try:  # Typer >= 0.22 vendors click.
         from typer._click import exceptions as click_errors
     except ImportError:
-        from click import exceptions as click_errors
+        from click import exceptions as click_errors  # type: ignore[no-redef]  # Older Typer: click itself.
 
     try:
         code = app(args=args, standalone_mode=False)

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ganforge.config import MODEL_PRESETS, ModelPreset, model_preset
 from ganforge.errors import GanforgeError
@@ -289,7 +290,7 @@ def make_plan(
     cbase = overrides.pop("cbase", p.cbase)
     cmax = overrides.pop("cmax", p.cmax)
     channels = channels_for(sizes, cbase, cmax, channel_table)
-    fields = dict(
+    fields: dict[str, Any] = dict(  # Plan's keyword arguments; each override is type-checked below.
         family=family,
         preset=preset,
         height=h,
@@ -370,6 +371,8 @@ def field_type_problem(name: str, value: object) -> str | None:
     if value is None and name in _OPTIONAL_FIELDS:
         return None
     if name == "channels":
+        if not isinstance(value, (list, tuple)):
+            return f"channels={str(value)[:40]!r} is not a list of whole numbers"
         bad = [c for c in value if isinstance(c, bool) or not isinstance(c, int)]
         return f"channels holds {str(bad[0])[:40]!r}, not a whole number" if bad else None
     if name in _CHOICES or name == "preset":
@@ -377,9 +380,10 @@ def field_type_problem(name: str, value: object) -> str | None:
             return f"{name}={str(value)[:40]!r} is not one of the names it takes"
         return None
     if name in _FLOAT_FIELDS or name in ("cbase", "cmax"):
-        floats = name in _FLOAT_FIELDS
-        ok = isinstance(value, (int, float)) if floats else isinstance(value, int)
-        ok = ok and not isinstance(value, bool) and (not floats or math.isfinite(value))
+        if name in _FLOAT_FIELDS:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, int) and not isinstance(value, bool)
     if ok:

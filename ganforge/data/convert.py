@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -97,7 +98,7 @@ def aspect_distortion(w: int, h: int, t: Target) -> float:
 
 
 def _alpha_used(img: Image.Image) -> bool:
-    lo, _ = img.getchannel("A").getextrema()
+    lo, _ = cast(tuple[int, int], img.getchannel("A").getextrema())  # One band: (min, max).
     return lo < 255
 
 

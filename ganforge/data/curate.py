@@ -140,7 +140,7 @@ def _open(source: Source, name: str, job: _Job) -> Image.Image:
         raise ValueError("empty file (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
         w, h = oriented_size(img)
         img, _ = load_oriented(img, Target(h, w) if job.opts.faces == "align" else job.target)
         img, _ = to_mode(img, job.target)
@@ -149,15 +149,17 @@ def _open(source: Source, name: str, job: _Job) -> Image.Image:
 
 def _detect(img: Image.Image, job: _Job) -> list[Face]:
     """Faces, detected on a copy whose long side is at most detect_side, in img's pixels."""
+    detect = job.detect
+    assert detect is not None  # The face step runs only with a detector.
     scale = min(1.0, job.opts.detect_side / max(img.size))
     if scale >= 1.0:
-        return job.detect(img)
+        return detect(img)
     small = img.resize(
         (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
         Image.Resampling.BILINEAR,
         reducing_gap=2.0,
     )
-    return [f.scaled(img.width / small.width) for f in job.detect(small)]
+    return [f.scaled(img.width / small.width) for f in detect(small)]
 
 
 def _face_step(img: Image.Image, row: Row, job: _Job) -> Face | None:
@@ -256,10 +258,8 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, lines: int) ->
     return out
 
 
-def _thumbnail(img: Image.Image | None) -> Image.Image | None:
+def _thumbnail(img: Image.Image) -> Image.Image:
     """At most THUMB x THUMB, aspect kept (a copy: the sheet holds only these small images)."""
-    if img is None:
-        return None
     thumb = img.copy()
     thumb.thumbnail((THUMB, THUMB))
     return thumb
@@ -372,7 +372,10 @@ def curate_dataset(
     if not source.names:  # Refused before the CSV or DEST is written.
         raise _nothing_kept(src, source, Counter(), curate_paths(dest)[0])
     start = time.perf_counter()
-    rows, rejected, written, reasons = [], [], [], Counter()
+    rows: list[Row] = []
+    rejected: list[tuple[str, Image.Image | None, str]] = []  # (name, thumbnail or None when unreadable, reason)
+    written: list[list] = []  # dataset.json's labels: [output name, label or None]
+    reasons: Counter[str] = Counter()
     with Writer(dest) as writer:
         with _progress(progress) as bar:
             task = bar.add_task("curate", total=len(source.names))
@@ -381,13 +384,14 @@ def curate_dataset(
                 rows.append(row)
                 reasons.update(row.kinds)
                 if row.kept:
+                    assert img is not None  # A kept file always has its output image.
                     row.output = output_name(len(written))
                     buf = io.BytesIO()
                     img.save(buf, "PNG", compress_level=opts.compress_level)
                     writer.add(row.output, buf.getvalue())
                     written.append([row.output, job.labels.get(name) if job.labels else None])
                 elif len(rejected) < opts.sheet_max:
-                    rejected.append((name, _thumbnail(img), row.reason))
+                    rejected.append((name, None if img is None else _thumbnail(img), row.reason))
                 bar.advance(task)
         csv_path, sheet_path = _write_reports(rows, rejected, dest, opts.sheet_max)
         if not written:

@@ -128,14 +128,14 @@ class ImageDataset(torch.utils.data.Dataset):
     @property
     def label_counts(self) -> list[int]:
         """Images per class over the distinct images (empty without labels)."""
-        if not self.c_dim:
+        if not self.c_dim or self.label_ids is None:
             return []
         return np.bincount(self.label_ids, minlength=self.c_dim).tolist()
 
     def get_label(self, index: int) -> torch.Tensor:
         """One-hot float32 [c_dim] ([0] without labels)."""
         label = torch.zeros(self.c_dim, dtype=torch.float32)
-        if self.c_dim:
+        if self.c_dim and self.label_ids is not None:
             label[int(self.label_ids[index % self.num_images])] = 1
         return label
 
@@ -144,7 +144,7 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                img = Image.open(io.BytesIO(self.source.read(name)))
+                img: Image.Image = Image.open(io.BytesIO(self.source.read(name)))
                 size = oriented_size(img)
                 if not self._strict or size == (w, h):
                     img, _ = convert_image(img, self._target)

@@ -37,8 +37,8 @@ class Face:
 
     def scaled(self, factor: float) -> Face:
         """The same face in an image `factor` times larger (pixel-index landmarks scale about -0.5)."""
-        box = tuple(float(v * factor) for v in self.box)
-        return Face(box, self.score, (self.landmarks + 0.5) * factor - 0.5)
+        x0, y0, x1, y1 = (float(v * factor) for v in self.box)
+        return Face((x0, y0, x1, y1), self.score, (self.landmarks + 0.5) * factor - 0.5)
 
 
 # ----------------------------------------------------------------------------------------------------------------

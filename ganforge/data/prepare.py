@@ -121,7 +121,7 @@ def convert_one(source: Source, job: _Job, name: str) -> Converted:
             return _skip(name, "empty", "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             w, h = oriented_size(img)
             distortion = aspect_distortion(w, h, t)
             if distortion > job.max_aspect:
@@ -300,6 +300,7 @@ class _Tally:
         if res.skip is not None:
             self.skip(res.name, *res.skip)
             return
+        assert res.png is not None  # Only a skipped file has no PNG.
         first = self.seen.setdefault((res.digest, label), res.name)
         if first != res.name:
             self.duplicates += 1
@@ -340,8 +341,9 @@ def prepare_dataset(
     start = time.perf_counter()
     warn = [w for w in [_model_warning(job.target)] if w]
     lookup, label_where = _label_source(source, opts, warn)
-    for message in warn if on_warning else []:
-        on_warning(message)
+    if on_warning is not None:
+        for message in warn:
+            on_warning(message)
     tally, todo = _Tally(), []
     for name in source.names:
         if lookup is None or lookup.get(name) is not None:

@@ -96,14 +96,15 @@ class Source:
     def _all_files(self) -> list[str]:
         if self.is_zip:
             return [i.filename for i in self._zipfile().infolist() if not i.is_dir()]
-        out = []
+        out: list[str] = []
         for root, dirs, files in os.walk(self.path):
             dirs.sort()
             rel = Path(root).relative_to(self.path)
             out.extend((rel / f).as_posix() for f in files)
         return out
 
-    def _scan(self) -> None:
+    def _scan(self) -> list[str]:
+        """List the files once; returns the image names."""
         names, ignored = [], []
         for name in sorted(self._all_files()):
             if is_image_name(name) and not is_hidden(name):
@@ -111,13 +112,12 @@ class Source:
             elif name != LABELS_NAME:
                 ignored.append(name)
         self._names, self._ignored = names, ignored
+        return names
 
     @property
     def names(self) -> list[str]:
         """Image files (by extension), sorted, as relative POSIX names."""
-        if self._names is None:
-            self._scan()
-        return self._names
+        return self._scan() if self._names is None else self._names
 
     @property
     def ignored(self) -> list[str]:

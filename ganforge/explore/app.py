@@ -21,7 +21,9 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -157,7 +159,7 @@ def build_routes(ex: Explorer) -> list:
         return json_reply(dict(runs=runs, root=ex.runs_root.name if ex.runs_root else None), request)
 
     async def api_run(request: Request) -> Response:
-        run_id = query_dict(request).get("id")
+        run_id = query_dict(request).get("id") or ""  # ex.run refuses a missing or empty id.
         info = await run_in_threadpool(lambda: run_info(run_id, ex.run(run_id)))
         return json_reply(info, request)
 
@@ -254,18 +256,20 @@ def create_app(
 
     # Loopback servers answer loopback Host names only: a web page cannot reach them by DNS rebinding.
     hosts = list(LOOPBACK) if host in LOOPBACK else ["*"]
+    # Starlette calls each handler with an exception of its key's class; its hints want handlers of any Exception.
+    handlers: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+        ParamError: on_param_error,
+        GanforgeError: on_ganforge_error,
+        ValueError: on_value_error,
+        HTTPException: on_http_error,
+        MemoryError: on_memory_error,
+        RuntimeError: on_memory_error,
+        Exception: on_crash,
+    }
     app = Starlette(
         routes=build_routes(ex),
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(SameOriginOnly)],
-        exception_handlers={
-            ParamError: on_param_error,
-            GanforgeError: on_ganforge_error,
-            ValueError: on_value_error,
-            HTTPException: on_http_error,
-            MemoryError: on_memory_error,
-            RuntimeError: on_memory_error,
-            Exception: on_crash,
-        },
+        exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.state.explorer = ex

@@ -73,7 +73,7 @@ def checkpoint_problem(path: Path) -> str | None:
 def usable_checkpoint(run: Path) -> tuple[Path | None, list[str]]:
     """(the newest of the run's checkpoints that checks, or None; the problems of the newer ones)."""
     found = list_checkpoints(run)
-    problems = []
+    problems: list[str] = []
     for path in list(reversed(found))[:MAX_CHECKPOINT_TRIES]:
         why = checkpoint_problem(path)
         if why is None:

@@ -132,11 +132,11 @@ def parse_settings(query: dict[str, str], max_grid: int = DEFAULT_MAX_GRID) -> R
     if got["grid"] is not None:
         kw["grid"] = parse_int("grid", got["grid"], 1, max_grid)
     for name in ("mix_seed", "walk_seed"):
-        if got[name] is not None:
-            kw[name] = parse_int(name, got[name], 0, MAX_SEED)
+        if (text := got[name]) is not None:
+            kw[name] = parse_int(name, text, 0, MAX_SEED)
     for name in ("mix_from", "mix_to"):
-        if got[name] is not None:
-            kw[name] = parse_int(name, got[name], 0, 10_000)
+        if (text := got[name]) is not None:
+            kw[name] = parse_int(name, text, 0, 10_000)
     if got["walk"] is not None:
         kw["walk"] = parse_float("walk", got["walk"], *WALK_RANGE)
     if got["space"] is not None:
@@ -170,7 +170,7 @@ def check_for_model(settings: RenderSettings, num_ws: int, c_dim: int, stylegan:
         )
     if c_dim > 0 and settings.class_idx is None:
         raise ParamError(f"this model is conditional with {c_dim} classes: pass class=0..{c_dim - 1}")
-    if c_dim > 0 and settings.class_idx >= c_dim:
+    if settings.class_idx is not None and settings.class_idx >= c_dim:  # c_dim > 0: checked above.
         raise ParamError(f"class={settings.class_idx} is out of range: this model has classes 0..{c_dim - 1}")
     if settings.mixing or settings.walking or settings.psi != 1 or settings.cutoff is not None:
         if not stylegan:

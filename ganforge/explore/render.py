@@ -11,6 +11,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,11 @@ from ganforge.images import make_grid, to_uint8
 from ganforge.latents import z_from_seeds
 from ganforge.modelio.load import load_generator
 from ganforge.tools.generate import class_labels
+from ganforge.tools.mix import require_stylegan
+
+if TYPE_CHECKING:
+    from ganforge.modelio.load import AnyGenerator
+    from ganforge.models.generator import Generator
 
 DEFAULT_MAX_PIXELS = 4 * 1024 * 1024  # Output pixels per request: 16 images at 512², 4 at 1024².
 
@@ -30,7 +36,7 @@ DEFAULT_MAX_PIXELS = 4 * 1024 * 1024  # Output pixels per request: 16 images at 
 class LoadedModel:
     key: str  # 'main' for --checkpoint, else the run id whose latest checkpoint this is.
     checkpoint: Path
-    G: torch.nn.Module
+    G: AnyGenerator
     device: torch.device
 
     @property
@@ -52,7 +58,8 @@ class LoadedModel:
 
     @property
     def img_shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.G.img_shape)
+        c, h, w = self.G.img_shape
+        return int(c), int(h), int(w)
 
     def check(self, settings: RenderSettings, max_pixels: int) -> RenderSettings:
         """Settings checked against this model, and the request's pixel count against the cap (413)."""
@@ -127,20 +134,21 @@ def slerp_z(z_a: torch.Tensor, z_b: torch.Tensor, t: float) -> torch.Tensor:
     return math.cos(theta) * z_a + math.sin(theta) * z_b
 
 
-def settings_ws(G: torch.nn.Module, s: RenderSettings, device: torch.device) -> torch.Tensor:
+def settings_ws(G: Generator, s: RenderSettings, device: torch.device) -> torch.Tensor:
     """[grid, num_ws, w_dim]: mapping of the seeds with the walk, truncation and style mix applied."""
     n = s.grid
     c = class_labels(G, n, s.class_idx)
     c = None if c is None else c.to(device)
     z = z_from_seeds(s.seeds, G.z_dim).to(device)
     trunc = dict(truncation_psi=s.psi, truncation_cutoff=s.cutoff)
-    if s.walking and s.space == "z":
-        z = slerp_z(z, z_from_seeds([s.walk_seed], G.z_dim).to(device), s.walk)
+    walk_seed = s.walk_seed if s.walking else None
+    if walk_seed is not None and s.space == "z":
+        z = slerp_z(z, z_from_seeds([walk_seed], G.z_dim).to(device), s.walk)
     ws = G.mapping(z, c, **trunc)
-    if s.walking and s.space == "w":
-        target = G.mapping(z_from_seeds([s.walk_seed], G.z_dim).to(device), c[:1] if c is not None else None, **trunc)
+    if walk_seed is not None and s.space == "w":
+        target = G.mapping(z_from_seeds([walk_seed], G.z_dim).to(device), c[:1] if c is not None else None, **trunc)
         ws = ws.lerp(target.expand_as(ws), s.walk)
-    if s.mixing:
+    if s.mix_seed is not None:  # s.mixing
         layers = slice(s.mix_from, s.mix_to + 1)
         mix = G.mapping(z_from_seeds([s.mix_seed], G.z_dim).to(device), c[:1] if c is not None else None, **trunc)
         ws = ws.clone()
@@ -156,8 +164,9 @@ def render(model: LoadedModel, s: RenderSettings) -> torch.Tensor:
         c = class_labels(G, s.grid, s.class_idx)
         z = z_from_seeds(s.seeds, G.z_dim).to(device)
         return to_uint8(G(z, None if c is None else c.to(device))).cpu()
-    ws = settings_ws(G, s, device)
-    return to_uint8(G.synthesis(ws, noise_mode=s.noise)).cpu()
+    stylegan = require_stylegan(G, "rendering ws")
+    ws = settings_ws(stylegan, s, device)
+    return to_uint8(stylegan.synthesis(ws, noise_mode=s.noise)).cpu()
 
 
 def image_array(images: torch.Tensor) -> np.ndarray:

@@ -50,9 +50,9 @@ def _check_counters(meta: dict, path: Path) -> None:
             raise ck.CheckpointError(f"{path}: {name}={str(value)[:40]} is not a count: the file is damaged")
     scale = meta.get("lr_scale")
     number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
-    if not number or not (0 < scale <= 1e6 and math.isfinite(scale)):
+    if not number or not isinstance(scale, (int, float)) or not (0 < scale <= 1e6 and math.isfinite(scale)):
         raise ck.CheckpointError(f"{path}: lr_scale={str(scale)[:40]} is not a positive number: the file is damaged")
-    for name in ("config", "extra"):
+    for name in ("config", "extra", "ada"):
         if not isinstance(meta.get(name, {}), dict):
             raise ck.CheckpointError(f"{path}: its {name} is not an object: the file is damaged")
 
@@ -91,7 +91,7 @@ def inspect_file(path: str | Path) -> Contents:
         raise ck.CheckpointError(f"{path} holds no model plan: it is not a model checkpoint")
     plan = _plan(meta, "plan", path)
     d_plan = _plan(meta, "d_plan", path) if "d_plan" in meta else plan
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    config = meta["config"] if isinstance(meta.get("config"), dict) else {}
     patch_d = config.get("patch_d") is True
     nets = tuple(n for n in NETS if f.shapes(n))
     if not nets:
@@ -159,7 +159,7 @@ def _problem(path: Path) -> str | None:
 
 def newest_good(run_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
     """(newest good checkpoint or None, [(newer checkpoint skipped, why)], newest first)."""
-    skipped = []
+    skipped: list[tuple[Path, str]] = []
     for p in reversed(ck.list_checkpoints(run_dir)):
         why = problem(p)
         if why is None:

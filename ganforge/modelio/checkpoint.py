@@ -152,7 +152,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def _raw(t: torch.Tensor) -> memoryview:
     """The tensor's bytes, little-endian as in memory (C-contiguous)."""
     flat = t.reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+    return flat.view(torch.uint8).numpy().data if flat.numel() else memoryview(b"")
 
 
 def _digest_start(meta_text: str, entries: dict[str, Entry]):
@@ -404,7 +404,10 @@ def checkpoint_name(nimg: int) -> str:
 
 
 def checkpoint_nimg(path: Path) -> int:
-    return int(CKPT_RE.search(path.name).group(1))
+    m = CKPT_RE.search(path.name)
+    if m is None:
+        raise CheckpointError(f"{path.name} is not named like a checkpoint (checkpoint-<images>.safetensors)")
+    return int(m.group(1))
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

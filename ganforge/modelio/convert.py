@@ -20,6 +20,7 @@ def convert_official(src: str | Path, dest: str | Path) -> Path:
             f"give a network-snapshot-*.pkl written by the official training code"
         )
     plan = snap.plan or snap.d_plan
+    assert plan is not None  # Every network of a snapshot comes with its Plan.
     meta = {
         "kind": "export",
         "plan": plan.to_dict(),

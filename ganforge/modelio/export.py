@@ -18,6 +18,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from torch import nn
 
 from ganforge.errors import GanforgeError
 from ganforge.tools.mix import require_stylegan
+
+if TYPE_CHECKING:
+    from ganforge.models.generator import Generator
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 18
@@ -42,12 +46,12 @@ class ExportedGenerator(nn.Module):
 
     def __init__(self, G: nn.Module):
         super().__init__()
-        require_stylegan(G, "export")
-        self.G = G.eval().requires_grad_(False)
+        self.G = require_stylegan(G, "export").eval().requires_grad_(False)
 
     def forward(self, z: torch.Tensor, psi: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         ws = self.G.mapping(z, c)  # [N, num_ws, w_dim]
-        ws = self.G.mapping.w_avg.lerp(ws, psi.to(ws.dtype))
+        w_avg = cast(torch.Tensor, self.G.mapping.w_avg)  # A registered buffer.
+        ws = w_avg.lerp(ws, psi.to(ws.dtype))
         return self.G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
 
 
@@ -61,7 +65,7 @@ class ExportReport:
     files: list[Path] = field(default_factory=list)  # Everything written (an .onnx may have a .data beside it).
 
 
-def example_inputs(G: nn.Module, n: int, psi: float = CHECK_PSI, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def example_inputs(G: Generator, n: int, psi: float = CHECK_PSI, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """(z, psi) or (z, psi, c) for a batch of n, from a fixed seed."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn([n, G.z_dim], generator=gen)
@@ -72,19 +76,19 @@ def example_inputs(G: nn.Module, n: int, psi: float = CHECK_PSI, seed: int = 0) 
     return z, psi_t, c
 
 
-def input_names(G: nn.Module) -> list[str]:
+def input_names(G: Generator) -> list[str]:
     return ["z", "psi"] if G.c_dim == 0 else ["z", "psi", "c"]
 
 
 @torch.no_grad()
-def eager_reference(G: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def eager_reference(G: Generator, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The network as generate() runs it (fused modconv where eval mode picks it)."""
     z, psi = inputs[0], float(inputs[1])
     c = inputs[2] if len(inputs) > 2 else None
     return G(z, c, truncation_psi=psi, noise_mode="const", force_fp32=True)
 
 
-def max_diff(G: nn.Module, run, batches: tuple[int, ...] = CHECK_BATCHES) -> float:
+def max_diff(G: Generator, run, batches: tuple[int, ...] = CHECK_BATCHES) -> float:
     """max |run(inputs) - eager| over the batch sizes; run takes the inputs tuple and returns a numpy array."""
     worst = 0.0
     for n in batches:
@@ -109,6 +113,7 @@ def export_torchscript(G: nn.Module, path: str | Path) -> ExportReport:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportedGenerator(G)
+    G = wrapper.G  # The same network, typed as the StyleGAN2 generator that ExportedGenerator checked it is.
     with warnings.catch_warnings(), torch.no_grad():
         # Tracing warns about deprecation and about Python-side shape checks (assert_shape); neither changes the graph.
         warnings.simplefilter("ignore")
@@ -139,6 +144,7 @@ def export_onnx(G: nn.Module, path: str | Path, opset: int = ONNX_OPSET) -> Expo
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportedGenerator(G)
+    G = wrapper.G  # The same network, typed as the StyleGAN2 generator that ExportedGenerator checked it is.
     names = input_names(G)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = {"z": {0: batch}, "psi": None, "c": {0: batch}}
@@ -173,7 +179,7 @@ def export_onnx(G: nn.Module, path: str | Path, opset: int = ONNX_OPSET) -> Expo
     return ExportReport(path, "onnx", diff, CHECK_BATCHES, how, files)
 
 
-def check_onnx(G: nn.Module, path: Path) -> tuple[float, str]:
+def check_onnx(G: Generator, path: Path) -> tuple[float, str]:
     """(max abs diff to eager, checker used): onnxruntime if installed, else onnx.reference (slow, small models)."""
     import onnx
 
@@ -187,10 +193,11 @@ def check_onnx(G: nn.Module, path: Path) -> tuple[float, str]:
     from onnx.reference import ReferenceEvaluator
 
     evaluator = ReferenceEvaluator(onnx.load(str(path)))
-    return max_diff(G, lambda inputs: evaluator.run(None, _feed(G, inputs))[0]), "onnx.reference"
+    run_reference = lambda inputs: cast(list, evaluator.run(None, _feed(G, inputs)))[0]  # A list of the outputs.
+    return max_diff(G, run_reference), "onnx.reference"
 
 
-def _feed(G: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+def _feed(G: Generator, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
     return {name: t.numpy() for name, t in zip(input_names(G), inputs, strict=True)}
 
 

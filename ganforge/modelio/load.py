@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, cast
 
 from ganforge import build_generator
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
-def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
+    from ganforge.models.dcgan import DCGANGenerator
+    from ganforge.models.generator import Generator
+
+    AnyGenerator: TypeAlias = Generator | DCGANGenerator  # What load_generator returns: either family.
+
+
+def load_generator(path: str | Path, which: str = "G_ema") -> AnyGenerator:
     """G_ema (or `which`) in eval mode on the CPU, from a ganforge checkpoint or an official StyleGAN2-ADA .pkl.
 
     Called as G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const') -> [N, C, H, W] in [-1, 1].
@@ -35,6 +42,6 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
         have = ", ".join(contents.nets)
         raise ck.CheckpointError(f"{path} holds no {which} network (it has {have})")
     part = ck.split(contents.file.read(parts=(which,)), which)
-    G = build_generator(contents.plan)
+    G = cast("AnyGenerator", build_generator(contents.plan))  # It builds the Plan's family's generator.
     check.load_into(G, part, f"{which} in {path}")
     return G.eval().requires_grad_(False)

@@ -17,7 +17,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 from torch import nn
@@ -80,7 +80,7 @@ class OfficialSnapshot:
 
 
 def _unpickle(path: str | os.PathLike | BinaryIO) -> tuple[Any, dict[str, set[str]]]:
-    if hasattr(path, "read"):
+    if not isinstance(path, (str, os.PathLike)):  # An open binary file.
         return unpickle_snapshot(path)
     try:
         with open(path, "rb") as f:
@@ -286,7 +286,8 @@ def make_plans(g_rec: OfficialRecord | None, d_rec: OfficialRecord | None) -> tu
     g = None if g_rec is None else generator_options(g_rec)
     d = None if d_rec is None else discriminator_options(d_rec)
     if g is None or d is None:
-        plan = plan_from_options(g or d) if (g or d) else None
+        one = g or d
+        plan = plan_from_options(one) if one else None
         return (plan if g else None), (plan if d else None)
     if all(g[k] == d[k] for k in SHARED_FIELDS):
         plan = plan_from_options({**g, **d})
@@ -368,7 +369,10 @@ def check_owned(networks: dict[str, dict[str, torch.Tensor]]) -> None:
                 )
 
 
-def _load(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
+_Net = TypeVar("_Net", bound=nn.Module)
+
+
+def _load(model: _Net, tensors: dict[str, torch.Tensor]) -> _Net:
     model.load_state_dict(tensors, strict=True)
     return model.eval().requires_grad_(False)
 
@@ -401,7 +405,9 @@ def _plans(data: dict) -> dict[str, Plan | None]:
     plan, d_plan = make_plans(main, data.get("D"))
     plans = {"D": d_plan, "main": plan}
     for key, rec in gens.items():
-        same = rec is main or (rec is not None and generator_options(rec) == generator_options(main))
+        same = rec is main or (
+            rec is not None and main is not None and generator_options(rec) == generator_options(main)
+        )
         plans[key] = None if rec is None else plan if same else make_plans(rec, None)[0]
     return plans
 
@@ -411,24 +417,25 @@ def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
     with refusing_damage("reading the snapshot"):
         data, sources = _read(path)
         plans = _plans(data)
-        tensors = {k: flatten_record(data[k]) for k in ("G", "D", "G_ema") if plans[k] is not None}
+        present = {k: plan for k in ("G", "D", "G_ema") if (plan := plans[k]) is not None}
+        tensors = {k: flatten_record(data[k]) for k in present}
         for key, found in tensors.items():
-            check_tensors(found, plans[key], "D" if key == "D" else "G", f"snapshot {key}")
+            check_tensors(found, present[key], "D" if key == "D" else "G", f"snapshot {key}")
         check_owned(tensors)
         tsk = data.get("training_set_kwargs")
-        meta = dict(
-            augment_p=_augment_p(data.get("augment_pipe")),
-            training_set_kwargs=json_value(tsk, "training_set_kwargs") if isinstance(tsk, dict) else None,
-        )
+        augment_p = _augment_p(data.get("augment_pipe"))
+        training_set_kwargs = json_value(tsk, "training_set_kwargs") if isinstance(tsk, dict) else None
         # Only now, with every name, shape and byte accounted for, are real networks allocated.
-        nets = {k: _load((Discriminator if k == "D" else Generator)(plans[k]), found) for k, found in tensors.items()}
+        G, G_ema = (_load(Generator(present[k]), tensors[k]) if k in present else None for k in ("G", "G_ema"))
+        D = _load(Discriminator(present["D"]), tensors["D"]) if "D" in present else None
     return OfficialSnapshot(
-        G=nets.get("G"),
-        D=nets.get("D"),
-        G_ema=nets.get("G_ema"),
+        G=G,
+        D=D,
+        G_ema=G_ema,
         plan=plans["main"],
         d_plan=plans["D"],
-        **meta,
+        augment_p=augment_p,
+        training_set_kwargs=training_set_kwargs,
         source_fingerprint=fingerprint(sources),
         sources={k: sorted(v) for k, v in sorted(sources.items())},
     )

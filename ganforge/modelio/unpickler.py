@@ -24,7 +24,8 @@ import io
 import math
 import pickle
 import re
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from typing import Any, BinaryIO, Literal, NoReturn
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ NUMPY_SCALAR_CODES = re.compile(r"b1|[iu][1248]|f[248]|c(8|16)")
 MAX_TENSOR_DIMS = 16  # Official tensors have at most 4.
 
 
-def _refuse_state(obj: object, state: object) -> None:
+def _refuse_state(obj: object, state: object) -> NoReturn:
     raise UnsafePickleError(
         f"the pickle tries to set the state of a {type(obj).__name__} (BUILD opcode), which an "
         f"official StyleGAN2-ADA snapshot never does: the file was crafted or corrupted"
@@ -89,7 +90,7 @@ def _check_key(key: object) -> None:
         raise OfficialPickleError(untrusted.bad_key_message(untrusted.describe_key(key)))
 
 
-class _EmptyState:
+class _EmptyState(dict):
     """A dict stand-in: built empty (pickles fill it item by item), every key checked before it is hashed."""
 
     def __init__(self, *args, **kwargs):
@@ -170,17 +171,23 @@ class _DType(_Sealed):
     __slots__ = ("code", "order")
 
     def __init__(self, code: str):
-        self.code, self.order = code, "="
+        self.code = code
+        self.order: Literal["<", ">", "="] = "="  # '|' (not applicable) is kept as native.
 
     def __setstate__(self, state: object) -> None:
         """numpy's dtype state (version, byte order, subarray, names, fields, size, alignment, flags[, meta])."""
-        plain = isinstance(state, tuple) and len(state) in (8, 9) and all(v is None for v in state[2:5] + state[8:])
-        if not plain or state[0] not in (3, 4) or state[1] not in ("<", ">", "|", "="):
+        if not (
+            isinstance(state, tuple)
+            and len(state) in (8, 9)
+            and all(v is None for v in state[2:5] + state[8:])
+            and state[0] in (3, 4)
+            and state[1] in ("<", ">", "|", "=")
+        ):
             _refuse_state(self, state)
-        self.order = state[1]
+        self.order = "=" if state[1] == "|" else state[1]
 
     def numpy(self) -> np.dtype:
-        return np.dtype(self.code).newbyteorder("=" if self.order == "|" else self.order)
+        return np.dtype(self.code).newbyteorder(self.order)
 
 
 class OfficialRecord(_Sealed):
@@ -413,7 +420,9 @@ class SnapshotUnpickler(pickle.Unpickler):
             ("torch.storage", "_load_from_bytes", _load_storage),
             ("torch_utils.persistence", "_reconstruct_persistent_obj", self._record),
         ]
-        self._globals = {(m, n): _StandIn(f"{m}.{n}", fn) for m, n, fn in functions}
+        self._globals: dict[tuple[str, str], Callable[..., Any]] = {
+            (m, n): _StandIn(f"{m}.{n}", fn) for m, n, fn in functions
+        }
         self._globals.update({("collections", "OrderedDict"): _OrderedDict, ("dnnlib.util", "EasyDict"): EasyDict})
 
     def find_class(self, module: str, name: str):

@@ -23,8 +23,8 @@ import pickle
 import pickletools
 import reprlib
 import struct
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO, NoReturn
 
 from ganforge.errors import GanforgeError
 
@@ -198,7 +198,7 @@ class _Scan:
         self.items = self.numeric_keys = self.count = 0
         self.allow_persid = allow_persid
 
-    def refuse(self, why: str) -> None:
+    def refuse(self, why: str) -> NoReturn:
         raise OfficialPickleError(f"opcode {self.count} of the pickle {why}: {FIX}")
 
     def run(self, f: BinaryIO) -> None:
@@ -267,7 +267,9 @@ class _Scan:
             if self.numeric_keys > MAX_NUMERIC_KEYS:
                 raise OfficialPickleError(numeric_keys_message())
 
-    def fill(self, target: _Node, children: list[_Node], keys: list[_Node] = (), entries: int | None = None) -> None:
+    def fill(
+        self, target: _Node, children: list[_Node], keys: Sequence[_Node] = (), entries: int | None = None
+    ) -> None:
         """Put children into target: depth and counts grow; a container is final once placed in another."""
         if target.nested:
             self.refuse(
@@ -292,14 +294,16 @@ class _Scan:
             self.refuse(f"grows a {target.kind} past {MAX_CONTAINER_ITEMS:,} elements; official snapshots need < 100")
         self.count_items(len(children))
 
-    def push_new(self, kind: str, children: list[_Node], keys: list[_Node] = (), entries: int | None = None) -> _Node:
+    def push_new(
+        self, kind: str, children: list[_Node], keys: Sequence[_Node] = (), entries: int | None = None
+    ) -> _Node:
         node = _Node(kind)
         self.fill(node, children, keys, entries)
         self.stack.append(node)
         return node
 
     def fill_top(
-        self, kinds: tuple[str, ...], children: list[_Node], keys: list[_Node] = (), entries: int | None = None
+        self, kinds: tuple[str, ...], children: list[_Node], keys: Sequence[_Node] = (), entries: int | None = None
     ) -> None:
         target = self.top()
         if target.kind not in kinds:

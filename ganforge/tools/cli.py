@@ -18,6 +18,7 @@ from __future__ import annotations
 from enum import Enum
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -76,7 +77,9 @@ def style_mix(
     """Style-mixing grid: column seeds on top, row seeds on the left, mixes inside (official style_mixing.py)."""
     from ganforge.tools.mix import style_mix_file
 
-    path = style_mix_file(checkpoint, rows, cols, styles, out, trunc, noise_mode.value, class_idx, device)
+    # The options' callbacks parsed the texts into seeds and w indices.
+    rows_, cols_, styles_ = cast(list[int], rows), cast(list[int], cols), cast(list[int], styles)
+    path = style_mix_file(checkpoint, rows_, cols_, styles_, out, trunc, noise_mode.value, class_idx, device)
     console.print(f"Wrote {path}")
 
 
@@ -100,8 +103,10 @@ def video(
     """Latent walk video through seeds (looping): mp4 via imageio-ffmpeg, else an animated GIF."""
     from ganforge.tools.video import walk_video
 
+    # The options' callbacks parsed the texts into seeds and (cols, rows).
+    seed_list, grid_size = cast(list[int], seeds), cast(tuple[int, int], grid)
     path, count = walk_video(
-        checkpoint, seeds, out, frames, space.value, trunc, fps, noise_mode.value, class_idx, grid, device
+        checkpoint, seed_list, out, frames, space.value, trunc, fps, noise_mode.value, class_idx, grid_size, device
     )
     kind = "animated GIF (install imageio-ffmpeg for mp4)" if path.suffix.lower() == ".gif" else "mp4"
     console.print(f"Wrote {path}: {count} frames as {kind}")

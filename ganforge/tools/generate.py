@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from ganforge.images import check_canvas, check_output_dir, make_grid, save_png,
 from ganforge.latents import LatentError, check_cutoff, check_psi, z_from_seeds
 from ganforge.latents import class_labels as labels_for
 from ganforge.modelio.load import load_generator
+
+if TYPE_CHECKING:
+    from ganforge.modelio.load import AnyGenerator
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -32,7 +36,7 @@ def class_labels(G: torch.nn.Module, n: int, class_idx: int | None) -> torch.Ten
 
 
 def check_generate(
-    G: torch.nn.Module,
+    G: AnyGenerator,
     num_seeds: int,
     truncation_psi: float,
     truncation_cutoff: int | None,
@@ -59,7 +63,7 @@ def check_generate(
 
 @torch.no_grad()
 def generate_batches(
-    G: torch.nn.Module,
+    G: AnyGenerator,
     seeds: list[int],
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
@@ -83,7 +87,7 @@ def generate_batches(
 
 
 def generate(
-    G: torch.nn.Module,
+    G: AnyGenerator,
     seeds: list[int],
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,

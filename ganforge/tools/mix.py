@@ -8,6 +8,7 @@ Coarse indices (0-3 at 1024 px) carry pose and shape, fine ones colour and textu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -17,16 +18,21 @@ from ganforge.images import IMAGE_SUFFIXES, check_canvas, check_output_file, sav
 from ganforge.latents import check_psi, parse_ranges, z_from_seeds
 from ganforge.tools.generate import ToolError, class_labels
 
+if TYPE_CHECKING:
+    from ganforge.models.generator import Generator
+
 MAX_LAYERS = 1024  # --styles indices at once, a typo guard (num_ws is 26 at 16384 px); the model checks the rest.
 
 
-def require_stylegan(G: torch.nn.Module, what: str) -> None:
-    """Refuse generators without a mapping network (DCGAN): the tool works on ws."""
+def require_stylegan(G: torch.nn.Module, what: str) -> Generator:
+    """Refuse generators without a mapping network (DCGAN): the tool works on ws. Returns G, typed as the
+    StyleGAN2 Generator whose interface (mapping, synthesis, num_ws, w_dim) it has."""
     if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
         raise ToolError(
             f"{what} needs a StyleGAN2 generator (mapping + synthesis), but this checkpoint holds a "
             f"{type(G).__name__}: use a stylegan2 checkpoint"
         )
+    return cast("Generator", G)
 
 
 def parse_layers(text: str) -> list[int]:
@@ -51,7 +57,7 @@ def check_layers(layers: list[int] | range, num_ws: int) -> list[int]:
 
 @torch.no_grad()
 def seeds_to_ws(
-    G: torch.nn.Module,
+    G: Generator,
     seeds: list[int],
     truncation_psi: float = 1.0,
     class_idx: int | None = None,
@@ -64,7 +70,7 @@ def seeds_to_ws(
 
 
 @torch.no_grad()
-def synthesize(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str = "const", batch: int = 16) -> torch.Tensor:
+def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", batch: int = 16) -> torch.Tensor:
     """uint8 [N, C, H, W] from ws [N, num_ws, w_dim], in batches (image k does not depend on the batch)."""
     out = [to_uint8(G.synthesis(ws[i : i + batch], noise_mode=noise_mode)).cpu() for i in range(0, len(ws), batch)]
     return torch.cat(out)
@@ -100,7 +106,7 @@ def style_mix(
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """The style-mixing grid as uint8 [(len(rows)+1)·H, (len(cols)+1)·W, C]."""
-    require_stylegan(G, "style mixing")
+    G = require_stylegan(G, "style mixing")
     if not row_seeds or not col_seeds:
         raise ToolError("style mixing needs at least one row seed and one column seed: pass --rows and --cols")
     layers = check_layers(layers, G.num_ws)
@@ -131,7 +137,7 @@ def style_mix_file(
     truncation_psi: float = 1.0,
     noise_mode: str = "const",
     class_idx: int | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Load the checkpoint's G_ema, build the style-mixing grid and write it as one PNG (every option is checked
     before anything is written)."""

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from ganforge.images import check_output_dir, to_uint8
 from ganforge.latents import SEED_MAX
 from ganforge.tools.generate import ToolError, class_labels
 from ganforge.tools.mix import require_stylegan
+
+if TYPE_CHECKING:
+    from ganforge.models.generator import Generator
 
 LOSSES = ("lpips", "mse")
 FEATURE_SIZE = 256  # Images are shrunk (area) to at most this side before the VGG16 features, as official.
@@ -63,7 +67,7 @@ class Projection:
     losses: list[float] = field(default_factory=list)  # Distance term per step (with the w noise of that step).
     start_dist: float = math.nan  # Distance at w_avg before any step (no w noise).
     final_dist: float = math.nan  # Distance at the final w (no w noise).
-    G: torch.nn.Module | None = None  # The generator copy holding the optimised noise maps.
+    G: Generator | None = None  # The generator copy holding the optimised noise maps.
 
     @property
     def w(self) -> torch.Tensor:
@@ -92,7 +96,7 @@ def w_noise_scale(t: float, w_std: float, cfg: ProjectConfig) -> float:
 
 
 @torch.no_grad()
-def w_stats(G: torch.nn.Module, n: int, c: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor, float]:
+def w_stats(G: Generator, n: int, c: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor, float]:
     """(w_avg [1, 1, w_dim], w_std) of n mapped z from RandomState(123); w_std = sqrt(Σ‖w - w_avg‖² / n)."""
     z = torch.from_numpy(np.random.RandomState(123).randn(n, G.z_dim)).float().to(device)
     c = None if c is None else c[:1].expand(n, -1).to(device)
@@ -101,7 +105,7 @@ def w_stats(G: torch.nn.Module, n: int, c: torch.Tensor | None, device: torch.de
     return w_avg.float(), float(((w - w_avg).square().sum() / n).sqrt())
 
 
-def noise_buffers(G: torch.nn.Module) -> dict[str, torch.Tensor]:
+def noise_buffers(G: Generator) -> dict[str, torch.Tensor]:
     """The synthesis network's constant noise maps, [H, W] each, by buffer name."""
     return {name: buf for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
 
@@ -179,7 +183,7 @@ def project(
     features: the VGG16 LPIPS feature function (float NCHW RGB in 0..255 -> [N, F], differentiable) for
     loss='lpips', e.g. load_vgg(path); on_step(step, distance) is called after every step.
     """
-    require_stylegan(G, "projection")
+    G = require_stylegan(G, "projection")
     device = torch.device(device)
     if list(target.shape) != list(G.img_shape):
         raise ToolError(
@@ -233,7 +237,7 @@ def project(
 
 
 @torch.no_grad()
-def render(G: torch.nn.Module, ws: torch.Tensor, batch: int = 8) -> torch.Tensor:
+def render(G: Generator, ws: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """uint8 [N, C, H, W] of ws [N, num_ws, w_dim] with G's (optimised) constant noise."""
     device = next(G.parameters()).device
     return torch.cat(
@@ -269,7 +273,7 @@ def load_target(path: str | Path, shape: tuple[int, int, int]) -> torch.Tensor:
         raise ToolError(
             f"--target {path}: cannot read it as an image ({str(e)[:200]}): pass a PNG or JPEG file"
         ) from None
-    img = ImageOps.fit(img, (w, h), method=Image.LANCZOS)
+    img = ImageOps.fit(img, (w, h), method=Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -299,12 +303,15 @@ def save_projection(
     from ganforge.tools.mix import save_image
     from ganforge.tools.video import write_video
 
+    G = result.G
+    if G is None:
+        raise ToolError("the projection holds no generator (result.G): save the Projection that project() returns")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     w = result.w.numpy()
     paths = {
         "target": save_image(_hwc(target), outdir / "target.png"),
-        "image": save_image(_hwc(render(result.G, result.w)[0]), outdir / "proj.png"),
+        "image": save_image(_hwc(render(G, result.w)[0]), outdir / "proj.png"),
         "npz": outdir / "projected_w.npz",
         "safetensors": outdir / "projected_w.safetensors",
     }
@@ -314,7 +321,7 @@ def save_projection(
     save_checkpoint(paths["safetensors"], tensors, info)
     if save_video:
         steps = video_steps(len(result.w_steps), max_frames)
-        frames = (np.concatenate([_hwc(target), _hwc(img)], axis=1) for img in render(result.G, result.w_steps[steps]))
+        frames = (np.concatenate([_hwc(target), _hwc(img)], axis=1) for img in render(G, result.w_steps[steps]))
         paths["video"], _ = write_video(frames, outdir / "proj.mp4", fps)
     return paths
 
@@ -330,7 +337,7 @@ def project_file(
     seed: int = 0,
     save_video: bool = True,
     class_idx: int | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[Projection, dict[str, Path]]:
     """Project an image file onto a checkpoint's G_ema and write the results to outdir (see save_projection)."""

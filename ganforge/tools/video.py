@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from ganforge.images import check_canvas, check_output_file, make_grid
 from ganforge.latents import check_psi, z_from_seeds
 from ganforge.tools.generate import ToolError, class_labels
 from ganforge.tools.mix import require_stylegan, synthesize
+
+if TYPE_CHECKING:
+    from ganforge.models.generator import Generator
 
 SPACES = ("w", "z")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -87,7 +91,7 @@ def loop_times(num_keys: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 @torch.no_grad()
 def walk_ws(
-    G: torch.nn.Module,
+    G: Generator,
     seeds: list[int],
     frames: int,
     space: str = "w",
@@ -142,14 +146,14 @@ def walk_frames(
 
     Arguments are checked here, before the first frame is asked for.
     """
-    require_stylegan(G, "a latent walk")
+    G = require_stylegan(G, "a latent walk")
     check_frames(frames)
     G = G.to(device)
     walks = [walk_ws(G, s, frames, space, truncation_psi, class_idx)[:, 0] for s in split_walks(seeds, grid)]
     return _render(G, torch.stack(walks, dim=1), noise_mode, grid[0], batch)  # w: [T, cells, w_dim]
 
 
-def _render(G: torch.nn.Module, w: torch.Tensor, noise_mode: str, cols: int, batch: int) -> Iterator[np.ndarray]:
+def _render(G: Generator, w: torch.Tensor, noise_mode: str, cols: int, batch: int) -> Iterator[np.ndarray]:
     """Frames of w [T, cells, w_dim]; each chunk is broadcast to num_ws only when it is rendered."""
     for i in range(0, len(w), batch):
         chunk = w[i : i + batch]
@@ -194,7 +198,7 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
 
     count = 0
     # macro_block_size=2: yuv420p needs even sides (every ganforge size is even), and no silent resizing.
-    with imageio.get_writer(
+    writer = imageio.get_writer(
         path,
         format="FFMPEG",
         mode="I",
@@ -203,7 +207,8 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
         quality=8,
         macro_block_size=2,
         ffmpeg_log_level="error",
-    ) as writer:
+    )
+    with writer:
         for frame in frames:
             writer.append_data(_rgb(frame))
             count += 1
@@ -245,7 +250,7 @@ def with_progress(frames: Iterable[np.ndarray], total: int, label: str) -> Itera
 
 def check_walk(G: torch.nn.Module, seeds: list[int], frames: int, grid: tuple[int, int], path: Path) -> int:
     """Every limit that depends on the model, before rendering; returns the number of frames."""
-    require_stylegan(G, "a latent walk")
+    G = require_stylegan(G, "a latent walk")
     split_walks(seeds, grid)
     images = len(seeds) * check_frames(frames)
     if images > MAX_VIDEO_IMAGES:
