@@ -13,6 +13,13 @@ multiplier·p. Stages, each composed per sample and applied once:
   corruption        -                             additive noise, cutout
 
 A sample on which no op of a stage fired passes that stage bit-exactly, so p = 0 is the exact identity.
+
+Parity with the official `training/augment.py`: the same op order, parameter ranges, resampling (Symlet-6
+2x up/down around a bilinear warp, reflect padding) and band filters (Symlet-2), and the same random draws in
+the same order and shapes, one `torch.rand`/`torch.randn` per parameter and per gate. Seeded alike, both
+pipelines give the same images to float32 rounding (tests/test_parity_augment.py); the only difference is that
+official resamples or filters the whole batch, so samples it leaves untouched come back with float32 rounding
+(a few 1e-6 at most); here they pass bit-exactly.
 """
 
 from __future__ import annotations
@@ -56,10 +63,10 @@ class _Gates:
         self.fired = torch.zeros(n, dtype=torch.bool, device=device)
 
     def __call__(self, prob: torch.Tensor, value: torch.Tensor, neutral: float) -> torch.Tensor:
-        """value where the op fires, else `neutral`; value [N, ...]."""
-        fire = torch.rand(self.n, device=self.device) < prob
-        self.fired |= fire
-        fire = fire.reshape(self.n, *([1] * (value.ndim - 1)))
+        """value where the op fires, else `neutral`; value [N, ...]. Draws U(0, 1) shaped [N, 1, ...] (after the
+        value: the official order), so the whole pipeline consumes the random stream as the official one does."""
+        fire = torch.rand([self.n] + [1] * (value.ndim - 1), device=self.device) < prob
+        self.fired |= fire.reshape(self.n)
         return torch.where(fire, value, torch.full_like(value, neutral))
 
     def select(self, augmented: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -77,6 +84,11 @@ def uniform(shape: list[int], half_range: float, device: torch.device) -> torch.
     return (torch.rand(shape, device=device) * 2 - 1) * half_range
 
 
+def uniform_int(shape: list[int], count: int, device: torch.device) -> torch.Tensor:
+    """floor(U(0, 1)·count): an integer in {0, ..., count − 1}, as a float (one U(0, 1) draw, as official)."""
+    return torch.floor(torch.rand(shape, device=device) * count)
+
+
 def rotation_prob(p: torch.Tensor) -> torch.Tensor:
     """p_rot = 1 − sqrt(1 − p): pre- and post-rotation each fire with p_rot, so P(any rotation) = p."""
     return 1 - torch.sqrt((1 - p).clamp(0, 1))
@@ -86,7 +98,7 @@ class AugmentPipe(nn.Module):
     def __init__(
         self,
         p: float = 0.0,  # Augmentation probability; multiplier·p per op and sample (may exceed 1).
-        # Op multipliers (0 = off). Presets: AugmentPipe.from_preset('bgc').
+        # Op multipliers (≤ 0 = off). Presets: AugmentPipe.from_preset('bgc').
         xflip: float = 0,  # Horizontal flip.
         rotate90: float = 0,  # Rotation by a multiple of 90°.
         xint: float = 0,  # Integer translation.
@@ -113,6 +125,7 @@ class AugmentPipe(nn.Module):
         hue_max: float = 1.0,  # Hue rotation range, fraction of a full turn.
         saturation_std: float = 1.0,  # Log2 std of saturation.
         imgfilter_std: float = 1.0,  # Log2 std of band amplification.
+        imgfilter_bands: tuple[float, ...] = (1, 1, 1, 1),  # Per-band multipliers (low to high frequency).
         noise_std: float = 0.1,  # Std of the noise level σ_n (half-normal).
         cutout_size: float = 0.5,  # Cutout side, fraction of the image size.
     ):
@@ -139,6 +152,9 @@ class AugmentPipe(nn.Module):
         self.aniso_std, self.xfrac_std = aniso_std, xfrac_std
         self.brightness_std, self.contrast_std, self.hue_max = brightness_std, contrast_std, hue_max
         self.saturation_std, self.imgfilter_std = saturation_std, imgfilter_std
+        self.imgfilter_bands = tuple(float(b) for b in imgfilter_bands)
+        if len(self.imgfilter_bands) != 4:
+            raise ValueError(f"imgfilter_bands needs 4 multipliers (one per band), got {len(self.imgfilter_bands)}")
         self.noise_std, self.cutout_size = noise_std, cutout_size
 
     @classmethod
@@ -149,7 +165,7 @@ class AugmentPipe(nn.Module):
         return cls(p=p, **{**PRESETS[name], **overrides})
 
     def _on(self, *ops: str) -> bool:
-        return any(self.mult[op] != 0 for op in ops)
+        return any(self.mult[op] > 0 for op in ops)
 
     def _prob(self, op: str) -> torch.Tensor:
         return self.p * self.mult[op]
@@ -178,7 +194,10 @@ class AugmentPipe(nn.Module):
     # Stages.
 
     def _geometric(self, x: torch.Tensor) -> torch.Tensor:
-        """Blit and geometric ops as one sampling matrix G (output -> input pixels), one warp."""
+        """Blit and geometric ops as one sampling matrix G (output -> input pixels), one warp.
+
+        Each op contributes the inverse of its forward transform, right-multiplied: G = M₁⁻¹·M₂⁻¹·…
+        """
         if not self._on(*BLIT, *GEOM):
             return x
         n, _, h, w = x.shape
@@ -188,38 +207,42 @@ class AugmentPipe(nn.Module):
 
         # Pixel blitting.
         if self._on("xflip"):
-            i = gate(self._prob("xflip"), torch.randint(2, [n], device=dev).float(), 0)
+            i = gate(self._prob("xflip"), uniform_int([n], 2, dev), 0)
             g = g @ T.scale2d(1 - 2 * i, torch.ones_like(i))
         if self._on("rotate90"):
-            i = gate(self._prob("rotate90"), torch.randint(4, [n], device=dev).float(), 0)
-            g = g @ T.rotate2d(-math.pi / 2 * i)
+            i = gate(self._prob("rotate90"), uniform_int([n], 4, dev), 0)
+            g = g @ T.rotate2d(math.pi / 2 * i)  # Inverse of a turn by −90°·i.
         if self._on("xint"):
             t = gate(self._prob("xint"), uniform([n, 2], self.xint_max, dev), 0)
-            g = g @ T.translate2d(torch.round(t[:, 0] * w), torch.round(t[:, 1] * h))
+            g = g @ T.translate2d(-torch.round(t[:, 0] * w), -torch.round(t[:, 1] * h))
 
         # General geometric transformations.
         if self._on("scale"):
             s = gate(self._prob("scale"), lognormal2([n], self.scale_std, dev), 1)
-            g = g @ T.scale2d(s, s)
+            g = g @ T.scale2d(1 / s, 1 / s)
         p_rot = rotation_prob(self._prob("rotate"))
-        if self._on("rotate"):
+        if self._on("rotate"):  # Pre-rotation, before the anisotropic scaling.
             g = g @ T.rotate2d(gate(p_rot, uniform([n], math.pi * self.rotate_max, dev), 0))
         if self._on("aniso"):
             s = gate(self._prob("aniso"), lognormal2([n], self.aniso_std, dev), 1)
-            g = g @ T.scale2d(s, 1 / s)
-        if self._on("rotate"):
+            g = g @ T.scale2d(1 / s, 1 / (1 / s))  # Inverse of diag(s, 1/s), each entry rounded as official.
+        if self._on("rotate"):  # Post-rotation.
             g = g @ T.rotate2d(gate(p_rot, uniform([n], math.pi * self.rotate_max, dev), 0))
         if self._on("xfrac"):
             t = gate(self._prob("xfrac"), torch.randn([n, 2], device=dev) * self.xfrac_std, 0)
-            g = g @ T.translate2d(t[:, 0] * w, t[:, 1] * h)
+            g = g @ T.translate2d(-t[:, 0] * w, -t[:, 1] * h)
 
         return gate.select(image_ops.warp(x, g), x)
 
     def _color(self, x: torch.Tensor) -> torch.Tensor:
-        """Color ops as one 4x4 matrix C on [r, g, b, 1], composed left to right: C ← C_op · C."""
+        """Color ops as one 4x4 matrix C on [r, g, b, 1], composed left to right: C ← C_op · C.
+
+        Hue and saturation leave a gray image unchanged: on 1-channel images they are skipped (no draws).
+        """
         if not self._on(*COLOR):
             return x
         n, dev = x.shape[0], x.device
+        rgb = x.shape[1] > 1
         gate = _Gates(n, dev)
         c = T.identity(n, 4, dev)
         if self._on("brightness"):
@@ -227,11 +250,13 @@ class AugmentPipe(nn.Module):
         if self._on("contrast"):
             c = T.scale3d(gate(self._prob("contrast"), lognormal2([n], self.contrast_std, dev), 1)) @ c
         if self._on("lumaflip"):
-            c = T.luma_flip(gate(self._prob("lumaflip"), torch.randint(2, [n], device=dev).float(), 0)) @ c
-        if self._on("hue"):
+            i = gate(self._prob("lumaflip"), uniform_int([n, 1, 1], 2, dev), 0)
+            c = T.luma_flip(i.reshape(n)) @ c
+        if self._on("hue") and rgb:
             c = T.rotate_hue(gate(self._prob("hue"), uniform([n], math.pi * self.hue_max, dev), 0)) @ c
-        if self._on("saturation"):
-            c = T.saturate(gate(self._prob("saturation"), lognormal2([n], self.saturation_std, dev), 1)) @ c
+        if self._on("saturation") and rgb:
+            s = gate(self._prob("saturation"), lognormal2([n, 1, 1], self.saturation_std, dev), 1)
+            c = T.saturate(s.reshape(n)) @ c
         return gate.select(image_ops.apply_color(x, c), x)
 
     def _filter(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,9 +266,10 @@ class AugmentPipe(nn.Module):
         n, dev = x.shape[0], x.device
         gate = _Gates(n, dev)
         gains = torch.ones([n, 4], device=dev)
-        for band in range(4):
+        for band, band_mult in enumerate(self.imgfilter_bands):
             amplify = torch.ones([n, 4], device=dev)
-            amplify[:, band] = gate(self._prob("imgfilter"), lognormal2([n], self.imgfilter_std, dev), 1)
+            prob = self._prob("imgfilter") * band_mult
+            amplify[:, band] = gate(prob, lognormal2([n], self.imgfilter_std, dev), 1)
             gains = gains * image_ops.band_gains(amplify)
         return gate.select(image_ops.band_filter(x, gains), x)
 
@@ -252,12 +278,13 @@ class AugmentPipe(nn.Module):
         n, dev = x.shape[0], x.device
         if self._on("noise"):
             gate = _Gates(n, dev)
-            sigma = gate(self._prob("noise"), torch.randn([n], device=dev).abs() * self.noise_std, 0)
+            sigma = gate(self._prob("noise"), torch.randn([n, 1, 1, 1], device=dev).abs() * self.noise_std, 0)
             x = gate.select(image_ops.add_noise(x, sigma), x)
         if self._on("cutout"):
             gate = _Gates(n, dev)
-            gate(self._prob("cutout"), torch.ones([n], device=dev), 0)
-            x = gate.select(image_ops.cutout(x, torch.rand([n, 2], device=dev), self.cutout_size), x)
+            size = gate(self._prob("cutout"), torch.full([n, 1, 1, 1, 1], self.cutout_size, device=dev), 0)
+            centre = torch.rand([n, 2, 1, 1, 1], device=dev)
+            x = gate.select(image_ops.cutout(x, centre, size.reshape(n)), x)
         return x
 
     def extra_repr(self) -> str:

@@ -1,18 +1,20 @@
 """DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"),
-written from the paper's description.
+with the ranges and the random draws (order, shapes) of the authors' published PyTorch ops, so that a seeded
+run gives their images (tests/test_parity_augment.py checks it against those formulas).
 
 Every op is applied to every sample with fresh random parameters on each call, to reals and fakes alike
 (in both the D and the G step), and is differentiable w.r.t. the images. Images are assumed in [-1, 1].
 
   color        brightness + U(−0.5, 0.5); saturation ×U(0, 2) about the per-pixel channel mean;
                contrast ×U(0.5, 1.5) about the per-image mean
-  translation  integer shift by up to 1/8 of the image size per axis, zero padding
-  cutout       a zeroed rectangle of half the image size, at a random position (may overlap the border)
+  translation  integer shift by up to 1/8 of the image size per axis (rows drawn first), zero padding
+  cutout       a zeroed rectangle of half the image size, at a random position (clipped at the border)
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 POLICY_OPS = ("color", "translation", "cutout")
@@ -40,32 +42,39 @@ def rand_contrast(x: torch.Tensor) -> torch.Tensor:
     return m + _per_sample(x, 0.5, 1.5) * (x - m)
 
 
-def shift_zero_pad(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """y[n, :, i, j] = x[n, :, i − dy[n], j − dx[n]], 0 where that falls outside; dx, dy int [N]."""
+def shift_zero_pad(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """y[n, :, i, j] = x[n, :, i + dy[n], j + dx[n]], 0 where that falls outside; dy, dx int [N].
+
+    A gather from the image padded by one row and column of zeros, the indices clamped onto that border.
+    """
     n, _, h, w = x.shape
-    rows = torch.arange(h, device=x.device)[None, :] - dy[:, None]  # [N, H] source row
-    cols = torch.arange(w, device=x.device)[None, :] - dx[:, None]  # [N, W] source column
-    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # [N, H, W]
+    rows = (torch.arange(h, device=x.device)[None, :] + dy.reshape(n, 1) + 1).clamp(0, h + 1)  # [N, H]
+    cols = (torch.arange(w, device=x.device)[None, :] + dx.reshape(n, 1) + 1).clamp(0, w + 1)  # [N, W]
+    padded = F.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)  # [N, H + 2, W + 2, C]
     batch = torch.arange(n, device=x.device)[:, None, None]
-    y = x[batch, :, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]  # [N, H, W, C]
-    return y.permute(0, 3, 1, 2) * inside[:, None].to(x.dtype)
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def rand_translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
-    """Shift by integers in [−ratio·W, ratio·W] x [−ratio·H, ratio·H] (rounded), zero padding."""
+    """Shift by integers in [−round(ratio·H), round(ratio·H)] (rows, drawn first) and [−round(ratio·W), ...]
+    (columns), zero padding. As published: a positive draw moves the content up / left."""
     n, _, h, w = x.shape
-    max_x, max_y = int(w * ratio + 0.5), int(h * ratio + 0.5)
-    dx = torch.randint(-max_x, max_x + 1, [n], device=x.device)
-    dy = torch.randint(-max_y, max_y + 1, [n], device=x.device)
-    return shift_zero_pad(x, dx, dy)
+    max_y, max_x = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    dy = torch.randint(-max_y, max_y + 1, size=[n, 1, 1], device=x.device)
+    dx = torch.randint(-max_x, max_x + 1, size=[n, 1, 1], device=x.device)
+    return shift_zero_pad(x, dy, dx)
 
 
 def rand_cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
-    """Zero a (ratio·H) x (ratio·W) rectangle whose centre is uniform over the image's pixels."""
+    """Zero a round(ratio·H) x round(ratio·W) rectangle (clipped to the image).
+
+    As published: its first row is o − size//2 with o uniform in {0, ..., H − 1} for an odd size and in
+    {0, ..., H} for an even one (so the rectangle is centred on the image on average); rows drawn first.
+    """
     n, _, h, w = x.shape
-    ch, cw = max(int(h * ratio + 0.5), 1), max(int(w * ratio + 0.5), 1)
-    top = torch.randint(0, h, [n, 1], device=x.device) - ch // 2
-    left = torch.randint(0, w, [n, 1], device=x.device) - cw // 2
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    top = torch.randint(0, h + (1 - ch % 2), size=[n, 1, 1], device=x.device).reshape(n, 1) - ch // 2
+    left = torch.randint(0, w + (1 - cw % 2), size=[n, 1, 1], device=x.device).reshape(n, 1) - cw // 2
     rows = torch.arange(h, device=x.device)[None, :]
     cols = torch.arange(w, device=x.device)[None, :]
     in_rows = (rows >= top) & (rows < top + ch)  # [N, H]

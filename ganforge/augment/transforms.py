@@ -45,13 +45,6 @@ def rotate2d(theta: torch.Tensor) -> torch.Tensor:
     return _matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
 
 
-def pixel_to_affine_theta(g: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """θ = (D⁻¹ · G · D)[:2], D = diag(W/2, H/2, 1): pixel-unit G -> affine_grid's [-1, 1] units. [N, 2, 3]."""
-    d = torch.diag(torch.tensor([width / 2, height / 2, 1.0], dtype=g.dtype, device=g.device))
-    d_inv = torch.diag(torch.tensor([2 / width, 2 / height, 1.0], dtype=g.dtype, device=g.device))
-    return (d_inv @ g @ d)[:, :2, :]
-
-
 # ----------------------------------------------------------------------------
 # Color (4x4 on [r, g, b, 1]).
 
