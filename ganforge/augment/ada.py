@@ -25,6 +25,7 @@ official resamples or filters the whole batch, so samples it leaves untouched co
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,6 +96,8 @@ def rotation_prob(p: torch.Tensor) -> torch.Tensor:
 
 
 class AugmentPipe(nn.Module):
+    p: torch.Tensor  # Buffer [], set by register_buffer.
+
     def __init__(
         self,
         p: float = 0.0,  # Augmentation probability; multiplier·p per op and sample (may exceed 1).
@@ -158,11 +161,12 @@ class AugmentPipe(nn.Module):
         self.noise_std, self.cutout_size = noise_std, cutout_size
 
     @classmethod
-    def from_preset(cls, name: str = "bgc", p: float = 0.0, **overrides: float) -> AugmentPipe:
+    def from_preset(cls, name: str = "bgc", p: float = 0.0, **overrides: Any) -> AugmentPipe:
         """Official `--augpipe` name ('blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', ...)."""
         if name not in PRESETS:
             raise ValueError(f"unknown augment pipe {name!r}; choose one of {', '.join(PRESETS)}")
-        return cls(p=p, **{**PRESETS[name], **overrides})
+        kwargs: dict[str, Any] = {**PRESETS[name], **overrides}
+        return cls(p=p, **kwargs)
 
     def _on(self, *ops: str) -> bool:
         return any(self.mult[op] > 0 for op in ops)
