@@ -14,7 +14,6 @@ monotone peaks).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -24,8 +23,6 @@ from pathlib import Path
 import torch
 
 from ganforge import build_generator
-from ganforge.models.generator import enable_cpu_reduced_precision
-from ganforge.nn import ops
 from ganforge.nn.compile import compiled
 from ganforge.plan import make_plan
 from ganforge.resources import available_ram_bytes, peak_rss_gb
@@ -53,25 +50,24 @@ def make_plan_from(args):
 def measure(args, batch: int) -> dict:
     """img/s of G(z, noise_mode='const') at one batch size, in this process."""
     device = torch.device(args.device)
-    if args.precision != "fp32" and device.type == "cpu":
-        enable_cpu_reduced_precision()  # Opt-in reduced precision on CPUs.
     torch.manual_seed(0)
-    with ops.reference_ops() if args.ops == "reference" else contextlib.nullcontext():
-        G = build_generator(make_plan_from(args)).eval().requires_grad_(False).to(device)
-        G = compiled(G, args.compile)  # Compiling happens in the warm-up call, outside the timing.
-        z = torch.randn([batch, G.z_dim], device=device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(args.warmup):
-            G(z, None, noise_mode="const")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            G(z, None, noise_mode="const")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        dt = time.perf_counter() - t0
+    # Reduced precision on CPUs is opt-in for inference: --precision bf16|fp16 asks for it.
+    G = build_generator(make_plan_from(args), cpu_reduced_precision=args.precision != "fp32", ops=args.ops)
+    G = G.eval().requires_grad_(False).to(device)
+    G = compiled(G, args.compile)  # Compiling happens in the warm-up call, outside the timing.
+    z = torch.randn([batch, G.z_dim], device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(args.warmup):
+        G(z, None, noise_mode="const")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(args.iters):
+        G(z, None, noise_mode="const")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    dt = time.perf_counter() - t0
     gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {
         "batch": batch,

@@ -13,7 +13,6 @@ whole lazy-regularization cycle (16 Gmain, 4 Greg, 16 Dmain, 1 Dreg).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from collections import defaultdict
@@ -21,15 +20,13 @@ from collections import defaultdict
 import torch
 
 from ganforge.augment import build_augment
-from ganforge.models.generator import cpu_reduced_precision
-from ganforge.nn import ops
+from ganforge.nn.numerics import set_numerics
 from ganforge.plan import Plan, make_plan
 from ganforge.resources import peak_rss_gb
 from ganforge.training.config import TrainConfig, with_preset
 from ganforge.training.ema import ema_beta, update_ema
-from ganforge.training.loop import cpu_mixed_precision
 from ganforge.training.loss import GeneratorStep, StyleGAN2Loss
-from ganforge.training.state import TrainState, build_state, make_phases
+from ganforge.training.state import TrainState, build_state, cpu_mixed_precision, make_phases
 
 
 def sync(device: torch.device) -> None:
@@ -38,7 +35,11 @@ def sync(device: torch.device) -> None:
 
 
 class Trainer:
-    """ganforge's training iteration without data loading, logging or checkpoints (as train/loop.py runs it)."""
+    """ganforge's training iteration without data loading, logging or checkpoints (as train/loop.py runs it).
+
+    The networks compute as `ganforge train` builds them for cfg.precision; ops="reference" switches them
+    (and only them) to the reference ops.
+    """
 
     def __init__(
         self,
@@ -48,9 +49,12 @@ class Trainer:
         use_compile: bool = False,
         augment: str = "none",
         ada_p: float = 0.2,
+        ops: str = "fast",
     ):
         self.plan, self.cfg, self.device, self.batch = plan, cfg, device, cfg.batch
         self.state: TrainState = build_state(plan, cfg, device)
+        for net in (self.state.G, self.state.D, self.state.G_ema):
+            set_numerics(net, ops=ops)
         self.G_step = GeneratorStep(self.state.G, cfg.style_mixing)
         # ADA on: the official 'bgc' pipeline at a fixed p (the adaptive controller only moves p).
         pipe, _ = build_augment("fixed" if augment == "ada" else "none", pipe="bgc", p=ada_p)
@@ -178,17 +182,14 @@ def run(args) -> dict:
     device = torch.device(args.device)
     plan = build_plan(args)
     precision = effective_precision(args.precision, device, plan)
-    cfg = with_preset(TrainConfig(preset=args.preset, batch=args.batch).resolved(), plan.height, plan.width)
+    cfg = TrainConfig(preset=args.preset, batch=args.batch, precision=args.precision).resolved()
+    cfg = with_preset(cfg, plan.height, plan.width)
     torch.manual_seed(0)
-    with contextlib.ExitStack() as stack:
-        if args.ops == "reference":
-            stack.enter_context(ops.reference_ops())
-        stack.enter_context(cpu_reduced_precision(device.type == "cpu" and precision != "fp32"))
-        trainer = Trainer(plan, cfg, device, use_compile=args.compile, augment=args.augment, ada_p=args.ada_p)
-        if args.sampled:
-            result = time_sampled_cycle(trainer, args.sampled)
-        else:
-            result = time_training(trainer, args.iters, args.warmup)
+    trainer = Trainer(plan, cfg, device, use_compile=args.compile, augment=args.augment, ada_p=args.ada_p, ops=args.ops)
+    if args.sampled:
+        result = time_sampled_cycle(trainer, args.sampled)
+    else:
+        result = time_training(trainer, args.iters, args.warmup)
     return {
         "preset": args.preset,
         "resolution": plan.resolution_text,

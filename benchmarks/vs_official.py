@@ -202,7 +202,8 @@ def ganforge_plan(arch: Arch, resolution: int | None = None):
     )
 
 
-def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
+def ganforge_trainer(arch: Arch, batch: int, device: torch.device, precision: str):
+    """ganforge's training iteration; precision fp32 or bf16 (the Plan's top 4 resolutions, on CPUs too)."""
     from benchmarks.train_speed import Trainer
     from ganforge.training.config import TrainConfig, with_preset
 
@@ -210,6 +211,7 @@ def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
     cfg = TrainConfig(
         preset="paper256",
         batch=batch,
+        precision=precision,
         gamma=arch.gamma,
         g_lr=arch.lr,
         ema_kimg=arch.ema_kimg,
@@ -226,13 +228,6 @@ def ganforge_trainer(arch: Arch, batch: int, device: torch.device):
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def set_ganforge_precision(precision: str) -> None:
-    """fp32, or bf16 for the Plan's top 4 resolutions (what `ganforge train` runs by default on bf16 CPUs)."""
-    from ganforge.models.generator import enable_cpu_reduced_precision
-
-    enable_cpu_reduced_precision(precision == "bf16")
 
 
 def default_precision(task: str, device: str) -> str:
@@ -253,7 +248,7 @@ def measure_training(spec: dict) -> dict:
     if spec["tool"] == "official":
         trainer = OfficialTrainer(import_official(spec["official"]), arch, spec["batch"], device)
     else:
-        trainer = ganforge_trainer(arch, spec["batch"], device)
+        trainer = ganforge_trainer(arch, spec["batch"], device, spec["precision"])
     if spec["full_cycle"]:
         return time_training(trainer, spec["iters"], spec["warmup"])
     return time_sampled_cycle(trainer, spec["reps"])
@@ -268,7 +263,8 @@ def measure_inference(spec: dict) -> dict:
     else:
         from ganforge import build_generator
 
-        G = build_generator(ganforge_plan(arch, res))
+        # bf16: the Plan's top 4 resolutions in bf16 on CPUs too (opt-in for inference).
+        G = build_generator(ganforge_plan(arch, res), cpu_reduced_precision=spec["precision"] == "bf16")
     G = G.eval().requires_grad_(False).to(device)
     z = torch.randn([batch, arch.z_dim], device=device)
     c = torch.zeros([batch, 0], device=device)
@@ -313,7 +309,7 @@ def measure_parity(spec: dict) -> dict:
     With --ganforge-precision bf16 also ganforge bf16 against ganforge fp32 (same weights): its tolerance.
     """
     from ganforge import build_discriminator, build_generator
-    from ganforge.models.generator import enable_cpu_reduced_precision
+    from ganforge.nn.numerics import set_numerics
 
     arch, batch = Arch(**spec["arch"]), spec["batch"]
     G_ref, D_ref = perturbed_official(import_official(spec["official"]), arch)
@@ -335,18 +331,16 @@ def measure_parity(spec: dict) -> dict:
         with torch.no_grad():
             ref32 = G.eval()(z, c, noise_mode="const")
             d32 = D(img, c)
-            enable_cpu_reduced_precision(True)
+            set_numerics(G, cpu_reduced_precision=True)  # The same networks and weights, now bf16 on CPUs too.
+            set_numerics(D, cpu_reduced_precision=True)
             out["bf16_G_vs_fp32"] = rel_diff(G(z, c, noise_mode="const"), ref32)
             out["bf16_D_vs_fp32"] = rel_diff(D(img, c), d32)
-            enable_cpu_reduced_precision(False)
     return out
 
 
 def worker(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    if spec["tool"] == "ganforge":
-        set_ganforge_precision(spec["precision"])
     fn = {"train": measure_training, "infer": measure_inference, "parity": measure_parity}[spec["task"]]
     cpu0 = time.process_time()
     result = fn(spec)

@@ -79,12 +79,18 @@ def __dir__() -> list[str]:
 # Networks.
 
 
-def build_generator(plan: Plan) -> torch.nn.Module:
+def build_generator(plan: Plan, *, cpu_reduced_precision: bool = False, ops: str = "fast") -> torch.nn.Module:
     """A freshly initialized generator for the Plan: StyleGAN2 (`Generator`) or DCGAN (`DCGANGenerator`).
 
     A StyleGAN2 generator is called as `G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='random')`
     and returns images `[N, C, H, W]` in [-1, 1]; `G.mapping(z, c)` gives `ws` `[N, num_ws, w_dim]` and
     `G.synthesis(ws)` the images, as in the official code. `c` is None for an unconditional model.
+
+    How this network computes is fixed here, for it alone (copies keep it; `ganforge.nn.numerics.set_numerics`
+    changes it later): the top `plan.num_fp16_res` resolutions run in reduced precision (`plan.fp16_dtype`) on
+    GPUs, and on CPUs only with `cpu_reduced_precision=True`; `ops="fast"` (the default) runs the fast paths,
+    `ops="reference"` the plain official formulations (the same results up to rounding). DCGAN networks have
+    neither reduced-precision blocks nor fast paths.
 
     Example:
         ```python
@@ -95,21 +101,26 @@ def build_generator(plan: Plan) -> torch.nn.Module:
         img = G(torch.randn(4, G.z_dim), None, noise_mode="const")  # [4, 3, 32, 32]
         ```
     """
+    from ganforge.nn.numerics import Numerics
+
+    Numerics(ops, cpu_reduced_precision)  # A bad choice raises NumericsError (a GanforgeError) naming the choices.
     if plan.family == "dcgan":
         from ganforge.models.dcgan import DCGANGenerator
 
         return DCGANGenerator(plan)
     from ganforge.models.generator import Generator
 
-    return Generator(plan)
+    return Generator(plan, cpu_reduced_precision=cpu_reduced_precision, ops=ops)
 
 
-def build_discriminator(plan: Plan, patch: bool = False) -> torch.nn.Module:
+def build_discriminator(
+    plan: Plan, patch: bool = False, *, cpu_reduced_precision: bool = False, ops: str = "fast"
+) -> torch.nn.Module:
     """A freshly initialized discriminator for the Plan; `patch=True` gives the fully convolutional PatchGAN
     (DCGAN family only).
 
     Called as `D(img, c)` with images `[N, C, H, W]` in [-1, 1]; returns logits `[N, 1]` (PatchGAN: one logit
-    per patch).
+    per patch). `cpu_reduced_precision` and `ops` choose how this network computes, as for `build_generator`.
 
     Example:
         ```python
@@ -120,13 +131,16 @@ def build_discriminator(plan: Plan, patch: bool = False) -> torch.nn.Module:
         logits = D(torch.zeros(4, 3, 32, 32), None)  # [4, 1]
         ```
     """
+    from ganforge.nn.numerics import Numerics
+
+    Numerics(ops, cpu_reduced_precision)  # A bad choice raises NumericsError (a GanforgeError) naming the choices.
     if plan.family == "dcgan":
         from ganforge.models.dcgan import DCGANDiscriminator, PatchDiscriminator
 
         return PatchDiscriminator(plan) if patch else DCGANDiscriminator(plan)
     from ganforge.models.discriminator import Discriminator
 
-    return Discriminator(plan)
+    return Discriminator(plan, cpu_reduced_precision=cpu_reduced_precision, ops=ops)
 
 
 # ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Every fast path against the plain reference formulation (`ops.reference_ops()`), on tiny models.
+"""Every fast path against the plain reference formulation (`fast=False` for an op, networks built or set with
+`ops="reference"`), on tiny models.
 
 Tolerances (max|fast - ref| / max|ref|): single ops in float64 agree to FP64_TOL = 1e-9 (the same
 math in another rounding order); whole float32 networks (the networks compute in float32 whatever the
@@ -17,6 +18,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from ganforge import build_discriminator, build_generator, make_plan
 from ganforge.nn import ops
+from ganforge.nn.numerics import Numerics, numerics_of, set_numerics
 from ganforge.training.loss import path_lengths, r1_penalty
 
 FP64_TOL = 1e-9
@@ -48,8 +50,7 @@ def test_upfirdn2d_fast_matches_reference(up, down, pad):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
     f = torch.rand(4, 4, dtype=torch.float64)  # Asymmetric: a flip error would show.
     fast = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=3.0)
-    with ops.reference_ops():
-        ref = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=3.0)
+    ref = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=3.0, fast=False)
     assert fast.shape == ref.shape
     assert rel(fast, ref) < FP64_TOL
 
@@ -67,8 +68,7 @@ def test_fir_gradients_of_every_order(up, down, pad):
 def test_fir_layout_is_kept():
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
     y = ops.downsample2d(x, ops.setup_filter())
-    with ops.reference_ops():
-        ref = ops.downsample2d(x.contiguous(), ops.setup_filter())
+    ref = ops.downsample2d(x.contiguous(), ops.setup_filter(), fast=False)
     assert rel(y, ref) < FP32_TOL
 
 
@@ -123,8 +123,7 @@ def test_modulated_conv_fast_matches_reference(up, k, demodulate, fused, channel
     f = ops.setup_filter().double()
     kw = dict(up=up, padding=k // 2, resample_filter=f, demodulate=demodulate)
     fast = ops.modulated_conv2d(x, w, s, noise, fused=fused, **kw)
-    with ops.reference_ops():
-        ref = ops.modulated_conv2d(x.contiguous(), w, s, noise, fused=bool(fused), **kw)
+    ref = ops.modulated_conv2d(x.contiguous(), w, s, noise, fused=bool(fused), fast=False, **kw)
     assert fast.shape == ref.shape == (3, 6, 6 * up, 5 * up)
     assert rel(fast, ref) < FP64_TOL
 
@@ -139,8 +138,7 @@ def test_prefer_fused_per_shape():
 def test_preferred_layout():
     x = torch.randn(2, 3, 4, 4)
     assert ops.preferred_layout(x).is_contiguous(memory_format=torch.channels_last)
-    with ops.reference_ops():
-        assert ops.preferred_layout(x) is x
+    assert ops.preferred_layout(x, fast=False) is x
 
 
 # ----------------------------------------------------------------------------
@@ -158,13 +156,30 @@ def grads(net: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def run_both(fn, nets):
-    """fn(nets) with the fast paths, then with the reference ops on deep copies (same weights)."""
+    """fn(nets) with the fast paths, then on deep copies (same weights) switched to the reference ops."""
     fast_nets = nets
-    ref_nets = [copy.deepcopy(n) for n in nets]
+    ref_nets = [set_numerics(copy.deepcopy(n), ops="reference") for n in nets]
     fast = fn(*fast_nets)
-    with ops.reference_ops():
-        ref = fn(*ref_nets)
+    ref = fn(*ref_nets)
     return fast, ref, fast_nets, ref_nets
+
+
+@pytest.mark.parametrize("build", [build_generator, build_discriminator])
+def test_built_reference_network_is_the_switched_copy(build):
+    """ops="reference" at build time and set_numerics(ops="reference") later: the same network, exactly."""
+    torch.manual_seed(0)
+    plan = tiny_plan("skip", c_dim=2)
+    net = build(plan).eval()
+    built = build(plan, ops="reference").eval()
+    built.load_state_dict(net.state_dict())
+    switched = set_numerics(copy.deepcopy(net), ops="reference")
+    assert numerics_of(net) == Numerics() and numerics_of(built) == numerics_of(switched) == Numerics("reference")
+    c = torch.eye(2)[[0, 1, 1, 0]]
+    x = torch.randn(4, net.z_dim) if build is build_generator else torch.randn(4, 3, 16, 16)
+    kw = {"noise_mode": "const"} if build is build_generator else {}
+    ref = built(x, c, **kw)
+    assert torch.equal(ref, switched(x, c, **kw))
+    assert rel(net(x, c, **kw), ref) < FP32_TOL
 
 
 @pytest.mark.parametrize("arch", ["orig", "skip", "resnet"])
@@ -256,20 +271,20 @@ BF16_TOL = 5e-2  # bf16 keeps 8 mantissa bits: ~4e-3 per rounding, a few roundin
 
 def test_bf16_fast_paths_match_the_fp32_reference():
     """The top blocks in bf16 with the fast paths (the CPU training default on bf16 CPUs) vs fp32 reference ops."""
-    from ganforge.models.generator import cpu_reduced_precision
-
     torch.manual_seed(0)
     plan = make_plan("tiny", 16, num_fp16_res=2, conv_clamp=256)
-    G, D = build_generator(plan).eval(), build_discriminator(plan)
+    G, D = build_generator(plan, ops="reference").eval(), build_discriminator(plan, ops="reference")
+    G16 = build_generator(plan, cpu_reduced_precision=True).eval()
+    D16 = build_discriminator(plan, cpu_reduced_precision=True)
+    G16.load_state_dict(G.state_dict())
+    D16.load_state_dict(D.state_dict())
     z = torch.randn(4, G.z_dim)
-    with ops.reference_ops():
-        ref_img = G(z, noise_mode="const")
-        ref_logits = D(ref_img)
-    with cpu_reduced_precision():
-        img = G(z, noise_mode="const")
-        logits = D(ref_img)
-        x = ref_img.detach().requires_grad_(True)
-        penalty = r1_penalty(D(x), x)
+    ref_img = G(z, noise_mode="const")
+    ref_logits = D(ref_img)
+    img = G16(z, noise_mode="const")
+    logits = D16(ref_img)
+    x = ref_img.detach().requires_grad_(True)
+    penalty = r1_penalty(D16(x), x)
     assert img.dtype == logits.dtype == torch.float32
     assert 0 < rel(img, ref_img) < BF16_TOL  # Non-zero: bf16 really ran.
     assert (logits - ref_logits).abs().max() <= BF16_TOL * ref_logits.abs().max() + 1e-3

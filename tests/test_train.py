@@ -225,24 +225,38 @@ def test_cli_train_with_toml_and_overrides(tmp_path, cli):
     [(True, "auto", True), (False, "auto", False), (True, "fp32", False), (False, "bf16", True)],
 )
 def test_cpu_training_precision(tmp_path, monkeypatch, native, precision, expect):
-    """auto = bf16 top resolutions on CPUs with bf16 instructions, fp32 elsewhere; the setting ends with the run."""
+    """auto = bf16 top resolutions on CPUs with bf16 instructions, fp32 elsewhere; the choice belongs to the run's
+    networks (G, G_ema, D), and nothing outside them changes."""
     import ganforge.models.generator as gen_module
-    import ganforge.training.loop as loop_module
+    import ganforge.training.state as state_module
+    from ganforge import build_generator, make_plan
+    from ganforge.nn.numerics import Numerics, numerics_of
 
-    monkeypatch.setattr(loop_module, "cpu_has_native_bf16", lambda: native)
-    seen, lines = [], []
+    monkeypatch.setattr(state_module, "cpu_has_native_bf16", lambda: native)
+    bystander = build_generator(make_plan("tiny", 16, num_fp16_res=2))  # Built outside the run: keeps its choice.
+    seen, top_dtypes, lines = [], set(), []
     real_synthesis_forward = gen_module.SynthesisNetwork.forward
 
     def spy(self, ws, **kw):
-        seen.append("cpu" in gen_module.REDUCED_PRECISION_DEVICES)
-        return real_synthesis_forward(self, ws, **kw)
+        if ws.device.type == "meta":  # The memory check's shape trace (fp32 by design), not the run's networks.
+            return real_synthesis_forward(self, ws, **kw)
+        seen.append(self.numerics.cpu_reduced_precision)
+        top = getattr(self, self.block_names[-1])
+        hook = top.conv1.register_forward_hook(lambda m, args, out: top_dtypes.add(out.dtype))
+        try:
+            return real_synthesis_forward(self, ws, **kw)
+        finally:
+            hook.remove()
 
     monkeypatch.setattr(gen_module.SynthesisNetwork, "forward", spy)
     state = train(
         cfg_for(tmp_path, kimg=0.016, snap=0.016, precision=precision, fp16_res=2), MemDataset(), log=lines.append
     )
     assert seen and all(s == expect for s in seen)
-    assert "cpu" not in gen_module.REDUCED_PRECISION_DEVICES  # Restored after the run.
+    assert top_dtypes == {torch.bfloat16 if expect else torch.float32}
+    for net in (state.G, state.G_ema, state.D):
+        assert numerics_of(net) == Numerics(cpu_reduced_precision=expect)
+    assert numerics_of(bystander) == numerics_of(build_generator(state.plan)) == Numerics()  # Nothing process-wide.
     text = next(line for line in lines if line.startswith("Batch "))
     assert ("bf16 in the top 2 resolution(s)" in text) == expect, text
     assert weights_finite_all(state)

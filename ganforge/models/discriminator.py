@@ -10,6 +10,7 @@ from torch import nn
 from ganforge.models.generator import MappingNetwork, assert_shape, reduced_dtype
 from ganforge.nn import ops
 from ganforge.nn.layers import Conv2dLayer, FullyConnectedLayer, MinibatchStd
+from ganforge.nn.numerics import Numerics, set_numerics
 from ganforge.plan import Plan, block_name, format_resolution
 
 
@@ -37,6 +38,7 @@ class DiscriminatorBlock(nn.Module):
         )
         if architecture == "resnet":
             self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2)
+        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
 
     def forward(self, x, img, dtype=torch.float32):
         if x is not None:
@@ -45,7 +47,8 @@ class DiscriminatorBlock(nn.Module):
         if self.in_channels == 0 or self.architecture == "skip":
             y = self.fromrgb(img.to(dtype))
             x = x + y if x is not None else y
-            img = ops.downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
+            fast = self.numerics.fast
+            img = ops.downsample2d(img, self.resample_filter, fast=fast) if self.architecture == "skip" else None
         # Main layers.
         if self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
@@ -102,12 +105,18 @@ class DiscriminatorEpilogue(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D(img, c) -> [N, 1] logits. Blocks from the top resolution down to the base (epilogue)."""
+    """D(img, c) -> [N, 1] logits. Blocks from the top resolution down to the base (epilogue).
 
-    def __init__(self, plan: Plan):
+    `ops` ("fast" or "reference") and `cpu_reduced_precision` choose how this network computes
+    (`ganforge.nn.numerics`); the Plan's fp16 blocks run in reduced precision on GPUs either way.
+    """
+
+    def __init__(self, plan: Plan, *, cpu_reduced_precision: bool = False, ops: str = "fast"):
         super().__init__()
         if plan.family != "stylegan2":
             raise ValueError(f"Discriminator needs a stylegan2 plan, got family={plan.family!r}")
+        Numerics(ops, cpu_reduced_precision)  # Checks the values before anything is allocated.
+        self.numerics = Numerics()
         self.plan = plan
         self.c_dim, self.img_channels = plan.c_dim, plan.img_channels
         self.img_resolution = max(plan.height, plan.width)
@@ -149,6 +158,7 @@ class Discriminator(nn.Module):
                 reads_image=(plan.num_blocks == 1),
             ),
         )
+        set_numerics(self, ops=ops, cpu_reduced_precision=cpu_reduced_precision)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, force_fp32: bool = False) -> torch.Tensor:
         # [N, C, H, W], [N, c_dim] -> [N, 1]
@@ -164,11 +174,11 @@ class Discriminator(nn.Module):
             want = ", ".join(map(str, self.img_shape))
             raise ValueError(f"discriminator input has shape {got}, expected [N, {want}]{hint}")
         x = None
-        img = ops.preferred_layout(img)
+        img = ops.preferred_layout(img, fast=self.numerics.fast)
         probe = img  # Blocks may consume img (resnet/orig); the dtype decision needs its device.
         for name in self.block_names:
             block = getattr(self, name)
-            x, img = block(x, img, dtype=reduced_dtype(self.plan, block.use_fp16, probe, force_fp32))
+            x, img = block(x, img, dtype=reduced_dtype(self.plan, block.use_fp16, probe, force_fp32, self.numerics))
         cmap = None
         if self.c_dim > 0:
             if c is None:

@@ -6,16 +6,15 @@ synthesis.b64.conv0.affine.weight, synthesis.b4.const, …); non-square blocks a
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from ganforge.nn import ops
 from ganforge.nn.layers import AdaINStyle, Conv2dLayer, FullyConnectedLayer
+from ganforge.nn.numerics import Numerics, set_numerics
 from ganforge.plan import Plan
 from ganforge.plan_compare import compare_num_ws
 
@@ -24,10 +23,6 @@ def assert_shape(x: torch.Tensor, shape: list[int | None], what: str = "tensor")
     if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise ValueError(f"{what} has shape {list(x.shape)}, expected {want}")
-
-
-# Device types where blocks marked fp16 by the Plan run in reduced precision (tests add "cpu").
-REDUCED_PRECISION_DEVICES = {"cuda"}
 
 
 @functools.cache
@@ -41,32 +36,10 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def enable_cpu_reduced_precision(enabled: bool = True) -> None:
-    """Run the Plan's top `num_fp16_res` blocks in its reduced dtype (bf16) on CPUs too, process-wide.
-
-    Training turns this on by default where the CPU has bf16 instructions (`cpu_reduced_precision`);
-    inference and generation stay fp32 on CPUs unless a caller opts in.
-    """
-    if enabled:
-        REDUCED_PRECISION_DEVICES.add("cpu")
-    else:
-        REDUCED_PRECISION_DEVICES.discard("cpu")
-
-
-@contextlib.contextmanager
-def cpu_reduced_precision(enabled: bool = True) -> Iterator[None]:
-    """Within the block, CPU reduced precision is on (or off); the previous setting comes back after."""
-    saved = "cpu" in REDUCED_PRECISION_DEVICES
-    enable_cpu_reduced_precision(enabled)
-    try:
-        yield
-    finally:
-        enable_cpu_reduced_precision(saved)
-
-
-def reduced_dtype(plan: Plan, use_fp16: bool, x: torch.Tensor, force_fp32: bool) -> torch.dtype:
-    """Reduced precision where the Plan asks for it, on GPUs (and on CPUs where switched on); else fp32."""
-    if not use_fp16 or force_fp32 or x.device.type not in REDUCED_PRECISION_DEVICES:
+def reduced_dtype(plan: Plan, use_fp16: bool, x: torch.Tensor, force_fp32: bool, numerics: Numerics) -> torch.dtype:
+    """Reduced precision where the Plan asks for it, on GPUs (and on CPUs for networks built with
+    cpu_reduced_precision=True); else fp32."""
+    if not use_fp16 or force_fp32 or not numerics.reduced_on(x.device):
         return torch.float32
     return torch.bfloat16 if plan.fp16_dtype == "bf16" else torch.float16
 
@@ -173,6 +146,7 @@ class SynthesisLayer(nn.Module):
         if use_noise:
             self.register_buffer("noise_const", torch.randn(list(self.size)))
             self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
 
     def forward(
         self,
@@ -191,7 +165,8 @@ class SynthesisLayer(nn.Module):
         elif noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode={noise_mode!r}: choose random, const or none")
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        if self.style == "modulated" and ops.fast_paths():
+        fast = self.numerics.fast
+        if self.style == "modulated" and fast:
             # Demodulation, bias and gain in one addcmul after the conv; noise, clamp and lrelu in place.
             fused = ops.prefer_fused(x, self.weight) if fused_modconv is None else fused_modconv
             y, dcoefs = ops.modulated_conv2d_parts(
@@ -217,10 +192,13 @@ class SynthesisLayer(nn.Module):
                 padding=self.padding,
                 resample_filter=self.resample_filter,
                 fused=fused_modconv,
+                fast=False,
             )
         else:
             wt = self.weight * (1 / math.sqrt(self.weight[0].numel()))
-            x = ops.conv2d_resample(x, wt.to(x.dtype), f=self.resample_filter, up=self.up, padding=self.padding)
+            x = ops.conv2d_resample(
+                x, wt.to(x.dtype), f=self.resample_filter, up=self.up, padding=self.padding, fast=fast
+            )
             if noise is not None:
                 x = x + noise.to(x.dtype)
         x = ops.bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp)
@@ -242,10 +220,11 @@ class ToRGBLayer(nn.Module):
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels)
+        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
+        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv, fast=self.numerics.fast)
         return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
@@ -304,11 +283,13 @@ class SynthesisBlock(nn.Module):
             self.num_torgb += 1
         if in_channels != 0 and architecture == "resnet":
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2)
+        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
 
     def forward(self, x, img, ws, dtype=torch.float32, fused_modconv=None, noise_mode="random"):
         # ws: [N, num_conv + num_torgb, w_dim]
         w_iter = iter(ws.unbind(dim=1))
-        if fused_modconv is None and not (ops.fast_paths() and ws.device.type == "cpu"):  # CPU: chosen per layer.
+        fast = self.numerics.fast
+        if fused_modconv is None and not (fast and ws.device.type == "cpu"):  # CPU: chosen per layer.
             fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
         kw = dict(fused_modconv=fused_modconv, noise_mode=noise_mode)
 
@@ -318,7 +299,7 @@ class SynthesisBlock(nn.Module):
                 x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)  # A view: no copy.
             else:
                 x = self.input(ws[:, 0], **kw).to(dtype)
-            x = ops.preferred_layout(x)
+            x = ops.preferred_layout(x, fast=fast)
         else:
             assert_shape(x, [None, self.in_channels, self.size[0] // 2, self.size[1] // 2], "block input")
             x = x.to(dtype)
@@ -337,7 +318,7 @@ class SynthesisBlock(nn.Module):
 
         # ToRGB, accumulated in fp32.
         if img is not None:
-            img = ops.upsample2d(img, self.resample_filter)
+            img = ops.upsample2d(img, self.resample_filter, fast=fast)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
             img = img + y if img is not None else y
@@ -348,6 +329,7 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, plan: Plan):
         super().__init__()
         self.plan = plan
+        self.numerics = Numerics()  # Generator sets its own (ganforge.nn.numerics.set_numerics).
         self.w_dim, self.img_channels = plan.w_dim, plan.img_channels
         self.img_resolution = max(plan.height, plan.width)
         self.block_names = plan.block_names
@@ -386,18 +368,23 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, name)
             cur = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            dtype = reduced_dtype(self.plan, block.use_fp16, ws, force_fp32)
+            dtype = reduced_dtype(self.plan, block.use_fp16, ws, force_fp32, self.numerics)
             x, img = block(x, img, cur, dtype=dtype, fused_modconv=fused_modconv, noise_mode=noise_mode)
         return img.contiguous()
 
 
 class Generator(nn.Module):
-    """G(z, c) = synthesis(mapping(z, c)). Official call signature and attributes."""
+    """G(z, c) = synthesis(mapping(z, c)). Official call signature and attributes.
 
-    def __init__(self, plan: Plan):
+    `ops` ("fast" or "reference") and `cpu_reduced_precision` choose how this network computes
+    (`ganforge.nn.numerics`); the Plan's fp16 blocks run in reduced precision on GPUs either way.
+    """
+
+    def __init__(self, plan: Plan, *, cpu_reduced_precision: bool = False, ops: str = "fast"):
         super().__init__()
         if plan.family != "stylegan2":
             raise ValueError(f"Generator needs a stylegan2 plan, got family={plan.family!r}")
+        Numerics(ops, cpu_reduced_precision)  # Checks the values before anything is allocated.
         self.plan = plan
         self.z_dim, self.c_dim, self.w_dim = plan.z_dim, plan.c_dim, plan.w_dim
         self.img_channels = plan.img_channels
@@ -414,6 +401,7 @@ class Generator(nn.Module):
             lr_multiplier=plan.mapping_lr_mult,
             w_avg_beta=plan.w_avg_beta,
         )
+        set_numerics(self, ops=ops, cpu_reduced_precision=cpu_reduced_precision)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, **synthesis_kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

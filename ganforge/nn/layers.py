@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ganforge.nn import ops
+from ganforge.nn.numerics import Numerics
 
 
 class FullyConnectedLayer(nn.Module):
@@ -73,10 +74,12 @@ class Conv2dLayer(nn.Module):
         self.act_gain = ops.ACTIVATIONS[activation][1]
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        if ops.fast_paths() and self.activation in ("linear", "lrelu"):
+        fast = self.numerics.fast
+        if fast and self.activation in ("linear", "lrelu"):
             # Bias inside the conv, then gain, clamp and activation in place. (Folding the gain into the weights
             # would save a pass but triples the rounding error of conditional D outputs against the official code.)
             w = (self.weight * self.weight_gain).to(x.dtype)
@@ -87,7 +90,7 @@ class Conv2dLayer(nn.Module):
             return ops.activate_(x, self.activation, clamp, gain=self.act_gain * gain)
         w = self.weight * self.weight_gain
         x = ops.conv2d_resample(
-            x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding
+            x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, fast=fast
         )
         return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 

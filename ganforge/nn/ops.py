@@ -9,43 +9,25 @@ Each op has a plain reference formulation (the official one, step by step) and, 
 path with the same math: FIR filters as single depthwise convolutions whose derivatives of every order
 are depthwise convolutions again (R1 and path length differentiate twice), demodulation coefficients
 from one matmul, biases inside the convolutions and activations in place, channels_last activations
-on CPUs. `reference_ops()` switches the fast paths off; tests/test_fast_paths.py compares the two.
+on CPUs. The ops that have both take `fast=False` for the reference formulation; a network passes the
+choice it was built with (`ganforge.nn.numerics`). tests/test_fast_paths.py compares the two.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-_FAST = True
 
-
-@contextlib.contextmanager
-def reference_ops(enabled: bool = True) -> Iterator[None]:
-    """Within the block, every op runs its plain reference formulation (no fast paths)."""
-    global _FAST
-    saved, _FAST = _FAST, not enabled
-    try:
-        yield
-    finally:
-        _FAST = saved
-
-
-def fast_paths() -> bool:
-    return _FAST
-
-
-def preferred_layout(x: torch.Tensor) -> torch.Tensor:
+def preferred_layout(x: torch.Tensor, *, fast: bool = True) -> torch.Tensor:
     """Activations channels_last (NHWC) on CPUs under the fast paths, else unchanged.
 
     oneDNN's convolutions and their backward passes run 5-25% faster on NHWC than on NCHW tensors
     (fewer reorders); elementwise ops and the depthwise FIR filters keep the layout of their input.
     """
-    if _FAST and x.ndim == 4 and x.device.type == "cpu":
+    if fast and x.ndim == 4 and x.device.type == "cpu":
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -225,12 +207,14 @@ def upfirdn2d(
     down: int = 1,
     padding: tuple[int, int, int, int] = (0, 0, 0, 0),
     gain: float = 1.0,
+    *,
+    fast: bool = True,
 ) -> torch.Tensor:
     """Upsample (zero insertion), pad (x0, x1, y0, y1; negative = crop), convolve with f, downsample.
 
     [N, C, H, W] -> [N, C, (H·up + y0 + y1 - fh) // down + 1, (W·up + x0 + x1 - fw) // down + 1].
     """
-    if _FAST and (up == 1 or down == 1):
+    if fast and (up == 1 or down == 1):
         return _upfirdn2d_fast(x, f, up, down, padding, gain)
     n, c, h, w = x.shape
     if up > 1:
@@ -246,18 +230,18 @@ def upfirdn2d(
     return F.conv2d(x, k, stride=down, groups=c)
 
 
-def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, *, fast: bool = True) -> torch.Tensor:
     """2× FIR upsampling with gain up² (keeps the mean)."""
     fh, fw = f.shape
     pad = ((fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2)
-    return upfirdn2d(x, f, up=up, padding=pad, gain=up**2)
+    return upfirdn2d(x, f, up=up, padding=pad, gain=up**2, fast=fast)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2, *, fast: bool = True) -> torch.Tensor:
     """2× FIR downsampling."""
     fh, fw = f.shape
     pad = ((fw - down + 1) // 2, (fw - down) // 2, (fh - down + 1) // 2, (fh - down) // 2)
-    return upfirdn2d(x, f, down=down, padding=pad)
+    return upfirdn2d(x, f, down=down, padding=pad, fast=fast)
 
 
 # ----------------------------------------------------------------------------
@@ -273,6 +257,8 @@ def conv2d_resample(
     padding: int = 0,
     groups: int = 1,
     bias: torch.Tensor | None = None,  # [O], added to the output (inside the conv where possible).
+    *,
+    fast: bool = True,  # False: the reference FIR filtering.
 ) -> torch.Tensor:
     """Same-padded conv combined with FIR resampling, as official `conv2d_resample`.
 
@@ -292,9 +278,9 @@ def conv2d_resample(
             padding + (fh - down) // 2,
         )
         if kh == 1 and kw == 1:
-            x = upfirdn2d(x, f, down=down, padding=pad)
+            x = upfirdn2d(x, f, down=down, padding=pad, fast=fast)
             return F.conv2d(x, w, bias, groups=groups)
-        x = upfirdn2d(x, f, padding=pad)
+        x = upfirdn2d(x, f, padding=pad, fast=fast)
         return F.conv2d(x, w, bias, stride=down, groups=groups)
     # Upsampling.
     pad = [
@@ -305,7 +291,7 @@ def conv2d_resample(
     ]
     if kh == 1 and kw == 1:
         x = F.conv2d(x, w, groups=groups)
-        x = upfirdn2d(x, f, up=up, padding=tuple(pad), gain=up**2)
+        x = upfirdn2d(x, f, up=up, padding=tuple(pad), gain=up**2, fast=fast)
     else:
         # conv_transpose2d takes [I, O/groups, kh, kw].
         if groups == 1:
@@ -314,7 +300,7 @@ def conv2d_resample(
             wt = w.reshape(groups, o // groups, ipg, kh, kw).transpose(1, 2).reshape(groups * ipg, o // groups, kh, kw)
         x = F.conv_transpose2d(x, wt, stride=up, groups=groups)
         pad = (pad[0] - (kw - 1), pad[1] - (kw - up), pad[2] - (kh - 1), pad[3] - (kh - up))
-        x = upfirdn2d(x, f, padding=pad, gain=up**2)
+        x = upfirdn2d(x, f, padding=pad, gain=up**2, fast=fast)
     return x if bias is None else x + bias.reshape(1, -1, 1, 1)
 
 
@@ -390,7 +376,9 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
     demodulate: bool = True,
-    fused: bool | None = True,  # None = per-shape choice (prefer_fused).
+    fused: bool | None = True,  # None = per-shape choice (prefer_fused) under the fast path, else fused.
+    *,
+    fast: bool = True,  # False: the reference formulation, step by step.
 ) -> torch.Tensor:
     """w'_ijk = s_i · w_ijk;  w''_ijk = w'_ijk / sqrt(Σ_ik w'_ijk² + 1e-8)  (StyleGAN2 eqs. 1-3).
 
@@ -398,8 +386,8 @@ def modulated_conv2d(
     before the shared conv and multiplies the demodulation coefficients after it. Same math.
     """
     if fused is None:
-        fused = prefer_fused(x, weight) if _FAST else True
-    if _FAST:
+        fused = prefer_fused(x, weight) if fast else True
+    if fast:
         y, dcoefs = modulated_conv2d_parts(x, weight, styles, up, padding, resample_filter, demodulate, fused)
         if dcoefs is not None:
             y = y * dcoefs.to(y.dtype).reshape(y.shape[0], -1, 1, 1)
@@ -420,7 +408,7 @@ def modulated_conv2d(
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding, fast=False)
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
         if noise is not None:
@@ -431,7 +419,7 @@ def modulated_conv2d(
         wmod = wmod * dcoefs.reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])  # [1, N·I, H, W]
     wmod = wmod.reshape(-1, i, kh, kw)  # [N·O, I, kh, kw]
-    x = conv2d_resample(x, wmod.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=n)
+    x = conv2d_resample(x, wmod.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=n, fast=False)
     x = x.reshape(n, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)

@@ -15,7 +15,6 @@ import torch
 from ganforge.augment import build_augment
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
-from ganforge.models.generator import cpu_has_native_bf16, cpu_reduced_precision
 from ganforge.plan import Plan, PlanError
 from ganforge.training import distributed as dist_utils
 from ganforge.training.config import TrainConfig, with_preset
@@ -43,16 +42,15 @@ from ganforge.training.run import (
     save_snapshot,
     step_seed,
 )
-from ganforge.training.state import TrainState, build_state, load_state, make_phases, weights_finite
+from ganforge.training.state import (
+    TrainState,
+    build_state,
+    cpu_mixed_precision,
+    load_state,
+    make_phases,
+    weights_finite,
+)
 from ganforge.training.stats import Collector, Sinks
-
-
-def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
-    """Reduced precision for the Plan's top resolutions on a CPU: --precision auto where the CPU has bf16
-    instructions, or an explicit bf16/fp16."""
-    if device.type != "cpu":
-        return False
-    return precision in ("bf16", "fp16") or (precision == "auto" and cpu_has_native_bf16())
 
 
 def accumulate_rounds(
@@ -73,11 +71,10 @@ def accumulate_rounds(
             loss.accumulate(phase, *part, gain=gain / rounds, report=report)
 
 
-def precision_text(plan: Plan, device: torch.device) -> str:
-    from ganforge.models.generator import REDUCED_PRECISION_DEVICES
-
+def precision_text(plan: Plan, device: torch.device, precision: str) -> str:
+    """What the networks compute in, as build_state builds them for --precision (cpu_mixed_precision on CPUs)."""
     n = min(plan.num_fp16_res, plan.num_blocks - 1)
-    if n <= 0 or device.type not in REDUCED_PRECISION_DEVICES:
+    if n <= 0 or not (device.type == "cuda" or cpu_mixed_precision(precision, device)):
         return "fp32"
     return f"{plan.fp16_dtype} in the top {n} resolution(s), fp32 weights"
 
@@ -86,8 +83,7 @@ def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     """Train until cfg.kimg; returns the final state (state.run_dir). `dataset` overrides cfg.data (tests)."""
     cfg = cfg.resolved()
     dist, device = dist_utils.init_distributed(cfg.device)
-    with cpu_reduced_precision(cpu_mixed_precision(cfg.precision, device)):
-        return _train(cfg, dataset, log, dist, device)
+    return _train(cfg, dataset, log, dist, device)
 
 
 def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainState:
@@ -176,7 +172,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         log(f"Run directory: {run_dir}")
         log(f"Training on {device} ({dist.world_size} process(es))")
         for line in settings_lines(
-            cfg, plan, batch_gpu, rounds, dist.world_size, precision_text(plan, device), frozen, changed
+            cfg, plan, batch_gpu, rounds, dist.world_size, precision_text(plan, device, cfg.precision), frozen, changed
         ):
             log(line)
         if state.cur_nimg == 0 and not ck.list_checkpoints(run_dir):

@@ -12,6 +12,7 @@ from torch import nn
 from ganforge import build_discriminator, build_generator
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
+from ganforge.models.generator import cpu_has_native_bf16
 from ganforge.plan import Plan
 from ganforge.plan_compare import compare_plans
 from ganforge.training.config import TrainConfig
@@ -88,9 +89,19 @@ class TrainState:
                 group["betas"] = (self.cfg.beta1**ratio, self.cfg.beta2**ratio)
 
 
+def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
+    """Reduced precision for the Plan's top resolutions on a CPU: --precision auto where the CPU has bf16
+    instructions, or an explicit bf16/fp16."""
+    if device.type != "cpu":
+        return False
+    return precision in ("bf16", "fp16") or (precision == "auto" and cpu_has_native_bf16())
+
+
 def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainState:
-    G = build_generator(plan).train().requires_grad_(False).to(device)
-    D = build_discriminator(plan, patch=cfg.patch_d).train().requires_grad_(False).to(device)
+    cpu_reduced = cpu_mixed_precision(cfg.precision, device)  # G_ema, a deep copy of G, computes as G.
+    G = build_generator(plan, cpu_reduced_precision=cpu_reduced).train().requires_grad_(False).to(device)
+    D = build_discriminator(plan, patch=cfg.patch_d, cpu_reduced_precision=cpu_reduced)
+    D = D.train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
     opt_G = torch.optim.Adam(G.parameters(), lr=0.0, betas=(0.0, 0.99), eps=1e-8)  # lr and betas: set_lr()
     opt_D = torch.optim.Adam(D.parameters(), lr=0.0, betas=(0.0, 0.99), eps=1e-8)
