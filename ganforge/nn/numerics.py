@@ -9,7 +9,7 @@ same weights). Nothing here is process-wide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,6 +38,13 @@ class Numerics:
     def fast(self) -> bool:
         return self.ops == "fast"
 
+    def updated(self, ops: str | None = None, cpu_reduced_precision: bool | None = None) -> Numerics:
+        """A copy with the settings given (None keeps one), checked."""
+        return Numerics(
+            self.ops if ops is None else ops,
+            self.cpu_reduced_precision if cpu_reduced_precision is None else cpu_reduced_precision,
+        )
+
     def reduced_on(self, device: torch.device) -> bool:
         """Whether blocks that the Plan marks for reduced precision run in it on this device."""
         return device.type == "cuda" or (device.type == "cpu" and self.cpu_reduced_precision)
@@ -48,18 +55,19 @@ def set_numerics(net: nn.Module, *, ops: str | None = None, cpu_reduced_precisio
 
     Only this network changes: another network, a deep copy made before the call included, keeps its own.
     """
-    changes = {"ops": ops, "cpu_reduced_precision": cpu_reduced_precision}
-    changes = {k: v for k, v in changes.items() if v is not None}
-    replace(Numerics(), **changes)  # Checks the values even for a network without numerics-dependent modules.
+    Numerics().updated(ops, cpu_reduced_precision)  # Checks the values even for a network without such modules.
     for module in net.modules():
-        if isinstance(getattr(module, "numerics", None), Numerics):
-            module.numerics = replace(module.numerics, **changes)
+        current = getattr(module, "numerics", None)
+        if isinstance(current, Numerics):
+            # nn.Module's typing expects a tensor or a module here; a plain attribute is what we want.
+            module.numerics = current.updated(ops, cpu_reduced_precision)  # type: ignore[assignment]
     return net
 
 
 def numerics_of(net: nn.Module) -> Numerics:
     """The Numerics `net` was built (or last set) with; the defaults for a network that has none (DCGAN)."""
     for module in net.modules():
-        if isinstance(getattr(module, "numerics", None), Numerics):
-            return module.numerics
+        current = getattr(module, "numerics", None)
+        if isinstance(current, Numerics):
+            return current
     return Numerics()
