@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.data.dataset import ImageDataset, InfiniteShardedSampler, make_loader
+from ganforge.data.dataset import ImageDataset, StepSampler, make_loader
 
 N, SIDE = 10, 16
 
@@ -88,44 +88,69 @@ def test_plain_folder_sizes_and_resolution(tmp_path):
     assert ds.shape == [3, SIDE, SIDE] and ds[1][0].shape == (3, SIDE, SIDE)
 
 
-def epoch_indices(world, n, epoch, seed=0):
-    out = []
-    for rank in range(world):
-        s = InfiniteShardedSampler(n, rank, world, seed)
-        s.load_state_dict({"epoch": epoch, "position": 0})
-        it = iter(s)
-        out.append([next(it) for _ in range(s.epoch_length)])
-    return out
+def step_shares(n, batch_size, world, step, seed=0):
+    """Each rank's indices of one step."""
+    return [StepSampler(n, batch_size, rank, world, seed).indices(step) for rank in range(world)]
 
 
 @pytest.mark.parametrize("n", [10, 11, 12])
 def test_sampler_every_index_once_per_epoch_across_3_ranks(n):
-    e0, e1 = epoch_indices(3, n, 0), epoch_indices(3, n, 1)
-    for shards in (e0, e1):
-        flat = [i for shard in shards for i in shard]
-        assert sorted(flat) == list(range(n))
-    assert e0 != e1 and e0 == epoch_indices(3, n, 0)
-    s = InfiniteShardedSampler(n, 1, 3)
-    it = iter(s)
-    first_two_epochs = [next(it) for _ in range(2 * s.epoch_length)]
-    assert first_two_epochs == e0[1] + e1[1]
+    steps = [step_shares(n, 2, 3, k) for k in range(2 * n)]  # 12n indices = 12 epochs.
+    flat = [i for shares in steps for share in shares for i in share]
+    epochs = [flat[e * n : (e + 1) * n] for e in range(12)]
+    assert all(sorted(epoch) == list(range(n)) for epoch in epochs)
+    assert epochs[0] != epochs[1]  # A new permutation every epoch.
+    assert steps == [step_shares(n, 2, 3, k) for k in range(2 * n)]  # A pure function of (seed, step).
+    for k, shares in enumerate(steps):
+        assert [len(share) for share in shares] == [2, 2, 2]
+        if k * 6 % n + 6 <= n:  # Within an epoch the ranks' shares are disjoint.
+            assert len({i for share in shares for i in share}) == 6
 
 
-def test_sampler_resumes_mid_epoch_exactly():
-    a = InfiniteShardedSampler(11, rank=2, world_size=3, seed=5)
+def test_sampler_order_is_the_training_order():
+    """Epoch e is randperm(n) seeded with seed + e; step k takes positions [k·B, (k+1)·B) and rank r its share."""
+    n, seed = 7, 4
+    stream = torch.cat([torch.randperm(n, generator=torch.Generator().manual_seed(seed + e)) for e in range(4)])
+    s = StepSampler(n, batch_size=3, rank=1, world_size=2, seed=seed)
+    for k in range(4):
+        assert s.indices(k) == stream[6 * k + 3 : 6 * k + 6].tolist()
+    assert StepSampler(n, 3, shuffle=False).indices(2) == [6, 0, 1]
+
+
+def test_sampler_resumes_from_a_step():
+    a = StepSampler(11, batch_size=4, rank=2, world_size=3, seed=5)
     it = iter(a)
     [next(it) for _ in range(5)]
-    state = a.state_dict()
-    assert (state["epoch"], state["position"]) == (1, 2)
-    expected = [next(it) for _ in range(9)]
-    b = InfiniteShardedSampler(11, rank=2, world_size=3, seed=5)
-    b.load_state_dict(state)
-    jt = iter(b)
-    assert [next(jt) for _ in range(9)] == expected
-    with pytest.raises(ValueError, match="seed"):
-        InfiniteShardedSampler(11, 2, 3, seed=6).load_state_dict(state)
-    with pytest.raises(ValueError, match="at least one item"):
-        InfiniteShardedSampler(2, 0, 3)
+    expected = [next(it) for _ in range(4)]
+    jt = iter(StepSampler(11, batch_size=4, rank=2, world_size=3, seed=5, start_step=5))
+    assert [next(jt) for _ in range(4)] == expected
+    assert [StepSampler(11, 4, 2, 3, 5).indices(k) for k in range(5, 9)] == expected
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((10, 0), "batch_size=0 must be at least 1"),
+        ((10, 2, 3, 3), r"rank=3, world_size=3: need .* 0 <= rank < world_size"),
+        ((10, 2, -1, 2), r"rank=-1, world_size=2"),
+        ((10, 2, 0, 0), r"world_size=0: need world_size >= 1"),
+        ((0, 2), "the dataset is empty"),
+        ((10, 2, 0, 1, 0, -1), "start_step=-1 must be at least 0"),
+    ],
+)
+def test_sampler_bad_arguments_say_why(args, message):
+    with pytest.raises(ValueError, match=message):
+        StepSampler(*args)
+
+
+def test_make_loader_bad_arguments_say_why(official_zip):
+    ds = ImageDataset(official_zip)
+    with pytest.raises(ValueError, match="batch_size=0 must be at least 1"):
+        make_loader(ds, batch_size=0, workers=0)
+    with pytest.raises(ValueError, match="rank=2, world_size=2"):
+        make_loader(ds, batch_size=2, rank=2, world_size=2, workers=0)
+    with pytest.raises(ValueError, match="the dataset is empty"):
+        make_loader([], batch_size=2, workers=0)
 
 
 def test_loader_batches_resume_and_resident(official_zip):
@@ -135,19 +160,42 @@ def test_loader_batches_resume_and_resident(official_zip):
     images, labels = batches[0]
     assert images.dtype == torch.uint8 and images.shape == (4, 3, SIDE, SIDE)
     assert labels.dtype == torch.float32 and labels.shape == (4, 4)
-    state = loader.state_dict()
-    assert (state["epoch"], state["position"]) == (0, 12)
+    assert loader.next_step == loader.handed_out == 3  # Prefetched batches are not counted.
     following = [next(loader) for _ in range(3)]  # Crosses into epoch 1 (20 items per epoch).
-    resumed = make_loader(ds, batch_size=4, seed=3, workers=0, state=state)
+    loader.close()
+    resumed = make_loader(ds, batch_size=4, seed=3, workers=0, start_step=3)
     resident = make_loader(ds, batch_size=4, seed=3, workers=0, resident=True)
     for _ in range(3):
         next(resident)
-    for (a, la), (b, lb), (c, lc) in zip(
-        following, [next(resumed) for _ in range(3)], [next(resident) for _ in range(3)]
+    sampler = StepSampler(len(ds), 4, seed=3)
+    for k, ((a, la), (b, lb), (c, lc)) in enumerate(
+        zip(following, [next(resumed) for _ in range(3)], [next(resident) for _ in range(3)]), start=3
     ):
         assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(la, lb) and torch.equal(la, lc)
-    resumed.load_state_dict(state)
-    assert torch.equal(next(resumed)[0], following[0][0])
+        assert torch.equal(a, torch.stack([ds[i][0] for i in sampler.indices(k)]))
+    assert resumed.next_step == resident.next_step == 6
+
+
+def test_next_leaves_torch_global_generator_alone(official_zip):
+    """The training loop seeds torch right before each next(loader): a batch must not draw from that stream."""
+    ds = ImageDataset(official_zip)
+    for resident in (False, True):
+        loader = make_loader(ds, batch_size=2, workers=0, resident=resident)
+        torch.manual_seed(1)
+        expected = torch.rand(3)
+        torch.manual_seed(1)
+        next(loader)
+        assert torch.equal(torch.rand(3), expected)
+
+
+def test_resident_mirrors_indices_past_the_images(official_zip):
+    ds = ImageDataset(official_zip, xflip=True)
+    loader = make_loader(ds, batch_size=2 * N, workers=0, resident=True, shuffle=False)  # One epoch: 0..2N-1.
+    images, labels = next(loader)
+    for i in (0, 3, N - 1):
+        assert torch.equal(images[i], ds[i][0]) and torch.equal(images[N + i], ds[i][0].flip(-1))
+        assert torch.equal(labels[N + i], labels[i])
+    assert (images[N:, :, 1:, -1] == 255).all() and not (images[N:, :, 1:, 0] == 255).all()
 
 
 def test_sharded_loaders_split_an_epoch(official_zip):

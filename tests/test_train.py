@@ -10,7 +10,7 @@ from ganforge.training.config import ConfigError, TrainConfig
 from ganforge.training.ema import ema_beta, update_ema
 from ganforge.training.loop import train
 from ganforge.training.loss import StyleGAN2Loss, path_lengths, r1_penalty
-from ganforge.training.run import StepBatches, TrainingDiverged
+from ganforge.training.run import TrainingDiverged, build_loader
 from ganforge.training.stats import read_stats
 
 
@@ -91,13 +91,27 @@ def test_phases_accumulate_finite_grads(mem_dataset):
     assert loss.pl_mean > 0
 
 
-def test_step_batches_cover_each_epoch_once_and_resume():
-    s = StepBatches(n=10, batch=4, rank=0, world=2, seed=0, start_step=0)
-    t = StepBatches(n=10, batch=4, rank=1, world=2, seed=0, start_step=0)
+def test_step_batches_cover_each_epoch_once_and_resume(mem_dataset):
+    from types import SimpleNamespace
+
+    from ganforge.data.loader import StepSampler
+
+    s = StepSampler(n=10, batch_size=2, rank=0, world_size=2, seed=0, start_step=0)
+    t = StepSampler(n=10, batch_size=2, rank=1, world_size=2, seed=0, start_step=0)
     seen = [i for k in range(5) for i in s.indices(k) + t.indices(k)]  # 5 steps x 4 = 20 = 2 epochs
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
-    resumed = StepBatches(n=10, batch=4, rank=0, world=2, seed=0, start_step=3)
+    # The order of checkpoints written before StepSampler moved to ganforge.data: epoch e = randperm seeded seed + e.
+    perms = [torch.randperm(10, generator=torch.Generator().manual_seed(e)) for e in range(2)]
+    assert seen == torch.cat(perms).tolist()
+    resumed = StepSampler(n=10, batch_size=2, rank=0, world_size=2, seed=0, start_step=3)
     assert next(iter(resumed)) == s.indices(3)
+    # The loop's loader: rank 1 of 2 resumed at step 3 gets that step's share of --batch 8.
+    cfg = TrainConfig(data="x", batch=8, seed=7, workers=0)
+    loader = build_loader(mem_dataset, cfg, 4, SimpleNamespace(rank=1, world_size=2), start_step=3)
+    real, labels = next(loader)
+    want = StepSampler(len(mem_dataset), 4, 1, 2, seed=7).indices(3)
+    assert torch.equal(real, mem_dataset.imgs[want]) and torch.equal(labels, mem_dataset.labels[want])
+    assert loader.next_step == 4
 
 
 # ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import importlib
 
 _EXPORTS = {
     "ImageDataset": "ganforge.data.dataset",
-    "InfiniteShardedSampler": "ganforge.data.loader",
+    "StepSampler": "ganforge.data.loader",
     "InfiniteLoader": "ganforge.data.loader",
     "make_loader": "ganforge.data.loader",
     "PrepareOptions": "ganforge.data.prepare",

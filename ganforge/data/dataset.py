@@ -22,11 +22,11 @@ from PIL import Image
 
 from ganforge.data.check import GRAY_MODES, suggested_dest
 from ganforge.data.convert import Target, convert_image, oriented_size
-from ganforge.data.loader import InfiniteLoader, InfiniteShardedSampler, make_loader
+from ganforge.data.loader import InfiniteLoader, StepSampler, make_loader
 from ganforge.data.source import LABELS_NAME, LabelLookup, Source, SourceError
 from ganforge.plan import format_resolution, parse_resolution
 
-__all__ = ["ImageDataset", "InfiniteLoader", "InfiniteShardedSampler", "make_loader"]
+__all__ = ["ImageDataset", "InfiniteLoader", "StepSampler", "make_loader"]
 
 SUBSET_SEED = 0  # max_size keeps a fixed random subset (sorted), as the official loader does.
 

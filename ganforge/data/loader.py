@@ -1,9 +1,11 @@
-"""Infinite, sharded, resumable batches for training.
+"""Infinite, sharded batches whose step-k batch is a pure function of (seed, k): resumable from a step index.
 
-`InfiniteShardedSampler` draws a fresh permutation every epoch from (seed, epoch) and gives rank r the
-entries r, r+W, r+2W, ... of it, so across W ranks every index is seen exactly once per epoch. Its state
-is (epoch, position); `make_loader` returns an `InfiniteLoader` whose `state_dict()` counts only the
-batches actually handed out (not those prefetched by workers), so training resumes mid-epoch exactly.
+`StepSampler` is the one sampler, used by training (`training/run.py` `build_loader`) and by `make_loader`.
+Epoch e is the permutation `torch.randperm(n)` seeded with seed + e; the global batch of step k is positions
+[k·B, (k+1)·B) of the concatenated epochs (B = batch_size · world_size), and rank r takes its contiguous
+share [r·batch_size, (r+1)·batch_size) of it. Across ranks every index is therefore seen once per epoch, and
+resuming needs only the step index: `make_loader(..., start_step=k)` hands out step k's batch first.
+`InfiniteLoader.next_step` counts the batches actually handed out (not those prefetched by workers).
 """
 
 from __future__ import annotations
@@ -16,84 +18,64 @@ import torch
 GIB = 1 << 30
 
 
-class InfiniteShardedSampler(torch.utils.data.Sampler):
-    """Endless indices for one rank; iterate it from one place at a time (it keeps its own position)."""
+def _check(n: int, batch_size: int, rank: int, world_size: int, start_step: int) -> None:
+    if n < 1:
+        raise ValueError("the dataset is empty: give it at least one image")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size")
+    if start_step < 0:
+        raise ValueError(f"start_step={start_step} must be at least 0")
+
+
+class StepSampler(torch.utils.data.Sampler[list[int]]):
+    """Endless batches of indices for one rank, starting at step `start_step`; see the module docstring."""
 
     def __init__(
         self,
-        dataset_len: int,  # Items in the dataset (mirrored copies included).
+        n: int,  # Items in the dataset (mirrored copies included).
+        batch_size: int,  # Indices per batch on this rank; the global batch is batch_size · world_size.
         rank: int = 0,  # This process's rank, 0..world_size-1.
         world_size: int = 1,  # Number of ranks sharing the data.
-        seed: int = 0,  # Permutation seed (>= 0); epoch e uses the permutation of (seed, e).
+        seed: int = 0,  # Epoch e is the permutation seeded with seed + e (the same on every rank).
+        start_step: int = 0,  # First step handed out by iteration.
         shuffle: bool = True,  # False = indices in order every epoch.
     ):
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size")
-        if dataset_len < world_size:
-            raise ValueError(
-                f"the dataset has {dataset_len} items but there are {world_size} ranks: every rank "
-                f"needs at least one item, so use fewer ranks or more data"
-            )
-        if seed < 0:
-            raise ValueError(f"seed={seed} must be >= 0")
+        _check(n, batch_size, rank, world_size, start_step)
         super().__init__()
-        self.dataset_len, self.rank, self.world_size = dataset_len, rank, world_size
-        self.seed, self.shuffle = seed, shuffle
-        self.epoch = 0  # Current epoch.
-        self.position = 0  # Indices of this epoch already handed out by this rank.
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.seed, self.start_step, self.shuffle = seed, start_step, shuffle
+        self._perms: dict[int, torch.Tensor] = {}
 
-    @property
-    def epoch_length(self) -> int:
-        """Indices this rank gets per epoch (ranks differ by one when W does not divide the length)."""
-        return len(range(self.rank, self.dataset_len, self.world_size))
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order of epoch `epoch` (int64 [n]); the last two used are cached."""
+        if epoch not in self._perms:
+            if self.shuffle:
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+            else:
+                perm = torch.arange(self.n)
+            self._perms = {e: p for e, p in self._perms.items() if e == epoch - 1}
+            self._perms[epoch] = perm
+        return self._perms[epoch]
 
-    def order(self, epoch: int) -> np.ndarray:
-        """This rank's indices for an epoch."""
-        if self.shuffle:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.dataset_len)
-        else:
-            perm = np.arange(self.dataset_len)
-        return perm[self.rank :: self.world_size]
+    def indices(self, step: int) -> list[int]:
+        """This rank's indices of step `step`."""
+        first = (step * self.world_size + self.rank) * self.batch_size
+        out: list[int] = []
+        pos, end = first, first + self.batch_size
+        while pos < end:  # A batch may span epochs (several when the dataset is smaller than the batch).
+            epoch, offset = divmod(pos, self.n)
+            take = min(end - pos, self.n - offset)
+            out += self.permutation(epoch)[offset : offset + take].tolist()
+            pos += take
+        return out
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
         while True:
-            order = self.order(self.epoch)
-            while self.position < len(order):
-                self.position += 1
-                yield int(order[self.position - 1])
-            self.epoch, self.position = self.epoch + 1, 0
-
-    def advanced(self, epoch: int, position: int, count: int) -> tuple[int, int]:
-        """(epoch, position) after `count` more indices from (epoch, position)."""
-        total = position + count
-        return epoch + total // self.epoch_length, total % self.epoch_length
-
-    def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "dataset_len": self.dataset_len,
-            "world_size": self.world_size,
-            "rank": self.rank,
-            "shuffle": self.shuffle,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume at (epoch, position); the other keys, when present, must match this sampler."""
-        for key in ("dataset_len", "world_size", "seed", "shuffle"):
-            if key in state and state[key] != getattr(self, key):
-                raise ValueError(
-                    f"the sampler state was saved with {key}={state[key]!r} but this sampler has "
-                    f"{key}={getattr(self, key)!r}: resume with the same dataset, ranks and seed"
-                )
-        epoch, position = int(state["epoch"]), int(state["position"])
-        if epoch < 0 or not 0 <= position <= self.epoch_length:
-            raise ValueError(
-                f"sampler state epoch={epoch}, position={position} is out of range for "
-                f"{self.epoch_length} indices per epoch"
-            )
-        self.epoch, self.position = self.advanced(epoch, position, 0)
+            yield self.indices(step)
+            step += 1
 
 
 def _decode_all(dataset, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,11 +91,25 @@ def _decode_all(dataset, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def _loader_batches(loader, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _loader_batches(batches: Iterator, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     # A free function, not a method: a generator that refers back to its InfiniteLoader forms a reference cycle,
     # and a DataLoader freed by the cycle collector cannot stop its workers (its queues are closed first).
-    for images, labels in loader:  # The sampler is infinite: this loop never ends.
+    for images, labels in batches:  # The sampler is infinite: this loop never ends.
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def _resident_batches(
+    images: torch.Tensor, labels: torch.Tensor, sampler: StepSampler
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    n = images.shape[0]
+    for batch in sampler:
+        idx = torch.tensor(batch, dtype=torch.int64)
+        flip = (idx >= n).to(images.device)  # Index >= n: the mirrored copy of image index - n.
+        base = (idx % n).to(images.device)
+        out = images[base]
+        if bool(flip.any()):
+            out[flip] = out[flip].flip(-1)
+        yield out, labels[base]
 
 
 class InfiniteLoader:
@@ -122,35 +118,39 @@ class InfiniteLoader:
     def __init__(
         self,
         dataset,
-        batch_size: int,
-        sampler: InfiniteShardedSampler,
+        sampler: StepSampler,
         workers: int,
         device: torch.device,
         resident: bool,
         memory_budget: int,
+        pin_memory: bool,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1")
-        self.dataset, self.batch_size, self.sampler, self.device = dataset, batch_size, sampler, device
-        self.resident = resident
-        self._images = self._labels = self._loader = None
+        self.dataset, self.sampler, self.device, self.resident = dataset, sampler, device, resident
+        self.batch_size = sampler.batch_size
+        self.handed_out = 0  # Batches returned by next() so far.
+        self._it: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         if resident:
-            self._load_resident(workers, memory_budget)
+            images, labels = self._load_resident(workers, memory_budget)
+            self._it = _resident_batches(images, labels, sampler)
         else:
-            self._loader = torch.utils.data.DataLoader(
+            loader = torch.utils.data.DataLoader(
                 dataset,
-                batch_size=batch_size,
-                sampler=sampler,
+                batch_sampler=sampler,
                 num_workers=workers,
-                drop_last=True,
-                pin_memory=device.type == "cuda",
-                persistent_workers=workers > 0,
+                pin_memory=pin_memory,
+                prefetch_factor=2 if workers else None,
+                persistent_workers=False,
             )
-        self._start = (sampler.epoch, sampler.position)
-        self._consumed = 0
-        self._it: Iterator | None = None
+            # Started now, not at the first next(): starting draws the workers' base seed from torch's global
+            # generator, which the training loop seeds right before each next() (the step's z and noise).
+            self._it = _loader_batches(iter(loader), device)
 
-    def _load_resident(self, workers: int, memory_budget: int) -> None:
+    @property
+    def next_step(self) -> int:
+        """The step of the next batch: pass it as `start_step` to resume right after the batches handed out."""
+        return self.sampler.start_step + self.handed_out
+
+    def _load_resident(self, workers: int, memory_budget: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = getattr(self.dataset, "num_images", len(self.dataset))
         shape = list(self.dataset[0][0].shape)
         need = n * int(np.prod(shape))
@@ -161,50 +161,26 @@ class InfiniteLoader:
                 f"a smaller max_size, or raise memory_budget"
             )
         images, labels = _decode_all(self.dataset, workers)
-        self._images, self._labels = images.to(self.device), labels.to(self.device)
-
-    def _resident_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices = iter(self.sampler)
-        n = self._images.shape[0]
-        while True:
-            idx = torch.tensor([next(indices) for _ in range(self.batch_size)], dtype=torch.int64)
-            flip = (idx >= n).to(self.device)
-            base = (idx % n).to(self.device)
-            images = self._images[base]
-            if bool(flip.any()):
-                images[flip] = images[flip].flip(-1)
-            yield images, self._labels[base]
+        return images.to(self.device), labels.to(self.device)
 
     def __iter__(self) -> InfiniteLoader:
         return self
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._it is None:
-            if not self.resident and self._loader is None:
-                raise RuntimeError("this loader was closed: make a new one with make_loader")
-            self._it = self._resident_batches() if self.resident else _loader_batches(self._loader, self.device)
+            raise RuntimeError("this loader was closed: make a new one with make_loader")
         batch = next(self._it)
-        self._consumed += self.batch_size
+        self.handed_out += 1
         return batch
 
     def close(self) -> None:
-        """Stop the worker processes now (they also stop when the loader is garbage-collected)."""
-        self._it = self._loader = None
-
-    def state_dict(self) -> dict:
-        """Sampler state after the batches handed out so far (prefetched ones are not counted)."""
-        epoch, position = self.sampler.advanced(*self._start, self._consumed)
-        return {**self.sampler.state_dict(), "epoch": epoch, "position": position}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from a state_dict(): the next batch is the one that followed it."""
-        self.sampler.load_state_dict(state)
-        self._start, self._consumed, self._it = (self.sampler.epoch, self.sampler.position), 0, None
+        """Stop the worker processes and free a resident copy now (also done when the loader is garbage-collected)."""
+        self._it = None
 
 
 def make_loader(
     dataset,  # An ImageDataset (or any dataset of (uint8 [C, H, W], float32 [c_dim]) items).
-    batch_size: int,  # Images per batch on this rank.
+    batch_size: int,  # Images per batch on this rank; the global batch is batch_size · world_size.
     rank: int = 0,  # This process's rank.
     world_size: int = 1,  # Number of ranks.
     seed: int = 0,  # Shuffle seed, shared by all ranks.
@@ -214,10 +190,15 @@ def make_loader(
     *,
     shuffle: bool = True,  # False = in order (evaluation).
     memory_budget: int = 4 * GIB,  # Largest resident image tensor, in bytes.
-    state: dict | None = None,  # A previous `state_dict()` to resume from.
+    start_step: int = 0,  # First step to hand out: a previous loader's `next_step` resumes it exactly.
+    pin_memory: bool | None = None,  # Page-locked CPU batches; None = when `device` is CUDA.
 ) -> InfiniteLoader:
-    """An infinite iterator of (uint8 images [N, C, H, W], float32 labels [N, c_dim]) for one rank."""
-    sampler = InfiniteShardedSampler(len(dataset), rank, world_size, seed, shuffle)
-    if state is not None:
-        sampler.load_state_dict(state)
-    return InfiniteLoader(dataset, batch_size, sampler, workers, torch.device(device), resident, memory_budget)
+    """An infinite iterator of (uint8 images [N, C, H, W], float32 labels [N, c_dim]) for one rank.
+
+    Batch k is `StepSampler(len(dataset), batch_size, rank, world_size, seed).indices(k)`: the same on every
+    run, so `make_loader(..., start_step=loader.next_step)` continues exactly where `loader` stopped.
+    """
+    sampler = StepSampler(len(dataset), batch_size, rank, world_size, seed, start_step, shuffle)
+    device = torch.device(device)
+    pin = device.type == "cuda" if pin_memory is None else pin_memory
+    return InfiniteLoader(dataset, sampler, workers, device, resident, memory_budget, pin and not resident)

@@ -112,50 +112,24 @@ def step_seed(seed: int, rank: int, step: int, failures: int = 0) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step * 104_729 + failures * 15_485_863) % (2**63)
 
 
-class StepBatches(torch.utils.data.Sampler):
-    """Infinite batch sampler whose step-k batch is a pure function of (seed, k): resumable exactly.
-
-    Epoch e is a permutation seeded by (seed, e); the global batch of step k is positions
-    [k·B, (k+1)·B) of the concatenated epochs, and rank r takes its contiguous share.
-    """
-
-    def __init__(self, n: int, batch: int, rank: int, world: int, seed: int, start_step: int):
-        self.n, self.batch, self.rank, self.world, self.seed, self.start = n, batch, rank, world, seed, start_step
-        self._perms: dict[int, torch.Tensor] = {}
-
-    def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
-            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))}
-        return self._perms[epoch]
-
-    def indices(self, step: int) -> list[int]:
-        per_rank = self.batch // self.world
-        first = step * self.batch + self.rank * per_rank
-        out = []
-        for pos in range(first, first + per_rank):
-            out.append(int(self._perm(pos // self.n)[pos % self.n]))
-        return out
-
-    def __iter__(self):
-        step = self.start
-        while True:
-            yield self.indices(step)
-            step += 1
-
-
 def build_loader(dataset, cfg: TrainConfig, batch_gpu: int, dist, start_step: int):
-    """Infinite iterator of (uint8 images [N, C, H, W], labels [N, c_dim])."""
-    sampler = StepBatches(len(dataset), cfg.batch, dist.rank, dist.world_size, cfg.seed, start_step)
-    workers = cfg.workers if len(dataset) > 64 else 0
-    loader = torch.utils.data.DataLoader(
+    """Infinite iterator of (uint8 images [batch_gpu, C, H, W], labels [batch_gpu, c_dim]) on the CPU from step
+    `start_step` on (batch_gpu = this process's share of --batch): `ganforge.data.loader.make_loader`'s
+    step-indexed batches, so a resumed run sees the same data."""
+    from ganforge.data.loader import make_loader
+
+    if cfg.batch is not None and batch_gpu * dist.world_size != cfg.batch:  # Else resumed runs would see other data.
+        raise ValueError(f"batch_gpu={batch_gpu} is not --batch {cfg.batch} shared by {dist.world_size} process(es)")
+    return make_loader(
         dataset,
-        batch_sampler=sampler,
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
-        prefetch_factor=2 if workers else None,
-        persistent_workers=False,
+        batch_size=batch_gpu,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        seed=cfg.seed,
+        workers=cfg.workers if len(dataset) > 64 else 0,
+        start_step=start_step,
+        pin_memory=torch.cuda.is_available(),  # The loop copies the batches to the device.
     )
-    return iter(loader)
 
 
 def fake_labels(dataset, n: int, c_dim: int, device: torch.device) -> torch.Tensor:
