@@ -67,7 +67,7 @@ class Trainer:
             pl_decay=cfg.pl_decay,
             augment=pipe.to(device) if pipe is not None else None,
             compile=use_compile,
-        ).to(device)
+        )
         self.phases = make_phases(cfg, True)
         self.real = torch.rand([self.batch, plan.img_channels, plan.height, plan.width], device=device) * 2 - 1
         self.c = torch.zeros([self.batch, 0], device=device)

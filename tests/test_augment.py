@@ -209,16 +209,22 @@ def controller(p=0.0, **kw) -> AdaController:
     return AdaController(AugmentPipe.from_preset("bgc", p=p), **kw)
 
 
+def iteration(ctrl: AdaController, logits: torch.Tensor) -> None:
+    """One training iteration with one D pass over its reals: one logit per image."""
+    ctrl.accumulate(logits)
+    ctrl.step(logits.shape[0])
+
+
 def test_controller_raises_p_at_official_speed():
     ctrl = controller(interval=4, speed_kimg=500)
     for _ in range(3):
-        ctrl.accumulate(torch.ones(64, 1))  # r_t = 1 > 0.6
-    assert ctrl.p == 0.0  # No update before `interval` steps.
-    ctrl.accumulate(torch.ones(64, 1))
+        iteration(ctrl, torch.ones(64, 1))  # r_t = 1 > 0.6
+    assert ctrl.p == 0.0  # No update before `interval` iterations.
+    iteration(ctrl, torch.ones(64, 1))
     step = 64 * 4 / (500 * 1000)  # batch·interval / (speed_kimg·1000) = 5.12e-4
     assert ctrl.p == pytest.approx(step, abs=1e-9)
     for _ in range(4):
-        ctrl.accumulate(torch.ones(64, 1))
+        iteration(ctrl, torch.ones(64, 1))
     assert ctrl.p == pytest.approx(2 * step, abs=1e-9)
     assert ctrl.stats() == {"Augment/p": ctrl.p, "Augment/rt": 1.0}
 
@@ -226,37 +232,37 @@ def test_controller_raises_p_at_official_speed():
 def test_controller_lowers_p_and_never_below_zero():
     ctrl = controller(p=0.001, interval=2, speed_kimg=500)
     logits = torch.tensor([1.0, -1.0, -1.0, -1.0])  # r_t = -0.5 < 0.6
-    ctrl.accumulate(logits)
-    ctrl.accumulate(logits)
+    iteration(ctrl, logits)
+    iteration(ctrl, logits)
     assert ctrl.p == pytest.approx(0.001 - 8 / 500_000, abs=1e-9)
     for _ in range(400):
-        ctrl.accumulate(logits)
+        iteration(ctrl, logits)
     assert ctrl.p == 0.0 and ctrl.stats()["Augment/rt"] == -0.5
 
 
 def test_controller_holds_p_at_target_and_clamps_only_when_asked():
     ctrl = controller(p=0.5, interval=1)
-    ctrl.accumulate(torch.tensor([1.0] * 8 + [-1.0] * 2))  # r_t = 0.6 exactly: sign(0) = 0.
+    iteration(ctrl, torch.tensor([1.0] * 8 + [-1.0] * 2))  # r_t = 0.6 exactly: sign(0) = 0.
     assert ctrl.p == pytest.approx(0.5)
     free = controller(p=0.999, interval=1, speed_kimg=0.001)  # +1 per image: p passes 1 (official).
-    free.accumulate(torch.ones(4))
+    iteration(free, torch.ones(4))
     assert free.p == pytest.approx(4.999, rel=1e-6)
     capped = controller(p=0.999, interval=1, speed_kimg=0.001, max_p=1.0)
-    capped.accumulate(torch.ones(4))
+    iteration(capped, torch.ones(4))
     assert capped.p == 1.0
 
 
 def test_fixed_mode_measures_but_keeps_p():
     pipe, ctrl = build_augment("fixed", p=0.2, interval=2)
     for _ in range(4):
-        ctrl.accumulate(torch.ones(8))
+        iteration(ctrl, torch.ones(8))
     assert ctrl.p == pytest.approx(0.2) and ctrl.stats()["Augment/rt"] == 1.0
 
 
 def test_controller_state_dict_round_trip():
     a = controller(interval=4, speed_kimg=1)
     for _ in range(6):  # One full interval and half of the next.
-        a.accumulate(torch.tensor([1.0, 1.0, -1.0]))
+        iteration(a, torch.tensor([1.0, 1.0, -1.0]))
     state = json.loads(json.dumps(a.state_dict()))
     assert state["steps"] == 6 and state["count"] == 6 and state["sign_sum"] == 2
     b = controller(interval=4, speed_kimg=1)
@@ -264,10 +270,28 @@ def test_controller_state_dict_round_trip():
     assert b.p == a.p and b.steps == 6 and b.stats() == a.stats()
     for ctrl in (a, b):
         for _ in range(2):
-            ctrl.accumulate(torch.ones(3))
+            iteration(ctrl, torch.ones(3))
     assert b.p == a.p and b.p > state["p"]
     with pytest.raises(ValueError, match="lacks"):
         b.load_state_dict({"p": 0.1})
+
+
+def test_every_pass_over_reals_counts_toward_r_t_but_p_moves_by_the_images_trained():
+    """As the official loop: signs from D main and R1 passes (and every round) form r_t; p moves by
+    batch · interval / (speed_kimg · 1000) whatever the number of passes."""
+    ctrl = controller(interval=2, speed_kimg=1)
+    for _ in range(2):  # Two iterations of batch 4: D main (r_t +1) and R1 (r_t -0.5 alone) each.
+        ctrl.accumulate(torch.ones(4))
+        ctrl.accumulate(torch.tensor([1.0, -1.0, -1.0, -1.0]))
+        ctrl.step(4)
+    assert ctrl.stats()["Augment/rt"] == pytest.approx(0.25)  # Σ sign = 2 · (4 − 2) = 4 over 16 logits
+    assert ctrl.p == 0.0  # r_t 0.25 < 0.6: p would go down, and stays at 0.
+    ctrl = controller(interval=2, speed_kimg=1)
+    for _ in range(2):
+        for _ in range(3):  # Three passes (e.g. rounds) per iteration, all above target.
+            ctrl.accumulate(torch.ones(4))
+        ctrl.step(4)
+    assert ctrl.p == pytest.approx(8 / 1000)  # 2 iterations × 4 images, not 24 measured logits.
 
 
 def test_controller_validates_arguments():

@@ -19,8 +19,9 @@ SCRIPT = textwrap.dedent("""
     # Rank 0 alone would raise p (r_t = 1), rank 1 alone lower it (r_t = -1); together r_t = 0 < 0.6.
     logits = torch.ones(8) if rank == 0 else -torch.ones(8)
     pipe.p.fill_(0.5)
-    for _ in range(2):
+    for _ in range(2):  # Two iterations of 8 images per rank: 16 per iteration over both.
         ctrl.accumulate(logits)
+        ctrl.step(16)
     json.dump(ctrl.stats(), open(out, "w"))
     dist.destroy_process_group()
 """)

@@ -72,9 +72,11 @@ def test_schedules_apply_and_survive_resume(tmp_path):
     )
     state = train(cfg, MemDataset(), log=quiet)
     ratio = 16 / 17  # lazy R1 correction of D
-    assert state.opt_G.param_groups[0]["lr"] == pytest.approx(0.002)  # last step at 0.024 kimg
+    g_ratio = 4 / 5  # lazy path-length correction of G: kept with pl_weight 0, as the official loop keeps it
+    assert state.opt_G.param_groups[0]["lr"] == pytest.approx(0.002 * g_ratio)  # last step at 0.024 kimg
+    assert state.opt_G.param_groups[0]["betas"][1] == pytest.approx(0.99**g_ratio)
     state = train(cfg_for(tmp_path, **{**cfg.__dict__, "kimg": 0.048}), MemDataset(), log=quiet)
-    assert state.opt_G.param_groups[0]["lr"] == pytest.approx(0.0005)  # last step at 0.040 kimg
+    assert state.opt_G.param_groups[0]["lr"] == pytest.approx(0.0005 * g_ratio)  # last step at 0.040 kimg
     assert state.opt_D.param_groups[0]["lr"] == pytest.approx(2 * 0.0005 * ratio)
     assert state.schedule("gamma") == pytest.approx(1 - 0.5 * 0.048 / 0.064)  # read at the final kimg
 
@@ -197,13 +199,13 @@ def test_ada_p_moves_is_logged_and_resumes_exactly(tmp_path):
 
     kw = dict(aug="ada", ada_target=0.0, ada_kimg=0.5, gamma=0.1)  # target 0: any positive real score raises p
     straight = train(cfg_for(tmp_path, run_name="a", kimg=0.128, **kw), MemDataset(), log=quiet)
-    p = straight.augment_ctrl.p
+    p = straight.ada.p
     assert p > 0
-    assert ck.read_meta(ck.latest_checkpoint(straight.run_dir))["extra"]["ada"]["p"] == pytest.approx(p)
+    assert ck.read_meta(ck.latest_checkpoint(straight.run_dir))["ada"]["p"] == pytest.approx(p)
     assert any("Augment/p" in s for s in read_stats(straight.run_dir / "stats.jsonl"))
     train(cfg_for(tmp_path, run_name="b", kimg=0.064, **kw), MemDataset(), log=quiet)
     resumed = train(cfg_for(tmp_path, run_name="b", kimg=0.128, **kw), MemDataset(), log=quiet)
-    assert resumed.augment_ctrl.p == pytest.approx(p, abs=1e-12)
+    assert resumed.ada.p == pytest.approx(p, abs=1e-12)
     for (n, a), b in zip(straight.G.state_dict().items(), resumed.G.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), n
 
@@ -212,7 +214,27 @@ def test_ada_p_moves_is_logged_and_resumes_exactly(tmp_path):
 def test_fixed_p_and_diffaugment_runs(tmp_path, kind):
     state = train(cfg_for(tmp_path, aug=kind, aug_p=0.5, kimg=0.032), MemDataset(), log=quiet)
     if kind == "fixed":
-        assert state.augment_ctrl.p == 0.5
-        assert ck.read_meta(ck.latest_checkpoint(state.run_dir))["extra"]["ada"]["p"] == 0.5
+        assert state.ada.p == 0.5
+        assert ck.read_meta(ck.latest_checkpoint(state.run_dir))["ada"]["p"] == 0.5
     else:
-        assert state.augment_ctrl is None
+        assert state.ada is None
+
+
+def test_cifar_recipe_keeps_the_lazy_correction_with_path_length_off():
+    """Official cifar: pl_weight 0 but G_reg_interval 4 stays, so G's Adam runs at lr 0.0025·4/5 = 0.002 and
+    β2 0.99^(4/5) = 0.99199; the DCGAN recipe has no lazy regularization and keeps its plain Adam settings."""
+    from ganforge.training.config import with_preset
+    from ganforge.training.state import build_state
+
+    cfg = with_preset(TrainConfig(data="x", preset="cifar").resolved(), 32, 32, 1)
+    state = build_state(make_plan("tiny", 32), cfg, torch.device("cpu"))
+    group = state.opt_G.param_groups[0]
+    assert (
+        cfg.pl_weight == 0
+        and group["lr"] == pytest.approx(0.002)
+        and group["betas"][1] == pytest.approx(0.99199, abs=1e-5)
+    )
+    dcgan = with_preset(TrainConfig(data="x", family="dcgan", preset="tiny").resolved(), 32, 32, 1)
+    state = build_state(make_plan("tiny", 32, family="dcgan"), dcgan, torch.device("cpu"))
+    assert state.opt_G.param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert state.opt_G.param_groups[0]["betas"] == pytest.approx((0.5, 0.999))

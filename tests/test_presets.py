@@ -165,7 +165,7 @@ def test_dcgan_family_trains_with_the_classic_recipe(tmp_path):
     for opt in (state.opt_G, state.opt_D):  # No lazy-regularization correction: exactly Adam(2e-4, (0.5, 0.999)).
         group = opt.param_groups[0]
         assert group["lr"] == pytest.approx(2e-4) and group["betas"] == pytest.approx((0.5, 0.999))
-    assert state.augment_ctrl is None
+    assert state.ada is None
 
 
 def test_dcgan_family_with_the_stylegan2_loss_and_user_values(tmp_path):

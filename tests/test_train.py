@@ -285,8 +285,9 @@ def weights_finite_all(state) -> bool:
 
 
 @pytest.mark.parametrize("phase", ["Gmain", "Dmain", "Dreg"])
-def test_accumulation_rounds_add_up_to_the_whole_batch(phase):
-    """Without minibatch-std and style mixing every sample is independent: 4 rounds of 2 = one pass of 8."""
+def test_accumulation_rounds_sum_as_the_official_loop(phase):
+    """Without minibatch-std and style mixing every sample is independent. Each round's loss is a mean over its
+    samples with the full gain, and the rounds' gradients add up (official): 4 rounds of 2 = 4 × one pass of 8."""
     from ganforge import build_discriminator, build_generator, make_plan
     from ganforge.training.loop import accumulate_rounds
     from ganforge.training.loss import GeneratorStep
@@ -313,7 +314,7 @@ def test_accumulation_rounds_add_up_to_the_whole_batch(phase):
         )
     assert len(grads[0]) == len(grads[1]) > 0
     for a, b in zip(*grads):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(4 * a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_batch_gpu_trains_with_accumulation(tmp_path):

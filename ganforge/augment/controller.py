@@ -1,12 +1,13 @@
 """The adaptive augmentation probability p of ADA (Karras et al. 2020, Section 3).
 
-The overfitting heuristic r_t = E[sign(D(real))] is measured over `interval` D steps; p then moves by
-a fixed amount towards the target:
+The overfitting heuristic r_t = E[sign(D(real))] is measured over `interval` training iterations, from every
+pass of D over real images (D main and R1, every accumulation round, every rank), as the official loss reports
+`Loss/signs/real` from both; p then moves by a fixed amount towards the target:
 
   p ← max(p + sign(r_t − target) · n_img / (speed_kimg · 1000), 0)
 
-where n_img is the number of real images measured (batch · interval, summed over all ranks), so p can go
-from 0 to 1 in `speed_kimg` thousand images. As in the official code there is no upper clamp (p > 1
+where n_img is the number of images the interval trained on (batch · interval), so p can go from 0 to 1 in
+`speed_kimg` thousand images. As in the official code there is no upper clamp (p > 1
 happens on tiny datasets) unless `max_p` is given.
 """
 
@@ -15,9 +16,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 
 from ganforge.augment.ada import AugmentPipe
+from ganforge.distributed import sum_over_ranks
 
 
 def overfit_heuristic(sign_sum: float, count: float) -> float:
@@ -30,23 +31,16 @@ def p_adjustment(r_t: float, target: float, nimg: float, speed_kimg: float) -> f
     return math.copysign(1.0, r_t - target) * nimg / (speed_kimg * 1000) if r_t != target else 0.0
 
 
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
-    """Sums over ranks when torch.distributed is running (every rank then takes the same decision)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
 class AdaController:
-    """Adjusts `pipe.p` from D's outputs on reals. Call `accumulate(real_logits)` once per D step."""
+    """Adjusts `pipe.p` from D's outputs on reals: `accumulate(real_logits)` after every D pass over reals,
+    `step(batch)` after every training iteration."""
 
     def __init__(
         self,
         pipe: AugmentPipe,  # The pipe whose `p` buffer is driven.
         target: float = 0.6,  # Target r_t = E[sign(D(real))]; a higher target allows more overfitting.
         speed_kimg: float = 500.0,  # Thousands of images for p to move by 1 (official: 100 when resuming).
-        interval: int = 4,  # accumulate() calls (D steps) between adjustments.
+        interval: int = 4,  # Training iterations between adjustments (official ada_interval).
         max_p: float | None = None,  # Upper clamp of p; None = no clamp (official).
         adaptive: bool = True,  # False = fixed p ('--aug fixed'): r_t is still measured and reported.
     ):
@@ -55,14 +49,15 @@ class AdaController:
         if speed_kimg <= 0:
             raise ValueError(f"speed_kimg={speed_kimg} must be > 0; the official value is 500 (100 when resuming)")
         if interval < 1:
-            raise ValueError(f"interval={interval} must be ≥ 1 D step; the official value is 4")
+            raise ValueError(f"interval={interval} must be ≥ 1 iteration; the official value is 4")
         if max_p is not None and max_p < 0:
             raise ValueError(f"max_p={max_p} must be ≥ 0, or None for no upper clamp")
         self.pipe = pipe
         self.target, self.speed_kimg, self.interval = target, speed_kimg, interval
         self.max_p, self.adaptive = max_p, adaptive
         self._acc: torch.Tensor | None = None  # [Σ sign, count] on the logits' device: no sync per step.
-        self.steps = 0  # accumulate() calls since the start of training.
+        self.steps = 0  # Training iterations since the start of training.
+        self.nimg = 0  # Images trained on since the last adjustment.
         self.rt = math.nan  # r_t of the last completed interval; NaN before the first.
 
     @property
@@ -71,22 +66,28 @@ class AdaController:
 
     @torch.no_grad()
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        """Adds sign(D(real)) of one D step; every `interval` steps, adjusts p (a CPU-GPU sync)."""
+        """Adds sign(D(real)) of one pass of D over real images (no CPU-GPU sync)."""
         logits = real_logits.detach().float()
         stats = torch.stack([logits.sign().sum(), torch.tensor(float(logits.numel()), device=logits.device)])
         self._acc = stats if self._acc is None else self._acc + stats.to(self._acc.device)
+
+    def step(self, batch: int) -> None:
+        """One training iteration over `batch` images (all processes) is done; every `interval` iterations p is
+        adjusted (a CPU-GPU sync)."""
         self.steps += 1
+        self.nimg += batch
         if self.steps % self.interval == 0:
             self._update()
 
     def _update(self) -> None:
-        sign_sum, count = _all_reduce(self._acc).tolist()
-        self._acc = None
+        acc = self._acc if self._acc is not None else torch.zeros(2, device=self.pipe.p.device)
+        sign_sum, count = sum_over_ranks(acc).tolist()
+        nimg, self._acc, self.nimg = self.nimg, None, 0
         if count == 0 or not math.isfinite(sign_sum):
             return  # Nothing measured, or non-finite logits (the divergence guard handles those): keep p.
         self.rt = overfit_heuristic(sign_sum, count)
         if self.adaptive:
-            p = max(self.p + p_adjustment(self.rt, self.target, count, self.speed_kimg), 0.0)
+            p = max(self.p + p_adjustment(self.rt, self.target, nimg, self.speed_kimg), 0.0)
             if self.max_p is not None:
                 p = min(p, self.max_p)
             self.pipe.p.fill_(p)
@@ -95,7 +96,7 @@ class AdaController:
         """{'Augment/p': p, 'Augment/rt': r_t of the last interval (NaN before the first)}."""
         return {"Augment/p": self.p, "Augment/rt": self.rt}
 
-    def state_dict(self) -> dict[str, float | int]:
+    def state_dict(self) -> dict[str, float | int | None]:
         """Plain JSON-able state (checkpoint metadata). The partial interval is this rank's sums only."""
         sign_sum, count = (0.0, 0.0) if self._acc is None else self._acc.tolist()
         return {
@@ -103,6 +104,7 @@ class AdaController:
             "sign_sum": sign_sum,
             "count": count,
             "steps": self.steps,
+            "nimg": self.nimg,
             "rt": None if math.isnan(self.rt) else self.rt,
         }
 
@@ -117,6 +119,7 @@ class AdaController:
             raise ValueError(f"AdaController state has p={p}, outside 0..1")
         self.pipe.p.fill_(p)
         self.steps = int(state["steps"])
+        self.nimg = int(state.get("nimg", 0))
         self.rt = math.nan if state.get("rt") is None else float(state["rt"])
         has_partial = float(state["count"]) > 0
         self._acc = (

@@ -177,9 +177,9 @@ def make_options(
     allow_download: bool,
 ):
     """MetricOptions for the generator in `checkpoint`, once the paths are checked (a MetricError names the flag)."""
+    from ganforge.distributed import init_distributed
     from ganforge.metrics.features import MetricError, MetricOptions
     from ganforge.modelio.load import load_generator
-    from ganforge.training.distributed import init_distributed
 
     if not Path(checkpoint).is_file():
         what = "is a folder" if Path(checkpoint).is_dir() else "does not exist"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganforge.distributed import every_rank, gather_rows, rank_share, rank_world
 from ganforge.errors import GanforgeError
 from ganforge.images import to_uint8
 from ganforge.metrics.detectors import Detector, cache_dir, load_detector
@@ -68,43 +69,6 @@ class MetricOptions:
         if self.G is None:
             raise MetricError("this metric needs a generator: pass G (or --checkpoint)")
         return self.G
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Ranks.
-
-
-def rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def rank_share(n: int, rank: int, world: int) -> range:
-    """The contiguous items of `rank`: shares differ by at most one item."""
-    return range(rank * n // world, (rank + 1) * n // world)
-
-
-def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Concatenate every rank's [n_r, F] share in rank order (padded to equal size for all_gather)."""
-    rank, world = rank_world()
-    if world == 1:
-        return x
-    most = max(len(rank_share(n, r, world)) for r in range(world))
-    padded = torch.zeros([most, x.shape[1]], dtype=x.dtype, device=x.device)
-    padded[: len(x)] = x
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    torch.distributed.all_gather(parts, padded)
-    return torch.cat([p[: len(rank_share(n, r, world))] for r, p in enumerate(parts)])
-
-
-def on_every_rank(flag: bool, device: str | torch.device) -> bool:
-    """True only if every rank says so (a cache file seen by rank 0 alone must not skip a collective)."""
-    if rank_world()[1] == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-    return bool(t.item())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -309,7 +273,7 @@ def cache_file(opts: MetricOptions, detector: Detector, what: str, options: dict
 
 def cached(opts: MetricOptions, file: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Load `file` if cached, else compute and save it (rank 0, atomic rename)."""
-    if opts.cache and on_every_rank(file.is_file(), opts.device):
+    if opts.cache and every_rank(file.is_file(), opts.device):
         with np.load(file) as data:
             return dict(data)
     arrays = compute()

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from ganforge.distributed import rank_world
 from ganforge.metrics import fid, inception_score, kid, pr  # noqa: F401  (the imports register the metrics)
-from ganforge.metrics.features import MetricOptions, rank_world
+from ganforge.metrics.features import MetricOptions
 from ganforge.metrics.registry import METRICS, check_names
 
 KEEP_ACROSS_SNAPSHOTS = ("detector", "dataset", "digest")  # Memo entries that do not depend on G.

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ganforge.models.generator import MappingNetwork, assert_shape, reduced_dtype
+from ganforge.models.generator import MappingNetwork, assert_shape, param_dtype, reduced_dtype
 from ganforge.nn import ops
 from ganforge.nn.layers import Conv2dLayer, FullyConnectedLayer, MinibatchStd
 from ganforge.nn.numerics import Numerics, set_numerics
@@ -90,9 +90,9 @@ class DiscriminatorEpilogue(nn.Module):
     def forward(self, x, img, cmap):
         if x is not None:
             assert_shape(x, [None, self.in_channels, *self.size], "discriminator epilogue input")
-            x = x.to(torch.float32)
+            x = x.to(self.fc.weight.dtype)
         if hasattr(self, "fromrgb"):
-            y = self.fromrgb(img.to(torch.float32))
+            y = self.fromrgb(img.to(self.fc.weight.dtype))
             x = x + y if x is not None else y
         if self.mbstd is not None:
             x = self.mbstd(x)
@@ -176,9 +176,11 @@ class Discriminator(nn.Module):
         x = None
         img = ops.preferred_layout(img, fast=self.numerics.fast)
         probe = img  # Blocks may consume img (resnet/orig); the dtype decision needs its device.
+        full = param_dtype(self)
         for name in self.block_names:
             block = getattr(self, name)
-            x, img = block(x, img, dtype=reduced_dtype(self.plan, block.use_fp16, probe, force_fp32, self.numerics))
+            dtype = reduced_dtype(self.plan, block.use_fp16, probe, force_fp32, self.numerics, full)
+            x, img = block(x, img, dtype=dtype)
         cmap = None
         if self.c_dim > 0:
             if c is None:

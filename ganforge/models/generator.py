@@ -36,11 +36,24 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def reduced_dtype(plan: Plan, use_fp16: bool, x: torch.Tensor, force_fp32: bool, numerics: Numerics) -> torch.dtype:
+def param_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of a network's weights: what it computes in outside its reduced-precision blocks (float32 as
+    the official code; float64 after `.double()`, as the parity tests run it)."""
+    return next(module.parameters()).dtype
+
+
+def reduced_dtype(
+    plan: Plan,
+    use_fp16: bool,
+    x: torch.Tensor,
+    force_fp32: bool,
+    numerics: Numerics,
+    full: torch.dtype = torch.float32,
+) -> torch.dtype:
     """Reduced precision where the Plan asks for it, on GPUs (and on CPUs for networks built with
-    cpu_reduced_precision=True); else fp32."""
+    cpu_reduced_precision=True); else `full`, the weights' dtype."""
     if not use_fp16 or force_fp32 or not numerics.reduced_on(x.device):
-        return torch.float32
+        return full
     return torch.bfloat16 if plan.fp16_dtype == "bf16" else torch.float16
 
 
@@ -85,14 +98,14 @@ class MappingNetwork(nn.Module):
         x = None
         if self.z_dim > 0:
             assert_shape(z, [None, self.z_dim], "z")
-            x = ops.normalize_2nd_moment(z.to(torch.float32))
+            x = ops.normalize_2nd_moment(z.to(param_dtype(self)))
         if self.c_dim > 0:
             if c is None:
                 raise ValueError(
                     f"this model is conditional (c_dim={self.c_dim}): pass labels c of shape [N, {self.c_dim}]"
                 )
             assert_shape(c, [None, self.c_dim], "c")
-            y = ops.normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            y = ops.normalize_2nd_moment(self.embed(c.to(param_dtype(self))))
             x = torch.cat([x, y], dim=1) if x is not None else y
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
@@ -290,7 +303,7 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         fast = self.numerics.fast
         if fused_modconv is None and not (fast and ws.device.type == "cpu"):  # CPU: chosen per layer.
-            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+            fused_modconv = (not self.training) and (dtype == ws.dtype or ws.shape[0] == 1)
         kw = dict(fused_modconv=fused_modconv, noise_mode=noise_mode)
 
         # Input.
@@ -316,11 +329,11 @@ class SynthesisBlock(nn.Module):
             x = self.conv0(x, next(w_iter), **kw)
             x = self.conv1(x, next(w_iter), **kw)
 
-        # ToRGB, accumulated in fp32.
+        # ToRGB, accumulated in full precision (the dtype of ws).
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter, fast=fast)
         if self.is_last or self.architecture == "skip":
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(ws.dtype)
             img = img + y if img is not None else y
         return x, img
 
@@ -361,14 +374,15 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim == 3 and ws.shape[1] != self.num_ws:
             raise ValueError(str(compare_num_ws(self.plan, ws.shape[1], source=f"the ws tensor {list(ws.shape)}")))
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
-        ws = ws.to(torch.float32)
+        full = param_dtype(self)
+        ws = ws.to(full)
         x = img = None
         w_idx = 0
         for name in self.block_names:
             block = getattr(self, name)
             cur = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            dtype = reduced_dtype(self.plan, block.use_fp16, ws, force_fp32, self.numerics)
+            dtype = reduced_dtype(self.plan, block.use_fp16, ws, force_fp32, self.numerics, full)
             x, img = block(x, img, cur, dtype=dtype, fused_modconv=fused_modconv, noise_mode=noise_mode)
         return img.contiguous()
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ganforge.config import MODEL_PRESETS
 from ganforge.errors import GanforgeError
@@ -364,7 +365,9 @@ def _in_range(value: float, o: Opt) -> bool:
 
 
 def _bounds(o: Opt) -> str:
-    def num(x: float) -> str:
+    def num(x: float | None) -> str:
+        if x is None:
+            return "any"
         return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 10_000 else f"{x:g}"
 
     return f"{num(o.lo)}..{num(o.hi)}"
@@ -399,7 +402,7 @@ def _check_clamp(value: float | str) -> float | str:
         try:
             value = float(value)
         except ValueError:
-            raise ConfigError(f"--conv-clamp {value[:40]!r}: give a number or none") from None
+            raise ConfigError(f"--conv-clamp {str(value)[:40]!r}: give a number or none") from None
     if not (math.isfinite(value) and 0 < value <= 1e9):
         raise ConfigError(f"--conv-clamp {value}: give a number in 0..1e9 (exclusive of 0), or none")
     return float(value)
@@ -446,9 +449,9 @@ def load_config_file(path) -> dict:
             raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
         raw = raw.get("config", raw) if isinstance(raw, dict) else raw  # A run's config.json holds {"config": …}.
     else:
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError:  # Python 3.10
+        else:  # Python 3.10
             import tomli as tomllib
         try:
             raw = tomllib.loads(text)
@@ -466,6 +469,16 @@ def merge(file_values: dict, cli_values: dict) -> TrainConfig:
 
 # ----------------------------------------------------------------------------
 # Presets: the recipe and capacity fill what the user left unset.
+
+
+T = TypeVar("T")
+
+
+def filled(value: T | None, name: str) -> T:
+    """A setting that `with_preset` fills in from the data's size (None only before it ran)."""
+    if value is None:
+        raise ConfigError(f"{flag(name)} has no value yet: the config needs with_preset() (the data's size) first")
+    return value
 
 
 def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> TrainConfig:

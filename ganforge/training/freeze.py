@@ -92,7 +92,7 @@ class FreezePlan:
 
     def initial(self, G: nn.Module, D: nn.Module) -> dict[str, set[str]]:
         """Parameter names frozen at kimg 0, per network."""
-        out = {"G": set(), "D": set()}
+        out: dict[str, set[str]] = {"G": set(), "D": set()}
         for net_name, net in (("G", G), ("D", D)):
             for name, _ in net.named_parameters():
                 if any(_matches(s, net_name, name) for s in self.specs):

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import torch
 
-from ganforge.augment import build_augment
+from ganforge import distributed as dist_utils
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
 from ganforge.plan import Plan, PlanError
-from ganforge.training import distributed as dist_utils
-from ganforge.training.config import TrainConfig, with_preset
+from ganforge.training.config import TrainConfig, filled, with_preset
 from ganforge.training.ema import ema_beta, update_ema
 from ganforge.training.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
-from ganforge.training.loss import GeneratorStep, Report, StyleGAN2Loss
+from ganforge.training.loss import Report, StyleGAN2Loss
 from ganforge.training.preflight import (
     accumulation_rounds,
     check_freeze,
@@ -43,6 +42,7 @@ from ganforge.training.run import (
     step_seed,
 )
 from ganforge.training.state import (
+    Phase,
     TrainState,
     build_state,
     cpu_mixed_precision,
@@ -62,13 +62,62 @@ def accumulate_rounds(
     gain: float,
     report: Report | None = None,
 ) -> None:
-    """One phase's gradients from `rounds` equal slices of (real, real_c, z, c), each weighted 1/rounds, so that
-    they add up to the whole batch's (up to minibatch-std groups, which form within a slice). Under DDP the
-    gradients are reduced once, after the last slice."""
-    for k, part in enumerate(zip(*(t.chunk(rounds) for t in batch))):
+    """One phase's gradients from `rounds` equal slices of (real, real_c, z, c), each with the full `gain`: the
+    gradients are summed over the slices, as the official loop does (each slice's loss is a mean over its
+    samples, so `rounds` slices give `rounds` × the gradient of one pass over the whole batch; Adam is nearly
+    invariant to that scale). Under DDP the gradients are reduced once, after the last slice."""
+    real, real_c, z, c = batch
+    slices = zip(real.chunk(rounds), real_c.chunk(rounds), z.chunk(rounds), c.chunk(rounds), strict=True)
+    for k, (real_k, real_c_k, z_k, c_k) in enumerate(slices):
         last = k == rounds - 1
-        with contextlib.nullcontext() if last or not hasattr(trainee, "no_sync") else trainee.no_sync():
-            loss.accumulate(phase, *part, gain=gain / rounds, report=report)
+        no_sync = getattr(trainee, "no_sync", None)  # DDP: reduce the gradients after the last slice only.
+        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            loss.accumulate(phase, real_k, real_c_k, z_k, c_k, gain=gain, report=report)
+
+
+def train_step(
+    state: TrainState,
+    phases: list[Phase],
+    reals: tuple[torch.Tensor, torch.Tensor],
+    all_z: torch.Tensor,
+    all_c: torch.Tensor,
+    rounds: int = 1,
+    frozen: dict[str, set[str]] | None = None,
+    report: Report | None = None,
+) -> None:
+    """One training iteration, as the official loop runs it: every phase due at this step (`batch_idx` modulo
+    its interval) zeroes its network's gradients, accumulates them over `rounds` slices with gain = interval
+    (lazy regularization), replaces non-finite gradients and takes one Adam step; then G_ema moves towards G,
+    the counters advance and ADA's p is adjusted every 4 iterations.
+
+    `reals` is (images [N, C, H, W] in [-1, 1], labels [N, c_dim]); `all_z` [phases, N, z_dim] and `all_c`
+    [phases, N, c_dim] are each phase's latents and labels; `frozen` names the parameters kept fixed per
+    network ("G", "D").
+    """
+    loss, cfg = state.loss, state.cfg
+    batch = filled(cfg.batch, "batch")
+    for phase, z, c in zip(phases, all_z, all_c, strict=True):
+        if state.batch_idx % phase.interval != 0:
+            continue
+        net, opt = (state.G, state.opt_G) if phase.net == "G" else (state.D, state.opt_D)
+        keep = frozen.get(phase.net, set()) if frozen else set()
+        opt.zero_grad(set_to_none=True)
+        net.requires_grad_(True)
+        apply_freeze(net, keep)
+        trainee = loss.G_train if phase.net == "G" else loss.D_train
+        accumulate_rounds(loss, phase.name, trainee, (*reals, z, c), rounds, phase.interval, report)
+        net.requires_grad_(False)
+        drop_frozen_grads(net, keep)
+        for p in net.parameters():
+            if p.grad is not None:
+                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+        opt.step()
+    beta = ema_beta(batch, state.cur_nimg, filled(cfg.ema_kimg, "ema_kimg"), cfg.ema_rampup or None)
+    update_ema(state.G_ema, state.G, beta)
+    state.cur_nimg += batch
+    state.batch_idx += 1
+    if state.ada is not None:
+        state.ada.step(batch)
 
 
 def precision_text(plan: Plan, device: torch.device, precision: str) -> str:
@@ -110,60 +159,18 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    # Networks, optimizers, resume.
+    # Networks, optimizers, augmentation, loss; resume.
+    freeze = FreezePlan(tuple(freeze_specs), cfg.freeze_d, cfg.unfreeze_every, cfg.unfreeze_order)
     torch.manual_seed(cfg.seed)  # Same initial weights on every rank and for every rerun.
-    state = build_state(plan, cfg, device)
-    state.run_dir = run_dir
-    augment, state.augment_ctrl = build_augment(
-        "none" if cfg.aug == "noaug" else cfg.aug,
-        pipe=cfg.aug_pipe,
-        p=cfg.aug_p,
-        policy=cfg.diffaugment,
-        target=state.schedule("ada_target"),
-        speed_kimg=cfg.ada_kimg or (100.0 if cfg.init else 500.0),
-    )
-    if augment is not None:
-        augment.to(device)
+    state = build_state(plan, cfg, device, run_dir, freeze_active=freeze.active)
     if resume_path is not None:
         load_state(state, resume_path)
         log(f"Resuming from {resume_path} at {state.cur_nimg / 1000:.3f} kimg")
     elif cfg.init:
         init_weights(state, cfg.init)
         log(f"Initialized G, D and G_ema from {cfg.init}")
-    freeze = FreezePlan(tuple(freeze_specs), cfg.freeze_d, cfg.unfreeze_every, cfg.unfreeze_order)
     frozen = freeze.frozen(state.G, state.D, state.kimg)
-    G_step = GeneratorStep(state.G, state.schedule("style_mixing"))
-    G_train, D_train = G_step, state.D
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [device.index] if device.type == "cuda" else None
-        # DDP registers the parameters that require grad when it is built; phases toggle them later.
-        unused = freeze.active  # Frozen parameters get no gradient.
-        G_train = DDP(
-            G_step.requires_grad_(True), device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
-        )
-        D_train = DDP(
-            state.D.requires_grad_(True), device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
-        )
-        G_step.requires_grad_(False)
-        state.D.requires_grad_(False)
-    loss = StyleGAN2Loss(
-        G_step,
-        state.D,
-        G_train,
-        D_train,
-        r1_gamma=state.schedule("gamma"),
-        pl_weight=cfg.pl_weight,
-        pl_batch_shrink=cfg.pl_batch_shrink,
-        pl_decay=cfg.pl_decay,
-        augment=augment,
-        compile=cfg.compile,
-    ).to(device)
-    if state.augment_ctrl is not None:
-        loss.real_logits_hook = state.augment_ctrl.accumulate
-    loss.pl_mean.copy_(state.pl_mean)
-    state.pl_mean = loss.pl_mean
+    loss = state.loss
     phases = make_phases(cfg, plan.family == "stylegan2")
     stats, sinks = Collector(), (Sinks(run_dir, cfg.tensorboard) if dist.is_main else None)
     loader = build_loader(dataset, cfg, batch_gpu, dist, start_step=state.batch_idx)
@@ -179,6 +186,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             save_snapshot(state, run_dir, dataset, sinks, cfg)
     tick_start_nimg, tick_start_time, start_time = state.cur_nimg, time.time(), time.time()
     data_wait = 0.0  # Seconds spent in next(loader) during this tick.
+    metrics: SnapshotMetrics | None = None  # Built at the first snapshot that computes metrics.
     next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
 
     while state.cur_nimg < total_nimg:
@@ -194,9 +202,9 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
 
         # Schedules by kimg; gradual unfreezing.
         state.set_lr()
-        loss.r1_gamma, G_step.style_mixing = state.schedule("gamma"), state.schedule("style_mixing")
-        if state.augment_ctrl is not None:
-            state.augment_ctrl.target = state.schedule("ada_target")
+        loss.r1_gamma, loss.G.style_mixing = state.schedule("gamma"), state.schedule("style_mixing")
+        if state.ada is not None:
+            state.ada.target = state.schedule("ada_target")
         if freeze.unfreeze_every and state.batch_idx % 16 == 0:
             now_frozen = freeze.frozen(state.G, state.D, state.kimg)
             if now_frozen != frozen and dist.is_main:
@@ -206,34 +214,8 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
                 )
             frozen = now_frozen
 
-        # Run the phases: one optimizer step each, lazy regularization with gain = interval.
-        for phase, z, c in zip(phases, all_z, all_c, strict=True):
-            if state.batch_idx % phase.interval != 0:
-                continue
-            net, opt = (state.G, state.opt_G) if phase.net == "G" else (state.D, state.opt_D)
-            opt.zero_grad(set_to_none=True)
-            net.requires_grad_(True)
-            apply_freeze(net, frozen[phase.net])
-            accumulate_rounds(
-                loss,
-                phase.name,
-                G_train if phase.net == "G" else D_train,
-                (real, real_c, z, c),
-                rounds,
-                phase.interval,
-                stats.report,
-            )
-            net.requires_grad_(False)
-            drop_frozen_grads(net, frozen[phase.net])
-            for p in net.parameters():
-                if p.grad is not None:
-                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-            opt.step()
-
-        # EMA and counters.
-        update_ema(state.G_ema, state.G, ema_beta(cfg.batch, state.cur_nimg, cfg.ema_kimg, cfg.ema_rampup or None))
-        state.cur_nimg += cfg.batch
-        state.batch_idx += 1
+        # Run the phases (one optimizer step each), then G_ema, the counters and ADA's p.
+        train_step(state, phases, (real, real_c), all_z, all_c, rounds, frozen, stats.report)
         done = state.cur_nimg >= total_nimg
         if state.cur_nimg < tick_start_nimg + cfg.tick * 1000 and not done:
             continue
@@ -249,8 +231,8 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         if device.type == "cuda":
             stats.report("Resources/peak_gpu_mem_gb", torch.cuda.max_memory_allocated(device) / 2**30)
             torch.cuda.reset_peak_memory_stats(device)
-        if state.augment_ctrl is not None:
-            for name, value in state.augment_ctrl.stats().items():
+        if state.ada is not None:
+            for name, value in state.ada.stats().items():
                 stats.report(name, value)
         means = stats.means()
         diverged = dist_utils.any_rank(
@@ -264,7 +246,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
             next_snap = (state.cur_nimg // int(cfg.snap * 1000) + 1) * int(cfg.snap * 1000)
             continue
-        if dist.is_main:
+        if sinks is not None:  # The main process.
             log(progress_line(state, means, total_nimg, now - start_time, device))
             sinks.write(means, state.cur_nimg / 1000, now)
         tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
@@ -274,7 +256,8 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             if dist.is_main:
                 save_snapshot(state, run_dir, dataset, sinks, cfg)
             if cfg.metrics:
-                results = snapshot_metrics_for(state, cfg, device, ck.checkpoint_name(state.cur_nimg))
+                metrics = metrics or SnapshotMetrics(cfg, device, run_dir)
+                results = metrics(state.G_ema, ck.checkpoint_name(state.cur_nimg))
                 if dist.is_main and sinks is not None:
                     sinks.write({f"Metrics/{k}": v for k, v in results.items()}, state.kimg, time.time())
                     log("metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
@@ -287,21 +270,26 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     return state
 
 
-def snapshot_metrics_for(state: TrainState, cfg: TrainConfig, device: torch.device, snapshot: str) -> dict:
-    """Metrics of G_ema at a snapshot; detectors and real statistics are loaded once per run."""
-    from ganforge.metrics.features import MetricOptions
-    from ganforge.metrics.run import snapshot_metrics
+class SnapshotMetrics:
+    """Metrics of G_ema at each snapshot; the detectors and the real statistics are loaded once per run."""
 
-    if "metric_opts" not in state.extra_runtime:
-        state.extra_runtime["metric_opts"] = MetricOptions(
+    def __init__(self, cfg: TrainConfig, device: torch.device, run_dir: Path):
+        from ganforge.metrics.features import MetricOptions
+
+        self.names = [m.strip() for m in cfg.metrics.split(",") if m.strip()]
+        self.run_dir = run_dir
+        self.opts = MetricOptions(
             dataset_path=cfg.data,
             device=device,
             progress=False,
             num_gen=cfg.metrics_num_gen,
             detector_paths={"inception": cfg.detector_inception},
         )
-    names = [m.strip() for m in cfg.metrics.split(",") if m.strip()]
-    return snapshot_metrics(state.G_ema, names, state.run_dir, snapshot, state.extra_runtime["metric_opts"])
+
+    def __call__(self, G_ema: torch.nn.Module, snapshot: str) -> dict[str, float]:
+        from ganforge.metrics.run import snapshot_metrics
+
+        return snapshot_metrics(G_ema, self.names, self.run_dir, snapshot, self.opts)
 
 
 def init_weights(state: TrainState, path: str) -> None:

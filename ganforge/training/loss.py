@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -56,28 +57,38 @@ def mix_styles(mapping: nn.Module, ws: torch.Tensor, z: torch.Tensor, c: torch.T
 
 
 class GeneratorStep(nn.Module):
-    """G for training: (z, c) -> (img, ws) with style mixing. A module so DDP can wrap it."""
+    """G for training: (z, c) -> (img, ws) with style mixing. A module so DDP can wrap it. A DCGAN generator
+    (no mapping network) gives (img, None): no style mixing, no path length."""
 
-    def __init__(self, G: nn.Module, style_mixing: float = 0.9):
+    def __init__(self, G: nn.Module, style_mixing: float = 0.9, stylegan: bool = True):
         super().__init__()
         self.G, self.style_mixing = G, style_mixing
-        self.stylegan = hasattr(G, "mapping")
+        self.stylegan = stylegan  # plan.family == "stylegan2"
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.stylegan:
             return self.G(z, c if self.G.c_dim else None), None
-        ws = self.G.mapping(z, c)
-        ws = mix_styles(self.G.mapping, ws, z, c, self.style_mixing)
+        mapping, synthesis = cast(nn.Module, self.G.mapping), cast(nn.Module, self.G.synthesis)
+        ws = mapping(z, c)
+        ws = mix_styles(mapping, ws, z, c, self.style_mixing)
         if torch.is_grad_enabled() and not ws.requires_grad:  # Frozen mapping: path length still needs d/dws.
             ws = ws.detach().requires_grad_(True)
-        return self.G.synthesis(ws), ws
+        return synthesis(ws), ws
 
 
-class StyleGAN2Loss(nn.Module):
-    """Phases: Gmain, Greg (path length), Dmain, Dreg (R1). Holds the path-length mean as a buffer.
+class RealLogitsListener(Protocol):
+    """What listens to D's logits on reals (ADA's controller): every D pass on real images, every round."""
+
+    def accumulate(self, real_logits: torch.Tensor) -> None: ...
+
+
+class StyleGAN2Loss:
+    """Phases: Gmain, Greg (path length), Dmain, Dreg (R1). Owns the path-length mean (`state_dict()`).
 
     `G_train`/`D_train` are the modules whose parameters a phase trains (DDP wrappers in multi-GPU
-    runs); the other network is called unwrapped, so DDP only ever sees the network it reduces.
+    runs); the other network is called unwrapped, so DDP only ever sees the network it reduces. `ada`
+    (ADA's controller) is shown the sign of D's logits on reals in D main and R1 passes, as the official
+    loss reports `Loss/signs/real` from both.
     """
 
     def __init__(
@@ -87,13 +98,13 @@ class StyleGAN2Loss(nn.Module):
         G_train: nn.Module | None = None,  # G as trained (DDP wrapper); None = G.
         D_train: nn.Module | None = None,  # D as trained (DDP wrapper); None = D.
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,  # Applied to everything D sees.
+        ada: RealLogitsListener | None = None,  # Shown D's logits on reals (ADA's controller).
         r1_gamma: float = 10.0,  # R1 weight; 0 = off.
         pl_weight: float = 2.0,  # Path-length weight; 0 = off.
         pl_batch_shrink: int = 2,  # Path-length batch = N // this.
         pl_decay: float = 0.01,  # EMA decay of the path-length mean.
         compile: bool = False,  # torch.compile the networks of the main phases (regularization stays eager).
     ):
-        super().__init__()
         self.G, self.D = G, D
         self.G_train, self.D_train = G_train or G, D_train or D
         # Main phases (one backward) may run compiled; R1 and path length need double backward: always eager.
@@ -101,11 +112,27 @@ class StyleGAN2Loss(nn.Module):
             name: compiled(net, compile)
             for name, net in (("G_train", self.G_train), ("D_train", self.D_train), ("G", self.G), ("D", self.D))
         }
-        self.augment = augment
+        self.augment, self.ada = augment, ada
         self.r1_gamma = r1_gamma
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
-        self.register_buffer("pl_mean", torch.zeros([]))
-        self.real_logits_hook: Callable[[torch.Tensor], None] | None = None  # ADA's controller listens here.
+        device = next(D.parameters()).device
+        self.pl_mean = torch.zeros([], device=device)  # EMA of the path lengths (official: starts at 0).
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The loss's own state, for checkpoints: the path-length mean."""
+        return {"pl_mean": self.pl_mean.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        value = state.get("pl_mean")
+        if not isinstance(value, torch.Tensor) or value.shape != () or not torch.isfinite(value):
+            raise ValueError("the loss state needs pl_mean, one finite number")
+        self.pl_mean.copy_(value)
+
+    def _real_logits(self, logits: torch.Tensor, report: Report) -> None:
+        report("Loss/scores/real", logits.detach())
+        report("Loss/signs/real", logits.detach().sign())
+        if self.ada is not None:
+            self.ada.accumulate(logits.detach())
 
     def run_D(self, D: nn.Module, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.augment is not None:
@@ -151,10 +178,7 @@ class StyleGAN2Loss(nn.Module):
             F.softplus(logits).mean().mul(gain).backward()  # -log(1 - sigmoid(D(G(z))))
             real_logits = self.run_D(self.main["D_train"], real.detach(), real_c)
             loss_real = F.softplus(-real_logits)  # -log(sigmoid(D(x)))
-            report("Loss/scores/real", real_logits.detach())
-            report("Loss/signs/real", real_logits.detach().sign())
-            if self.real_logits_hook is not None:
-                self.real_logits_hook(real_logits.detach())
+            self._real_logits(real_logits, report)
             report("Loss/D/loss", (F.softplus(logits) + loss_real).detach())
             loss_real.mean().mul(gain).backward()
         elif phase == "Dreg":
@@ -162,6 +186,7 @@ class StyleGAN2Loss(nn.Module):
                 return
             x = real.detach().requires_grad_(True)
             real_logits = self.run_D(self.D_train, x, real_c)
+            self._real_logits(real_logits, report)
             penalty = r1_penalty(real_logits, x)
             report("Loss/r1_penalty", penalty.detach())
             report("Loss/D/reg", (penalty * (self.r1_gamma / 2)).detach())

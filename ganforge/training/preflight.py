@@ -22,7 +22,7 @@ from ganforge.plan import (
     parse_resolution,
 )
 from ganforge.plan_compare import compare_data
-from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.config import ConfigError, TrainConfig, filled
 from ganforge.training.freeze import FreezeError, matches_any
 
 
@@ -105,8 +105,15 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
         overrides["fp16_dtype"] = cfg.precision
     elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
         overrides["fp16_dtype"] = "fp16"
+    model = filled(cfg.model, "model")
     plan = make_plan(
-        cfg.model, res, family=cfg.family, img_channels=data_shape[0], c_dim=c_dim, channel_table=table, **overrides
+        model,
+        res,
+        family=cfg.family,
+        img_channels=data_shape[0],
+        c_dim=c_dim,
+        channel_table=table,
+        **overrides,
     )
     rep = compare_data(plan, data_shape, c_dim)
     if not rep.ok:
@@ -124,7 +131,7 @@ def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
         )
     group = min(plan.mbstd_group, size) if plan.family == "stylegan2" and plan.mbstd_group else 0
     if group and size % group:
-        world = cfg.batch // batch_gpu
+        world = filled(cfg.batch, "batch") // batch_gpu
         fix = f"--batch-gpu {plan.mbstd_group}" if cfg.batch_gpu else f"--batch {plan.mbstd_group * world * 2}"
         raise PlanError(
             f"{'--batch-gpu' if cfg.batch_gpu else 'the per-process batch'} {size} is not a multiple of "

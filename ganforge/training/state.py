@@ -5,18 +5,22 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
 
 from ganforge import build_discriminator, build_generator
+from ganforge.augment import AdaController, build_augment
+from ganforge.distributed import data_parallel
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
 from ganforge.models.generator import cpu_has_native_bf16
 from ganforge.plan import Plan
 from ganforge.plan_compare import compare_plans
-from ganforge.training.config import TrainConfig
-from ganforge.training.schedule import parse_schedule
+from ganforge.training.config import TrainConfig, filled
+from ganforge.training.loss import GeneratorStep, StyleGAN2Loss
+from ganforge.training.schedule import Schedule, parse_schedule
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,9 @@ class Phase:
 
 
 def make_phases(cfg: TrainConfig, stylegan: bool) -> list[Phase]:
-    g_reg = stylegan and cfg.pl_weight > 0
-    d_reg = max(v for _, v in parse_schedule(cfg.gamma).points) > 0
+    g_reg = stylegan and filled(cfg.pl_weight, "pl_weight") > 0
+    gamma = cast("float | str", filled(cfg.gamma, "gamma"))  # mypy joins the union to object
+    d_reg = max(v for _, v in parse_schedule(gamma).points) > 0
     return [
         p
         for p, on in [
@@ -48,23 +53,24 @@ def lazy_ratio(interval: int, enabled: bool) -> float:
 
 @dataclass
 class TrainState:
+    """Everything a run needs to continue, all set when it is built (`build_state`); `save_state` writes it
+    and `load_state` restores it."""
+
     plan: Plan
-    cfg: TrainConfig
+    cfg: TrainConfig  # With the preset's values filled in (`with_preset`).
     G: nn.Module
     D: nn.Module
     G_ema: nn.Module
     opt_G: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer
-    pl_mean: torch.Tensor
+    loss: StyleGAN2Loss  # The phases; owns the path-length mean.
+    ada: AdaController | None  # ADA's adaptive p (also given to the loss); None without ADA.
+    run_dir: Path | None = None  # Where snapshots go; None for a state that is never saved (benchmarks).
     cur_nimg: int = 0
     batch_idx: int = 0
     lr_scale: float = 1.0  # Lowered by divergence rollbacks.
     failures: int = 0
-    extra: dict = field(default_factory=dict)  # Future state (ADA p, schedules) as JSON.
-    run_dir: Path | None = None  # Set by the loop.
-    augment_ctrl: object | None = None  # ADA controller (its state goes into checkpoints).
-    extra_runtime: dict = field(default_factory=dict, repr=False)  # Per-process caches (never saved).
-    _schedules: dict = field(default_factory=dict, repr=False)
+    _schedules: dict[str, Schedule] = field(default_factory=dict, repr=False)
 
     @property
     def kimg(self) -> float:
@@ -77,16 +83,26 @@ class TrainState:
         return self._schedules[name](self.kimg)
 
     def set_lr(self) -> None:
-        """Apply the scheduled learning rates × lr_scale × lazy-regularization ratios."""
-        g_ratio = lazy_ratio(self.cfg.pl_interval, self.plan.family == "stylegan2" and self.cfg.pl_weight > 0)
-        d_ratio = lazy_ratio(self.cfg.r1_interval, max(v for _, v in parse_schedule(self.cfg.gamma).points) > 0)
+        """Apply the scheduled learning rates × lr_scale × lazy-regularization ratios.
+
+        With the StyleGAN2 loss the ratio is always applied, as in the official loop (its G_reg_interval 4 and
+        D_reg_interval 16 stay set when path length or R1 is off, e.g. the cifar recipe). With the DCGAN loss
+        (no lazy regularization) it applies only to a network whose regularizer was switched on.
+        """
+        official = self.cfg.loss == "stylegan2"
+        g_reg = self.plan.family == "stylegan2" and bool(filled(self.cfg.pl_weight, "pl_weight"))
+        gamma = cast("float | str", filled(self.cfg.gamma, "gamma"))
+        d_reg = max(v for _, v in parse_schedule(gamma).points) > 0
+        betas = filled(self.cfg.beta1, "beta1"), filled(self.cfg.beta2, "beta2")
+        g_ratio = lazy_ratio(self.cfg.pl_interval, official or g_reg)
+        d_ratio = lazy_ratio(self.cfg.r1_interval, official or d_reg)
         for opt, lr, ratio in (
             (self.opt_G, self.schedule("g_lr"), g_ratio),
             (self.opt_D, self.schedule("d_lr") * self.cfg.d_lr_mult, d_ratio),
         ):
             for group in opt.param_groups:
                 group["lr"] = lr * ratio * self.lr_scale
-                group["betas"] = (self.cfg.beta1**ratio, self.cfg.beta2**ratio)
+                group["betas"] = (betas[0] ** ratio, betas[1] ** ratio)
 
 
 def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
@@ -97,7 +113,17 @@ def cpu_mixed_precision(precision: str, device: torch.device) -> bool:
     return precision in ("bf16", "fp16") or (precision == "auto" and cpu_has_native_bf16())
 
 
-def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainState:
+def build_state(
+    plan: Plan,
+    cfg: TrainConfig,
+    device: torch.device,
+    run_dir: Path | None = None,
+    freeze_active: bool = False,
+) -> TrainState:
+    """A run at 0 kimg: G, D, G_ema (on `device`, in the precision `cfg.precision` gives), their Adam optimizers,
+    the augmentation with ADA's controller, and the loss over them. Under torchrun the trained networks are
+    wrapped for data parallelism (`freeze_active`: some parameters will get no gradient). Restore a checkpoint
+    into it with `load_state`."""
     cpu_reduced = cpu_mixed_precision(cfg.precision, device)  # G_ema, a deep copy of G, computes as G.
     G = build_generator(plan, cpu_reduced_precision=cpu_reduced).train().requires_grad_(False).to(device)
     D = build_discriminator(plan, patch=cfg.patch_d, cpu_reduced_precision=cpu_reduced)
@@ -105,7 +131,32 @@ def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainStat
     G_ema = copy.deepcopy(G).eval()
     opt_G = torch.optim.Adam(G.parameters(), lr=0.0, betas=(0.0, 0.99), eps=1e-8)  # lr and betas: set_lr()
     opt_D = torch.optim.Adam(D.parameters(), lr=0.0, betas=(0.0, 0.99), eps=1e-8)
-    state = TrainState(plan, cfg, G, D, G_ema, opt_G, opt_D, torch.zeros([], device=device))
+    at_start = {name: parse_schedule(getattr(cfg, name), name)(0.0) for name in ("style_mixing", "gamma", "ada_target")}
+    augment, ada = build_augment(
+        "none" if cfg.aug == "noaug" else filled(cfg.aug, "aug"),
+        pipe=cfg.aug_pipe,
+        p=cfg.aug_p,
+        policy=cfg.diffaugment,
+        target=at_start["ada_target"],
+        speed_kimg=cfg.ada_kimg or (100.0 if cfg.init else 500.0),
+    )
+    if augment is not None:
+        augment.to(device)
+    G_step = GeneratorStep(G, at_start["style_mixing"], stylegan=plan.family == "stylegan2")
+    loss = StyleGAN2Loss(
+        G_step,
+        D,
+        data_parallel(G_step, device, find_unused=freeze_active),
+        data_parallel(D, device, find_unused=freeze_active),
+        augment=augment,
+        ada=ada,
+        r1_gamma=at_start["gamma"],
+        pl_weight=filled(cfg.pl_weight, "pl_weight"),
+        pl_batch_shrink=cfg.pl_batch_shrink,
+        pl_decay=cfg.pl_decay,
+        compile=cfg.compile,
+    )
+    state = TrainState(plan, cfg, G, D, G_ema, opt_G, opt_D, loss, ada, run_dir)
     state.set_lr()
     return state
 
@@ -115,8 +166,6 @@ def build_state(plan: Plan, cfg: TrainConfig, device: torch.device) -> TrainStat
 
 
 def save_state(state: TrainState, path: Path) -> None:
-    if state.augment_ctrl is not None:
-        state.extra["ada"] = state.augment_ctrl.state_dict()
     g_opt, g_opt_meta = ck.optimizer_to_tensors(state.opt_G)
     d_opt, d_opt_meta = ck.optimizer_to_tensors(state.opt_D)
     tensors = ck.join(
@@ -125,7 +174,7 @@ def save_state(state: TrainState, path: Path) -> None:
         G_ema=state.G_ema.state_dict(),
         opt_G=g_opt,
         opt_D=d_opt,
-        loss={"pl_mean": state.pl_mean},
+        loss=state.loss.state_dict(),
     )
     meta = {
         "kind": "training",
@@ -138,8 +187,9 @@ def save_state(state: TrainState, path: Path) -> None:
         "failures": state.failures,
         "opt_G": g_opt_meta,
         "opt_D": d_opt_meta,
-        "extra": state.extra,
     }
+    if state.ada is not None:
+        meta["ada"] = state.ada.state_dict()
     ck.save_checkpoint(path, tensors, meta)
 
 
@@ -166,13 +216,16 @@ def load_state(state: TrainState, path: Path) -> None:
             f"{path}: its optimizer state does not fit this model ({e}): the file is damaged "
             f"or from another model; resume from an earlier checkpoint"
         ) from None
-    state.pl_mean.copy_(tensors["loss.pl_mean"])
+    try:
+        state.loss.load_state_dict(ck.split(tensors, "loss"))
+    except ValueError as e:
+        raise ck.CheckpointError(f"{path}: {e}: the file is damaged") from None
     state.cur_nimg, state.batch_idx = meta["cur_nimg"], meta["batch_idx"]
     state.lr_scale, state.failures = float(meta["lr_scale"]), meta["failures"]
-    state.extra = dict(meta.get("extra", {}))
-    if state.augment_ctrl is not None and "ada" in state.extra:
+    ada = meta.get("ada", (meta.get("extra") or {}).get("ada"))  # Older checkpoints kept it under "extra".
+    if state.ada is not None and ada is not None:
         try:
-            state.augment_ctrl.load_state_dict(state.extra["ada"])
+            state.ada.load_state_dict(ada)
         except (KeyError, ValueError, TypeError) as e:
             raise ck.CheckpointError(f"{path}: its ADA state is malformed ({e}): the file is damaged") from None
     state.set_lr()
@@ -180,6 +233,6 @@ def load_state(state: TrainState, path: Path) -> None:
 
 def weights_finite(state: TrainState) -> bool:
     """One reduction per network (a single CPU-GPU sync)."""
-    total = sum(p.detach().float().abs().sum() for p in state.G.parameters())
-    total = total + sum(p.detach().float().abs().sum() for p in state.D.parameters())
-    return bool(torch.isfinite(total))
+    nets = (state.G, state.D)
+    total = torch.stack([torch.stack([p.detach().float().abs().sum() for p in net.parameters()]).sum() for net in nets])
+    return bool(torch.isfinite(total).all())
