@@ -339,6 +339,7 @@ class StubG(torch.nn.Module):
         super().__init__()
         self.mapping = self.synthesis = torch.nn.Identity()
         self.img_shape = shape
+        self.plan = make_plan("tiny", 16)  # A StyleGAN2 plan: what the tools check (plan.family)
 
 
 def test_video_limits():

@@ -22,6 +22,7 @@ from ganforge.explore.params import ParamError, RenderSettings, check_for_model
 from ganforge.images import make_grid, to_uint8
 from ganforge.latents import z_from_seeds
 from ganforge.modelio.load import load_generator
+from ganforge.models import is_stylegan
 from ganforge.tools.generate import class_labels
 from ganforge.tools.mix import require_stylegan
 
@@ -41,7 +42,7 @@ class LoadedModel:
 
     @property
     def stylegan(self) -> bool:
-        return hasattr(self.G, "mapping") and hasattr(self.G, "synthesis")
+        return is_stylegan(self.G)
 
     @property
     def num_ws(self) -> int:

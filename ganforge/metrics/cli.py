@@ -93,8 +93,9 @@ def metrics(
     if truncation != 1.0:
         from ganforge.metrics.compare import Truncated
         from ganforge.metrics.features import MetricError
+        from ganforge.models import is_stylegan
 
-        if not hasattr(opts.G, "mapping"):
+        if opts.G is None or not is_stylegan(opts.G):
             raise MetricError(
                 f"--truncation needs a StyleGAN2 generator with a w_avg, but {checkpoint} holds a "
                 f"{type(opts.G).__name__}: drop --truncation"

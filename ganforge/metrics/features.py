@@ -26,6 +26,7 @@ from ganforge.distributed import every_rank, gather_rows, rank_share, rank_world
 from ganforge.errors import GanforgeError
 from ganforge.images import to_uint8
 from ganforge.metrics.detectors import Detector, cache_dir, load_detector
+from ganforge.models import is_stylegan
 from ganforge.resources import available_ram_bytes
 
 CACHE_VERSION = 1  # Bump when the cached content or its key changes.
@@ -237,7 +238,7 @@ def fake_feature_rows(
         items = range(share.start + start, share.start + stop)
         z = fake_latents(opts.seed, items, G.z_dim).to(opts.device)
         c = None if labels is None else labels[items.start : items.stop].to(opts.device)
-        img = G(z, c, noise_mode="const") if hasattr(G, "mapping") else G(z, c)
+        img = G(z, c, noise_mode="const") if is_stylegan(G) else G(z, c)
         return embed(to_uint8(img))
 
     return extract(features, len(share), n, label, opts, fitter)

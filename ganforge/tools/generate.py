@@ -19,6 +19,7 @@ from ganforge.images import check_canvas, check_output_dir, make_grid, save_png,
 from ganforge.latents import LatentError, check_cutoff, check_psi, z_from_seeds
 from ganforge.latents import class_labels as labels_for
 from ganforge.modelio.load import load_generator
+from ganforge.models import is_stylegan
 
 if TYPE_CHECKING:
     from ganforge.modelio.load import AnyGenerator
@@ -49,7 +50,7 @@ def check_generate(
         raise LatentError("no seeds to generate: pass --seeds such as 0-7")
     if noise_mode not in NOISE_MODES:
         raise ToolError(f"--noise-mode {noise_mode!r}: choose const, random or none")
-    if not hasattr(G, "mapping") and (truncation_psi != 1 or truncation_cutoff is not None):
+    if not is_stylegan(G) and (truncation_psi != 1 or truncation_cutoff is not None):
         raise LatentError(
             f"truncation (--trunc, --trunc-cutoff) needs a StyleGAN2 generator with a w_avg, but "
             f"this checkpoint holds a {type(G).__name__}: drop those options"
@@ -75,7 +76,7 @@ def generate_batches(
     """uint8 [n, C, H, W] per batch of seeds, in order; z is made per batch, so memory does not grow with the seeds."""
     G = G.to(device)
     c = class_labels(G, 1, class_idx)
-    stylegan = hasattr(G, "mapping")
+    stylegan = is_stylegan(G)
     for i in range(0, len(seeds), batch):
         zb = z_from_seeds(seeds[i : i + batch], G.z_dim).to(device)
         cb = None if c is None else c.expand(len(zb), -1).to(device)

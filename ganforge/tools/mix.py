@@ -16,6 +16,7 @@ import torch
 from ganforge.devices import parse_device
 from ganforge.images import IMAGE_SUFFIXES, check_canvas, check_output_file, save_png, to_uint8
 from ganforge.latents import check_psi, parse_ranges, z_from_seeds
+from ganforge.models import is_stylegan
 from ganforge.tools.generate import ToolError, class_labels
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ MAX_LAYERS = 1024  # --styles indices at once, a typo guard (num_ws is 26 at 163
 def require_stylegan(G: torch.nn.Module, what: str) -> Generator:
     """Refuse generators without a mapping network (DCGAN): the tool works on ws. Returns G, typed as the
     StyleGAN2 Generator whose interface (mapping, synthesis, num_ws, w_dim) it has."""
-    if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
+    if not is_stylegan(G):
         raise ToolError(
             f"{what} needs a StyleGAN2 generator (mapping + synthesis), but this checkpoint holds a "
             f"{type(G).__name__}: use a stylegan2 checkpoint"
