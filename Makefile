@@ -22,9 +22,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# Lint: ruff's checks and formatting, then mypy (the typecheck target). `.ci/run` runs it.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Static types of the package: mypy with the [tool.mypy] settings of pyproject.toml.
 typecheck: $(VENV)/.installed

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     import torch
 
+    from ganforge.models.dcgan import DCGANGenerator
+    from ganforge.models.generator import Generator
     from ganforge.training.config import TrainConfig
     from ganforge.training.state import TrainState
 
@@ -79,7 +81,9 @@ def __dir__() -> list[str]:
 # Networks.
 
 
-def build_generator(plan: Plan, *, cpu_reduced_precision: bool = False, ops: str = "fast") -> torch.nn.Module:
+def build_generator(
+    plan: Plan, *, cpu_reduced_precision: bool = False, ops: str = "fast"
+) -> Generator | DCGANGenerator:
     """A freshly initialized generator for the Plan: StyleGAN2 (`Generator`) or DCGAN (`DCGANGenerator`).
 
     A StyleGAN2 generator is called as `G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='random')`

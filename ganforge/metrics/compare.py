@@ -37,14 +37,19 @@ def compare_sets(
     for what, path in (("--images", images), ("--data", data)):
         if not Path(path).exists():
             raise MetricError(f"{what} {path} does not exist: pass a folder or zip of images")
-    common = dict(
-        detector_paths=detector_paths or {},
-        device=device,
-        batch=batch,
-        progress=progress,
-        allow_download=allow_download,
-    )
-    ref, other = MetricOptions(dataset_path=data, **common), MetricOptions(dataset_path=images, **common)
+    paths = detector_paths or {}
+
+    def options(dataset_path: str | Path) -> MetricOptions:
+        return MetricOptions(
+            dataset_path=dataset_path,
+            detector_paths=paths,
+            device=device,
+            batch=batch,
+            progress=progress,
+            allow_download=allow_download,
+        )
+
+    ref, other = options(data), options(images)
     ref.dataset(), other.dataset()  # Both sets are read (headers) before any detector is loaded.
     out: dict[str, float] = {}
     if "fid" in names or "kid" in names:

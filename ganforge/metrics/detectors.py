@@ -282,7 +282,7 @@ class Detector(torch.nn.Module):
 
 def forward_arguments(net: torch.jit.ScriptModule) -> list[str]:
     try:
-        return [a.name for a in net.forward.schema.arguments][1:]
+        return [a.name for a in net.forward.schema.arguments][1:]  # type: ignore[attr-defined]  # A ScriptMethod.
     except AttributeError:
         return []
 

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -236,7 +237,7 @@ def fake_feature_rows(
 
     def features(start: int, stop: int) -> torch.Tensor:
         items = range(share.start + start, share.start + stop)
-        z = fake_latents(opts.seed, items, G.z_dim).to(opts.device)
+        z = fake_latents(opts.seed, items, cast(int, G.z_dim)).to(opts.device)  # z_dim: an attribute of G's own.
         c = None if labels is None else labels[items.start : items.stop].to(opts.device)
         img = G(z, c, noise_mode="const") if is_stylegan(G) else G(z, c)
         return embed(to_uint8(img))
@@ -263,6 +264,7 @@ def content_digest(path: str | Path) -> str:
 
 def cache_file(opts: MetricOptions, detector: Detector, what: str, options: dict) -> Path:
     """<cache>/metrics/<dataset>-<detector>-<what>-<key>.npz, the key hashing content, detector and options."""
+    assert opts.dataset_path is not None  # The callers read the dataset first (opts.dataset() raises without one).
     memo_key = ("digest", str(opts.dataset_path))
     if memo_key not in opts.memo:
         opts.memo[memo_key] = content_digest(opts.dataset_path)
@@ -277,7 +279,7 @@ def cached(opts: MetricOptions, file: Path, compute: Callable[[], dict[str, np.n
     if opts.cache and every_rank(file.is_file(), opts.device):
         with np.load(file) as data:
             return dict(data)
-    arrays = compute()
+    arrays: dict[str, Any] = compute()  # Any: np.savez's stubs match **arrays to allow_pickle.
     if opts.cache and rank_world()[0] == 0:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npz")

@@ -50,8 +50,7 @@ class ExportedGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, psi: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         ws = self.G.mapping(z, c)  # [N, num_ws, w_dim]
-        w_avg = cast(torch.Tensor, self.G.mapping.w_avg)  # A registered buffer.
-        ws = w_avg.lerp(ws, psi.to(ws.dtype))
+        ws = self.G.mapping.w_avg.lerp(ws, psi.to(ws.dtype))
         return self.G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ganforge import build_generator
 from ganforge.modelio import check
@@ -42,6 +42,6 @@ def load_generator(path: str | Path, which: str = "G_ema") -> AnyGenerator:
         have = ", ".join(contents.nets)
         raise ck.CheckpointError(f"{path} holds no {which} network (it has {have})")
     part = ck.split(contents.file.read(parts=(which,)), which)
-    G = cast("AnyGenerator", build_generator(contents.plan))  # It builds the Plan's family's generator.
+    G = build_generator(contents.plan)  # The Plan's family's generator.
     check.load_into(G, part, f"{which} in {path}")
     return G.eval().requires_grad_(False)

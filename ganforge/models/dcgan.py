@@ -38,7 +38,7 @@ def dcgan_init_(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def conv_block(conv: nn.Module, norm: bool, act: nn.Module | None) -> nn.Sequential:
+def conv_block(conv: nn.Conv2d | nn.ConvTranspose2d, norm: bool, act: nn.Module | None) -> nn.Sequential:
     """conv -> (BatchNorm) -> (activation), with the names conv / norm / act in the state dict."""
     layers: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
     if norm:
@@ -228,6 +228,8 @@ class PatchDiscriminator(nn.Module):
     """
 
     KERNEL, PADDING = 4, 1  # Every conv: k=4, p=1.
+    out: nn.Sequential  # The logits conv (set by name in __init__).
+    embed: nn.Linear  # Conditional plans.
 
     def __init__(
         self,
@@ -254,9 +256,10 @@ class PatchDiscriminator(nn.Module):
             name = "out" if is_out else f"layer{i}"
             setattr(self, name, conv_block(conv, norm=0 < i and not is_out, act=act))
             self.layer_names.append(name)
+            if is_out:
+                self.feature_channels = in_ch  # Features under the logits (projection width).
             in_ch = out_ch
         self.strides = strides
-        self.feature_channels = self.out.conv.in_channels  # Features under the logits (projection width).
         self.min_size = self.smallest_input()
         if plan.c_dim > 0:
             self.embed = nn.Linear(plan.c_dim, self.feature_channels, bias=False)

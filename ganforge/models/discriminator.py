@@ -15,6 +15,8 @@ from ganforge.plan import Plan, block_name, format_resolution
 
 
 class DiscriminatorBlock(nn.Module):
+    resample_filter: torch.Tensor  # Buffer.
+
     def __init__(
         self,
         in_channels: int,  # 0 = first block (reads the image).

@@ -62,6 +62,8 @@ def reduced_dtype(
 
 
 class MappingNetwork(nn.Module):
+    w_avg: torch.Tensor  # Buffer (when num_ws and w_avg_beta are set).
+
     def __init__(
         self,
         z_dim: int,  # Input latent size; 0 = labels only (D's conditioning mapping).
@@ -97,6 +99,8 @@ class MappingNetwork(nn.Module):
     ) -> torch.Tensor:
         x = None
         if self.z_dim > 0:
+            if z is None:
+                raise ValueError(f"this model takes latents (z_dim={self.z_dim}): pass z of shape [N, {self.z_dim}]")
             assert_shape(z, [None, self.z_dim], "z")
             x = ops.normalize_2nd_moment(z.to(param_dtype(self)))
         if self.c_dim > 0:
@@ -109,6 +113,7 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, y], dim=1) if x is not None else y
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
+        assert x is not None  # z_dim > 0 or c_dim > 0.
         # Track the average w (training mode only, as official).
         if self.w_avg_beta is not None and self.training and not skip_w_avg_update and self.num_ws is not None:
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
@@ -132,6 +137,11 @@ class MappingNetwork(nn.Module):
 
 class SynthesisLayer(nn.Module):
     """3×3 conv styled by w (modulated, or AdaIN), with noise, bias, lrelu and optional 2× upsampling."""
+
+    resample_filter: torch.Tensor  # Buffer.
+    noise_const: torch.Tensor  # Buffer (when use_noise).
+    affine: FullyConnectedLayer  # style == "modulated".
+    adain: AdaINStyle  # style == "adain".
 
     def __init__(
         self,
@@ -246,12 +256,12 @@ class NoConstInput(nn.Module):
 
     def __init__(self, w_dim: int, channels: int, size: tuple[int, int], conv_clamp: float | None, style: str):
         super().__init__()
-        self.channels, self.half = channels, (size[0] // 2, size[1] // 2)
-        self.fc = FullyConnectedLayer(w_dim, channels * self.half[0] * self.half[1], activation="lrelu")
+        self.channels, self.half_size = channels, (size[0] // 2, size[1] // 2)
+        self.fc = FullyConnectedLayer(w_dim, channels * self.half_size[0] * self.half_size[1], activation="lrelu")
         self.conv = SynthesisLayer(channels, channels, w_dim, size, up=2, conv_clamp=conv_clamp, style=style)
 
     def forward(self, w: torch.Tensor, **layer_kwargs) -> torch.Tensor:
-        x = self.fc(w).reshape(-1, self.channels, *self.half)
+        x = self.fc(w).reshape(-1, self.channels, *self.half_size)
         return self.conv(x, w, **layer_kwargs)
 
 
@@ -260,6 +270,8 @@ class NoConstInput(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
+    resample_filter: torch.Tensor  # Buffer.
+
     def __init__(
         self,
         in_channels: int,  # 0 = first block (const or noconst input).
@@ -276,20 +288,21 @@ class SynthesisBlock(nn.Module):
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.size, self.is_last, self.architecture, self.use_fp16 = tuple(size), is_last, architecture, use_fp16
+        self.size, self.is_last, self.architecture, self.use_fp16 = (size[0], size[1]), is_last, architecture, use_fp16
         self.register_buffer("resample_filter", ops.setup_filter())
         self.num_conv = 0
         self.num_torgb = 0
-        layer_kw = dict(conv_clamp=conv_clamp, style=style)
         if in_channels == 0:
             if g_input == "const":
                 self.const = nn.Parameter(torch.randn([out_channels, *self.size]))
             else:
-                self.input = NoConstInput(w_dim, out_channels, self.size, **layer_kw)
+                self.input = NoConstInput(w_dim, out_channels, self.size, conv_clamp=conv_clamp, style=style)
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, self.size, up=2, **layer_kw)
+            self.conv0 = SynthesisLayer(
+                in_channels, out_channels, w_dim, self.size, up=2, conv_clamp=conv_clamp, style=style
+            )
             self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, self.size, **layer_kw)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, self.size, conv_clamp=conv_clamp, style=style)
         self.num_conv += 1
         if is_last or architecture == "skip":
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
@@ -384,6 +397,7 @@ class SynthesisNetwork(nn.Module):
             w_idx += block.num_conv
             dtype = reduced_dtype(self.plan, block.use_fp16, ws, force_fp32, self.numerics, full)
             x, img = block(x, img, cur, dtype=dtype, fused_modconv=fused_modconv, noise_mode=noise_mode)
+        assert img is not None  # The last block always has a ToRGB layer.
         return img.contiguous()
 
 

@@ -16,6 +16,8 @@ from ganforge.nn.numerics import Numerics
 
 
 class FullyConnectedLayer(nn.Module):
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_features: int,  # Input size.
@@ -37,9 +39,9 @@ class FullyConnectedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # [N, in] -> [N, out]
         w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
+        b: torch.Tensor | None = None
+        if self.bias is not None:
+            b = self.bias.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
         if self.activation == "linear" and b is not None:
@@ -51,6 +53,9 @@ class FullyConnectedLayer(nn.Module):
 
 
 class Conv2dLayer(nn.Module):
+    resample_filter: torch.Tensor
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_channels: int,  # Input feature maps.
@@ -135,6 +140,7 @@ class AdaINStyle(nn.Module):
         super().__init__()
         self.channels = channels
         self.affine = FullyConnectedLayer(w_dim, 2 * channels, bias_init=0)
+        assert self.affine.bias is not None
         with torch.no_grad():
             self.affine.bias[:channels].fill_(1.0)
 

@@ -283,15 +283,15 @@ def conv2d_resample(
         x = upfirdn2d(x, f, padding=pad, fast=fast)
         return F.conv2d(x, w, bias, stride=down, groups=groups)
     # Upsampling.
-    pad = [
+    pad = (
         padding + (fw + up - 1) // 2,
         padding + (fw - up) // 2,
         padding + (fh + up - 1) // 2,
         padding + (fh - up) // 2,
-    ]
+    )
     if kh == 1 and kw == 1:
         x = F.conv2d(x, w, groups=groups)
-        x = upfirdn2d(x, f, up=up, padding=tuple(pad), gain=up**2, fast=fast)
+        x = upfirdn2d(x, f, up=up, padding=pad, gain=up**2, fast=fast)
     else:
         # conv_transpose2d takes [I, O/groups, kh, kw].
         if groups == 1:
@@ -353,7 +353,7 @@ def modulated_conv2d_parts(
         y = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
         return y, dcoefs
     wmod = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [NOIkk]
-    if demodulate:
+    if dcoefs is not None:
         wmod = wmod * dcoefs.reshape(n, -1, 1, 1, 1)
     wmod = wmod.to(x.dtype)
     if kh == 1 and kw == 1 and up == 1:  # Batched matmul with per-sample weights, NCHW out.
@@ -399,23 +399,24 @@ def modulated_conv2d(
         weight = weight * (1 / math.sqrt(i * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    wmod = None
-    dcoefs = None
+    wmod: torch.Tensor | None = None
+    dcoefs = None  # Set iff demodulate.
     if demodulate or fused:
         wmod = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [NOIkk]
-    if demodulate:
-        dcoefs = (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [NO]
+        if demodulate:
+            dcoefs = (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [NO]
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding, fast=False)
-        if demodulate:
+        if dcoefs is not None:
             x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
         if noise is not None:
             x = x + noise.to(x.dtype)
         return x
 
-    if demodulate:
+    assert wmod is not None  # Set above whenever fused.
+    if dcoefs is not None:
         wmod = wmod * dcoefs.reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])  # [1, N·I, H, W]
     wmod = wmod.reshape(-1, i, kh, kw)  # [N·O, I, kh, kw]
