@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ if str(REPO) not in sys.path:  # `pytest` without `python -m`: the benchmarks fo
 
 from conftest import OFFICIAL_SG2, require_shared  # noqa: E402
 
-from benchmarks import infer_speed, scaling, train_speed, vs_official  # noqa: E402
+from benchmarks import infer_speed, quality_vs_official, scaling, train_speed, vs_official  # noqa: E402
 
 
 def test_train_speed_tiny(capsys):
@@ -155,6 +156,28 @@ def test_vs_official_quick():
         if row["task"] == "train":
             assert {"Gmain", "Greg", "Dmain", "Dreg", "ema"} <= set(row["official_phase_seconds"])
             assert {"Gmain", "Greg", "Dmain", "Dreg", "ema"} <= set(row["ganforge_phase_seconds"])
+
+
+def test_quality_vs_official_quick(tmp_path, capsys):
+    """The quality race end to end at its --quick size: the official training loop and ganforge.train on the same
+    prepared data, snapshots at the same image counts, FID by a stand-in detector (no Inception needed)."""
+    OFFICIAL = require_shared(OFFICIAL_SG2, "training/training_loop.py", "the race runs the official training loop")
+    from ganforge.data.demo import make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "shapes", count=64, resolution=(32, 32))
+    argv = ["--official", str(OFFICIAL), "--data", str(data), "--workdir", str(tmp_path / "race"), "--quick", "--json"]
+    r = quality_vs_official.main(argv)
+    assert json.loads(capsys.readouterr().out) == r
+    assert {"fid_official", "fid_ganforge", "fid_ratio", "time_ratio", "curve"} <= set(r)
+    for key in ("fid_official", "fid_ganforge", "fid_ratio", "time_ratio"):
+        assert math.isfinite(r[key]) and r[key] > 0, (key, r[key])
+    points = r["race"]["snapshot_nimg"]
+    assert points[0] == 0 and len(points) == r["race"]["points"] + 1
+    assert [row["nimg"] for row in r["curve"]] == points
+    assert all(math.isfinite(row["fid_official"]) and math.isfinite(row["fid_ganforge"]) for row in r["curve"])
+    assert r["official_nimg"] == r["ganforge_nimg"] == points[-1]  # Both trainers showed D the same images.
+    assert r["num_real"] == 64 and r["num_gen"] == 64
+    assert r["importer_max_abs_diff"] < 1e-4  # ganforge reads the official snapshot as the official code runs it.
 
 
 def test_vs_official_summary_without_workers():
