@@ -149,3 +149,26 @@ class RandomImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.imgs[i], torch.zeros(0)
+
+
+def tiny_run_config(tmp_path, **options):
+    """A TrainConfig for a short tiny run in tmp_path/run (in-memory data, no workers or TensorBoard, resumable);
+    `options` override."""
+    from ganforge.training.config import TrainConfig
+
+    base = dict(
+        data="mem",
+        outdir=str(tmp_path),
+        run_name="run",
+        preset="tiny",
+        batch=8,
+        workers=0,
+        tensorboard=False,
+        resume="latest",
+        seed=1,
+    )
+    return TrainConfig(**{**base, **options})
+
+
+def quiet(*args) -> None:
+    """A training log that prints nothing."""

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import MemDataset
+from conftest import MemDataset, quiet, tiny_run_config
 
 from ganforge import build_discriminator, build_generator, make_plan
 from ganforge.modelio import checkpoint as ck
@@ -13,28 +13,8 @@ from ganforge.training.loop import train
 from ganforge.training.schedule import ScheduleError, parse_schedule
 
 
-def quiet(*a):
-    pass
-
-
 def cfg_for(tmp_path, **kw):
-    base = dict(
-        data="mem",
-        outdir=str(tmp_path),
-        run_name="run",
-        preset="tiny",
-        resolution="16",
-        kimg=0.064,
-        batch=8,
-        snap=0.032,
-        tick=0.032,
-        workers=0,
-        tensorboard=False,
-        resume="latest",
-        seed=1,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_run_config(tmp_path, **{"resolution": "16", "kimg": 0.064, "snap": 0.032, "tick": 0.032, **kw})
 
 
 # ----------------------------------------------------------------------------

@@ -4,32 +4,16 @@ import json
 
 import pytest
 import torch
-from conftest import MemDataset
+from conftest import MemDataset, tiny_run_config
 
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
-from ganforge.training.config import ConfigError, TrainConfig
+from ganforge.training.config import ConfigError
 from ganforge.training.loop import train
 
 
 def cfg_for(tmp_path, **kw):
-    base = dict(
-        data="mem",
-        outdir=str(tmp_path),
-        run_name="run",
-        preset="tiny",
-        kimg=0.048,
-        batch=8,
-        snap=0.016,
-        tick=0.016,
-        workers=0,
-        tensorboard=False,
-        resume="latest",
-        seed=1,
-        keep=10,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_run_config(tmp_path, **{"kimg": 0.048, "snap": 0.016, "tick": 0.016, "keep": 10, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +91,26 @@ def test_resume_path_must_verify(run, tmp_path):
     flip_bit(target)
     with pytest.raises(ConfigError, match="cannot be used: .*fails its checksum"):
         train(cfg_for(tmp_path, kimg=0.064, resume=str(target)), MemDataset(), log=lambda *a: None)
+
+
+def test_a_checkpoint_at_another_resolution_suggests_transfer_and_writes_nothing(run, tmp_path):
+    from ganforge.plan import PlanError
+
+    ckpt = run / ck.checkpoint_name(48)  # 16x16; the data below is 32x32.
+    out = f"{ckpt.stem}-32x32.safetensors"
+    transfer = f"`ganforge transfer {ckpt} --resolution 32x32 --out {out}`"
+    quiet = lambda *a: None  # noqa: E731
+    with pytest.raises(ck.CheckpointError) as info:
+        train(cfg_for(tmp_path, run_name="bigger", resume=str(ckpt)), MemDataset(res=32), log=quiet)
+    assert str(info.value) == (
+        f"cannot resume from {ckpt}: the checkpoint was trained at 16x16 with 6 ws; this model is 32x32 with 8 ws: "
+        f"copy what fits into a 32x32 model with {transfer} and start a new run from it with --init {out}, or "
+        f"resume it on 16x16 data."
+    )
+    with pytest.raises(PlanError) as info:
+        train(cfg_for(tmp_path, run_name="bigger", resume=None, init=str(ckpt)), MemDataset(res=32), log=quiet)
+    assert f"copy what fits into a 32x32 model with {transfer} and pass --init {out}, or prepare" in str(info.value)
+    assert not (tmp_path / "bigger").exists()  # Refused before the run folder is made.
 
 
 def test_keep_one_with_a_damaged_newest_file_keeps_the_good_checkpoint(run, tmp_path):

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import MemDataset
+from conftest import MemDataset, tiny_run_config
 
 from ganforge.training.config import TrainConfig
 from ganforge.training.loop import train
@@ -11,22 +11,7 @@ from ganforge.training.stats import read_stats
 
 
 def cfg_for(tmp_path, **kw):
-    base = dict(
-        data="mem",
-        outdir=str(tmp_path),
-        run_name="run",
-        preset="tiny",
-        kimg=0.032,
-        batch=8,
-        snap=0.016,
-        tick=0.016,
-        workers=0,
-        tensorboard=False,
-        resume="latest",
-        seed=1,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_run_config(tmp_path, **{"kimg": 0.032, "snap": 0.016, "tick": 0.016, **kw})
 
 
 def test_a_resume_that_changes_lr_and_gamma_shows_everywhere(tmp_path):
