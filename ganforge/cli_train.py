@@ -155,6 +155,21 @@ def demo(
         fail(f"the demo run wrote no good checkpoint into {out / 'run'}: see its log", code=1)
     paths = generate_images(ckpt, seeds=list(range(8)), outdir=out / "generated", truncation_psi=1.0)
     typer.echo(f"Generated {len(paths)} images from {ckpt.name} into {out / 'generated'}")
+    typer.echo("\n".join(demo_pointers(out / "run", ckpt, out)))
+
+
+def demo_pointers(run_dir, ckpt, runs_root) -> list[str]:
+    """Where to look once the demo is done: the progress image, the latest samples, the explorer command."""
+    from ganforge.training.run import PROGRESS_NAME, PROGRESS_SEEDS
+
+    return [
+        "Where to look:",
+        f"  progress: {run_dir / PROGRESS_NAME}  (the first {PROGRESS_SEEDS} sample seeds, one row each, at every "
+        f"snapshot; oldest left, newest right)",
+        f"  latest samples: {run_dir / 'fakes_latest.png'}",
+        f"  explore the model and the run: ganforge explore --checkpoint {ckpt} --runs {runs_root}  "
+        f"(needs pip install 'ganforge[explore]')",
+    ]
 
 
 def transfer(

@@ -44,6 +44,22 @@ def save_png(array: np.ndarray, path: str | Path) -> None:
     Image.fromarray(array).save(path)
 
 
+def save_png_atomic(array: np.ndarray, path: str | Path) -> None:
+    """save_png through a temporary file in the same folder and a rename: a reader (or a kill) never sees half
+    a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            Image.fromarray(array).save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _first_existing(path: Path) -> Path:
     """The path itself or its nearest ancestor that exists (the folder a mkdir would start in)."""
     path = Path(os.path.abspath(path))

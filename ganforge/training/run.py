@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ganforge.errors import GanforgeError
-from ganforge.images import make_grid, save_png, to_uint8
+from ganforge.images import make_grid, save_png, save_png_atomic, to_uint8
 from ganforge.latents import z_from_seeds
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
@@ -166,9 +169,11 @@ def save_snapshot(state: TrainState, run_dir: Path, dataset, sinks, cfg: TrainCo
     """Sample grid PNG (fixed seeds) + checkpoint; prune old checkpoints."""
     device = next(state.G_ema.parameters()).device
     kimg = state.cur_nimg / 1000
-    grid = make_grid(sample_grid(state.G_ema, state.plan, cfg, device), cols=cfg.grid_size[0])
+    images = sample_grid(state.G_ema, state.plan, cfg, device)
+    grid = make_grid(images, cols=cfg.grid_size[0])
     save_png(grid, run_dir / f"fakes-{state.cur_nimg:012d}.png")  # Number = images shown to D.
     save_png(grid, run_dir / "fakes_latest.png")
+    write_progress(run_dir, state.cur_nimg, images)
     if sinks is not None:
         sinks.image("fakes", grid if grid.ndim == 3 else grid[:, :, None], kimg)
     if state.cur_nimg == 0 and not (run_dir / "reals.png").exists():
@@ -186,8 +191,84 @@ def save_snapshot(state: TrainState, run_dir: Path, dataset, sinks, cfg: TrainCo
     check.prune(run_dir, cfg.keep)
 
 
+# The progress image: the first PROGRESS_SEEDS grid seeds (one row each) at up to PROGRESS_SNAPSHOTS snapshots (one
+# column each, oldest left, newest right), tiles shrunk to at most PROGRESS_TILE pixels on their long side.
+PROGRESS_NAME = "progress.png"
+PROGRESS_SEEDS = 8
+PROGRESS_SNAPSHOTS = 16
+PROGRESS_TILE = 256
+FAKES_RE = re.compile(r"^fakes-(\d{12})\.png$")
+
+
+def progress_picks(nimgs: list[int], most: int | None = None) -> list[int]:
+    """At most `most` (PROGRESS_SNAPSHOTS) of the sorted snapshot counts, evenly spread: always the first and the
+    newest."""
+    most = most or PROGRESS_SNAPSHOTS
+    if len(nimgs) <= most:
+        return list(nimgs)
+    return [nimgs[round(i * (len(nimgs) - 1) / (most - 1))] for i in range(most)]
+
+
+def _shrink_tile(tile: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W] or [H, W, C] -> (h, w) = size by area averaging (PIL's BOX filter)."""
+    from PIL import Image
+
+    if tile.shape[:2] == size:
+        return tile
+    return np.asarray(Image.fromarray(tile).resize((size[1], size[0]), Image.Resampling.BOX))
+
+
+def _column(tiles: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    return np.concatenate([_shrink_tile(t, size) for t in tiles], axis=0)
+
+
+def _column_from_file(path: Path, count: int, tile_hw: tuple[int, int], channels: int, size: tuple[int, int]):
+    """The first `count` tiles of an earlier fakes-*.png (its own number of columns), stacked; None when the file
+    is unreadable or does not hold tiles of this run's size (the snapshot is then left out)."""
+    from PIL import Image
+
+    th, tw = tile_hw
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    h, w = arr.shape[:2]
+    cols = w // tw
+    if h % th or w % tw or cols * (h // th) < count:
+        return None
+    tiles = [arr[(i // cols) * th : (i // cols + 1) * th, (i % cols) * tw : (i % cols + 1) * tw] for i in range(count)]
+    return _column(tiles, size)
+
+
+def write_progress(run_dir: Path, cur_nimg: int, images: torch.Tensor) -> Path:
+    """Write progress.png (atomically): the first grid seeds at this snapshot and at the earlier ones.
+
+    Rebuilt from the run's fakes-<nimg>.png files at every snapshot (never from state kept in memory), so a resumed
+    run, a rollback or a restart draws the same picture: snapshots newer than this one (left by a run that was
+    rolled back) are left out. `images` is this snapshot's sample grid, uint8 [N, C, H, W], seeds 0..N-1.
+    """
+    n, c, h, w = images.shape
+    count = min(PROGRESS_SEEDS, n)
+    shrink = max(1, math.ceil(max(h, w) / PROGRESS_TILE))
+    size = (max(1, h // shrink), max(1, w // shrink))
+    found = (FAKES_RE.match(p.name) for p in run_dir.glob("fakes-*.png"))
+    earlier = sorted(nimg for m in found if m and (nimg := int(m.group(1))) < cur_nimg)
+    columns = []
+    for nimg in progress_picks([*earlier, cur_nimg])[:-1]:
+        column = _column_from_file(run_dir / f"fakes-{nimg:012d}.png", count, (h, w), c, size)
+        if column is not None:
+            columns.append(column)
+    now = images[:count].permute(0, 2, 3, 1).cpu().numpy()
+    columns.append(_column([t[:, :, 0] if c == 1 else t for t in now], size))
+    path = run_dir / PROGRESS_NAME
+    save_png_atomic(np.concatenate(columns, axis=1), path)
+    return path
+
+
 def format_time(seconds: float) -> str:
-    s = int(seconds)
+    """12s, 3m 05s, 2h 07m; never negative (a count past its total is 0s)."""
+    s = max(0, int(seconds)) if math.isfinite(seconds) else 0
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -195,12 +276,19 @@ def format_time(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
+def format_kimg(done_nimg: int, total_nimg: int) -> str:
+    """'1.02/12.00' or '0.008/0.016': both with the decimals that show the total exactly (2 or 3)."""
+    digits = 2 if total_nimg % 10 == 0 else 3
+    return f"{done_nimg / 1000:.{digits}f}/{total_nimg / 1000:.{digits}f}"
+
+
 def progress_line(state: TrainState, means: dict, total_nimg: int, elapsed: float, device: torch.device) -> str:
-    kimg = state.cur_nimg / 1000
+    # The last step may overshoot the total by part of a batch: the line shows the total reached, not beyond it.
+    done = min(state.cur_nimg, total_nimg)
     spk = means.get("Timing/sec_per_kimg", 0.0)
-    eta = spk * (total_nimg - state.cur_nimg) / 1000
+    eta = spk * (total_nimg - done) / 1000
     parts = [
-        f"kimg {kimg:.2f}/{total_nimg / 1000:g}",
+        f"kimg {format_kimg(done, total_nimg)}",
         f"{spk:.2f} s/kimg",
         f"ETA {format_time(eta)}",
         f"time {format_time(elapsed)}",
