@@ -40,7 +40,7 @@ def _inspect(
     preset: str, resolution: str, family: str, img_channels: int, classes: int, as_json: bool, **model
 ) -> None:
     """Per-layer shapes, parameter counts and memory for a preset at a resolution (no GPU, no memory used)."""
-    from ganforge.inspector import format_bytes, format_count, inspect_plan
+    from ganforge.inspector import LayerRow, format_bytes, format_count, inspect_plan, linear_text
     from ganforge.training.config import TrainConfig, with_preset
     from ganforge.training.preflight import plan_overrides
 
@@ -72,8 +72,10 @@ def _inspect(
         table.add_column("kind")
         table.add_column("output [C, H, W]")
         table.add_column("params", justify="right")
+        table.add_column("flattened")
         for row in net["layers"]:
-            table.add_row(row["name"], row["kind"], str(row["output_shape"]), f"{row['params']:,}")
+            linear = linear_text(LayerRow(**row))
+            table.add_row(row["name"], row["kind"], str(row["output_shape"]), f"{row['params']:,}", linear)
         console.print(table)
         console.print(
             f"{title}: {net['params']:,} parameters ({format_count(net['params'])}), "

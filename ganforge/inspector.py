@@ -6,6 +6,7 @@ XXXL preset at 1024×1024 is inspected in about a second on a laptop CPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,11 @@ class LayerRow:
     kind: str  # Class name.
     output_shape: list[int]  # Per image: [C, H, W] or [F].
     params: int  # Parameters held directly by this module (children have their own rows).
+    # A layer that computes a Linear map (a Linear, or a conv whose kernel covers its whole input, or makes its whole
+    # output from a 1x1 input): the per-image shape it reads as its in_features, before any flatten ([32, 7, 7]
+    # for 1568 features), and what it makes ([1], or [32, 7, 7] for the DCGAN generator's first block).
+    linear_in: list[int] | None = None
+    linear_out: list[int] | None = None
 
 
 @dataclass
@@ -40,6 +46,49 @@ class NetReport:
             "activation_bytes_per_image": self.activation_bytes,
             "layers": [vars(r) for r in self.layers],
         }
+
+
+def _squeeze(shape: list[int]) -> list[int]:
+    """[64, 1, 1] -> [64]: trailing 1x1 map sides carry no information."""
+    while len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def linear_view(m: nn.Module, x: object, y: torch.Tensor) -> tuple[list[int], list[int]] | None:
+    """(shape read, shape made), per image, when module `m` computes a Linear map of its input `x`; else None.
+
+    The shape read is that of the tensor before a flatten (`x.flatten(1)` is a view whose base holds the map), so a
+    discriminator head shows the 32x7x7 map behind its 1568 features.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        return None
+    if isinstance(m, nn.Linear) or type(m).__name__ == "FullyConnectedLayer":
+        base = x._base
+        src = base if base is not None and base.ndim > x.ndim and base.numel() == x.numel() else x
+        return list(src.shape[1:]), list(y.shape[1:])
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and x.ndim == 4 and m.groups == 1:
+        flat_pad = all(p == 0 for p in m.padding) if isinstance(m.padding, tuple) else False
+        if not flat_pad or any(d != 1 for d in m.dilation):
+            return None
+        if isinstance(m, nn.Conv2d) and tuple(x.shape[2:]) == tuple(m.kernel_size):  # Kernel covers the map.
+            return list(x.shape[1:]), _squeeze(list(y.shape[1:]))
+        if isinstance(m, nn.ConvTranspose2d) and tuple(x.shape[2:]) == (1, 1):  # 1x1 in: each weight is one output.
+            return _squeeze(list(x.shape[1:])), list(y.shape[1:])
+    return None
+
+
+def linear_text(row: LayerRow) -> str:
+    """'32×7×7 = 1568 → Linear', '64 → Linear → 32×7×7 = 1568', or '' for a layer that is not a Linear map."""
+    if row.linear_in is None or row.linear_out is None:
+        return ""
+
+    def side(shape: list[int]) -> str:
+        n = math.prod(shape)
+        return "×".join(map(str, shape)) + (f" = {n}" if len(shape) > 1 else "")
+
+    text = f"{side(row.linear_in)} → Linear"
+    return text + (f" → {side(row.linear_out)}" if len(row.linear_out) > 1 else "")
 
 
 def _is_layer(m: nn.Module) -> bool:
@@ -68,6 +117,9 @@ def trace(net: nn.Module, *inputs, **kwargs) -> NetReport:
                 return
             if name not in rows:
                 rows[name] = LayerRow(name, type(m).__name__, list(y.shape[1:]), _own_params(m))
+                view = linear_view(m, args[0] if args else None, y)
+                if view is not None:
+                    rows[name].linear_in, rows[name].linear_out = view
                 if _is_layer(m):
                     act[0] += y[0].numel() * 4
 

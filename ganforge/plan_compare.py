@@ -7,6 +7,7 @@ torch, and each sentence says what to change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from ganforge.plan import Plan, block_name, decompose, format_resolution
 
@@ -36,14 +37,26 @@ class Report:
         return "\n".join(m.sentence for m in self.mismatches) or "no mismatches"
 
 
-def compare_data(plan: Plan, data_shape: tuple[int, int, int] | list[int], c_dim: int = 0) -> Report:
-    """Compare a model with a dataset of images [C, H, W] and `c_dim` label classes."""
+def transfer_command(checkpoint: str, resolution: str) -> tuple[str, str]:
+    """(the `ganforge transfer` command that copies a checkpoint into a model at `resolution`, its output file)."""
+    out = f"{PurePath(checkpoint).stem}-{resolution}.safetensors"
+    return f"`ganforge transfer {checkpoint} --resolution {resolution} --out {out}`", out
+
+
+def compare_data(
+    plan: Plan, data_shape: tuple[int, int, int] | list[int], c_dim: int = 0, checkpoint: str | None = None
+) -> Report:
+    """Compare a model with a dataset of images [C, H, W] and `c_dim` label classes. `checkpoint`: the file the
+    model comes from (`--init`), so that a size mismatch suggests `ganforge transfer` first."""
     rep = Report()
     c, h, w = (int(v) for v in data_shape)
     if (h, w) != (plan.height, plan.width):
         res = format_resolution(h, w)
         fix = f"prepare the data with `ganforge dataset prepare SRC DEST --resolution {plan.resolution_text}`"
-        if decompose(h, w) is not None:
+        if checkpoint is not None and decompose(h, w) is not None:
+            command, out = transfer_command(checkpoint, res)
+            fix = f"copy what fits into a {res} model with {command} and pass --init {out}, or {fix}"
+        elif decompose(h, w) is not None:
             fix += f", or build the model at --resolution {res}"
         rep.add("resolution", f"the data is {res} (WxH) but the model makes {plan.resolution_text}: {fix}.")
     if c != plan.img_channels:
@@ -62,8 +75,8 @@ def compare_data(plan: Plan, data_shape: tuple[int, int, int] | list[int], c_dim
     return rep
 
 
-def compare_plans(ckpt: Plan, model: Plan) -> Report:
-    """Compare a checkpoint's Plan with the model it is loaded into."""
+def compare_plans(ckpt: Plan, model: Plan, checkpoint: str = "CKPT") -> Report:
+    """Compare a checkpoint's Plan with the model it is loaded into (`checkpoint`: its file, named in the fixes)."""
     rep = Report()
     if ckpt.family != model.family:
         rep.add(
@@ -73,12 +86,13 @@ def compare_plans(ckpt: Plan, model: Plan) -> Report:
         return rep
     if (ckpt.height, ckpt.width) != (model.height, model.width):
         extra = f" with {ckpt.num_ws} ws; this model is {model.resolution_text} with {model.num_ws} ws"
+        command, out = transfer_command(checkpoint, model.resolution_text)
         rep.add(
             "resolution",
             f"the checkpoint was trained at {ckpt.resolution_text}"
             + (extra if model.family == "stylegan2" else f"; this model is {model.resolution_text}")
-            + f": use `ganforge transfer CKPT --resolution "
-            f"{model.resolution_text}` to copy what fits, or build the model at --resolution {ckpt.resolution_text}.",
+            + f": copy what fits into a {model.resolution_text} model with {command} and start a new run from it "
+            f"with --init {out}, or resume it on {ckpt.resolution_text} data.",
         )
     same_sizes = (ckpt.base_h, ckpt.base_w) == (model.base_h, model.base_w)
     if same_sizes:

@@ -49,6 +49,19 @@ def test_inspect_dcgan_family():
     assert info["discriminator"]["params"] > 0
 
 
+def test_inspect_shows_the_flattened_size_that_feeds_each_linear_layer():
+    info = run_json("--preset", "tiny", "--resolution", "28", "--family", "dcgan")
+    head = {r["name"]: r for r in info["discriminator"]["layers"]}["b7.conv"]  # A 7x7 conv on the 7x7 map.
+    assert head["linear_in"] == [32, 7, 7] and head["linear_out"] == [1]
+    base = {r["name"]: r for r in info["generator"]["layers"]}["b7.conv"]  # z as a 1x1 map -> the 7x7 base.
+    assert base["linear_in"] == [64] and base["linear_out"] == [32, 7, 7]
+    result = runner.invoke(app, ["inspect", "--preset", "tiny", "--resolution", "28", "--family", "dcgan"])
+    assert "32×7×7 = 1568 → Linear" in result.stdout
+    rows = {r["name"]: r for r in inspect_plan(make_plan("tiny", 32))["discriminator"]["layers"]}
+    assert rows["b4.fc"]["linear_in"] == [32, 4, 4] and rows["b4.out"]["linear_in"] == [32]  # fc(x.flatten(1)).
+    assert rows["b4.conv"]["linear_in"] is None  # A 3x3 conv with padding is not a Linear map.
+
+
 def test_inspect_table_output():
     result = runner.invoke(app, ["inspect", "--preset", "tiny", "--resolution", "32"])
     assert result.exit_code == 0

@@ -45,6 +45,7 @@ from ganforge.training.state import (
     Phase,
     TrainState,
     build_state,
+    check_resumable,
     cpu_mixed_precision,
     load_state,
     make_phases,
@@ -151,6 +152,8 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     check_freeze(cfg, plan, freeze_specs)
     run_dir = Path(cfg.outdir) / run_name(cfg, plan)
     resume_path, skipped = find_resume(cfg, run_dir)
+    if resume_path is not None:
+        check_resumable(resume_path, plan)  # A checkpoint of another model is refused before anything is written.
     check_memory(cfg, plan, batch_gpu, rounds, device)
     # Nothing was written before this line: a refused start leaves no run directory behind.
     changed = {}

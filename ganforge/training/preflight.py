@@ -85,7 +85,7 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
         if why is not None:
             raise ConfigError(f"--init {cfg.init} cannot be used: {why}")
         plan = check.inspect_file(cfg.init).plan
-        rep = compare_data(plan, data_shape, c_dim)
+        rep = compare_data(plan, data_shape, c_dim, checkpoint=cfg.init)
         if not rep.ok:
             raise PlanError(f"--init {cfg.init}: {rep}")
         return plan

@@ -193,18 +193,25 @@ def save_state(state: TrainState, path: Path) -> None:
     ck.save_checkpoint(path, tensors, meta)
 
 
-def load_state(state: TrainState, path: Path) -> None:
-    """Restore a training checkpoint into `state` (networks must match the checkpoint's Plan)."""
+def check_resumable(path: Path, plan: Plan) -> check.Contents:
+    """The checkpoint's checked contents when it can resume a run of `plan` (headers only, nothing is built);
+    else a CheckpointError that says what to do instead (e.g. `ganforge transfer` for another resolution)."""
     contents = check.inspect_file(path)
-    meta = contents.file.meta
     if contents.kind != "training":
         raise ck.CheckpointError(
             f"{path} is an inference export, not a training checkpoint: it cannot be resumed; "
             f"start a new run from it with --init {path}"
         )
-    rep = compare_plans(contents.plan, state.plan)
+    rep = compare_plans(contents.plan, plan, str(path))
     if not rep.ok:
         raise ck.CheckpointError(f"cannot resume from {path}: {rep}")
+    return contents
+
+
+def load_state(state: TrainState, path: Path) -> None:
+    """Restore a training checkpoint into `state` (networks must match the checkpoint's Plan)."""
+    contents = check_resumable(path, state.plan)
+    meta = contents.file.meta
     tensors = contents.file.read()
     for name in ("G", "D", "G_ema"):
         check.load_into(getattr(state, name), ck.split(tensors, name), f"{name} in {path}")
