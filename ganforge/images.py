@@ -38,6 +38,21 @@ def make_grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
     return arr[:, :, 0] if c == 1 else arr
 
 
+def grid_shape(n: int) -> tuple[int, int]:
+    """(cols, rows) for a grid of n images with no empty cell: the most square cols x rows == n (cols >= rows),
+    so 8 -> 4x2, 12 -> 4x3, 7 -> 7x1. When that shape would be a long strip (more than 8 columns and over 3x
+    wider than tall, as for a large prime such as 11 or 97), it is the near-square ceil(sqrt(n)) columns instead,
+    with the empty cells at the end of the last row (11 -> 4x3)."""
+    if n < 1:
+        return 1, 1
+    rows = max(r for r in range(1, math.isqrt(n) + 1) if n % r == 0)
+    cols = n // rows
+    if cols > 8 and cols > 3 * rows:
+        cols = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / cols)
+    return cols, rows
+
+
 def save_png(array: np.ndarray, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

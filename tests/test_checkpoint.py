@@ -147,7 +147,7 @@ def test_foreign_safetensors_and_missing_paths(tmp_path):
         ck.load_checkpoint(plain)
     with pytest.raises(ck.CheckpointError, match="does not exist"):
         ck.load_checkpoint(tmp_path / "nope.safetensors")
-    with pytest.raises(ck.CheckpointError, match="not a file"):
+    with pytest.raises(ck.CheckpointError, match="is a folder: pass one of its checkpoints, newest first: .*plain"):
         ck.load_checkpoint(tmp_path)
     newer = tmp_path / "newer.safetensors"
     save_file({"w": torch.ones(1)}, newer, metadata={"ganforge": json.dumps({"format": ck.FORMAT, "version": 99})})

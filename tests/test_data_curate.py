@@ -309,3 +309,22 @@ def test_cli_curate_with_blur_only(tmp_path):
     assert sorted(p.name for p in (dest / "00000").iterdir()) == [f"img{i:08d}.png" for i in range(3)]
     result = runner.invoke(dataset_app, ["curate", str(src), str(tmp_path / "none"), "--blur", "1e7", "-q"])
     assert result.exit_code == 1 and "all 5 images" in result.output and not (tmp_path / "none").exists()
+
+
+def test_cli_curate_dry_run_prints_score_percentiles_and_writes_nothing(tmp_path):
+    src = make_source(tmp_path / "src")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = runner.invoke(dataset_app, ["curate", str(src), "--dry-run", "--blur", "10", "-q"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "dry run, nothing written: these options would keep 3 of 5 images" in out
+    assert "blur (--blur)" in out and "10%" in out and "95%" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # No DEST, CSV or contact sheet.
+    summary = curate_dataset(src, None, CurateOptions(resolution=128, dry_run=True))
+    blur = summary["scores"]["blur"]
+    assert summary["kept"] == 4 and list(blur) == ["p5", "p10", "p25", "p50", "p75", "p90", "p95"]
+    assert blur["p5"] <= blur["p50"] <= blur["p95"] and "tilt_deg" not in summary["scores"]  # No face step.
+    written = curate_dataset(src, tmp_path / "out", CurateOptions(resolution=128))
+    assert written["scores"] == summary["scores"]  # A real run reports the same percentiles.
+    missing = runner.invoke(dataset_app, ["curate", str(src)])
+    assert missing.exit_code == 2 and "DEST is missing" in missing.output and "--dry-run" in missing.output

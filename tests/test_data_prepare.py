@@ -163,6 +163,20 @@ def test_prepare_fits_pad_stretch_and_background(tmp_path):
     assert "no model can be built at 100x100" in report["warnings"][0] and "96x96" in report["warnings"][0]
 
 
+def test_cli_prepare_at_a_size_no_model_can_use_warns_with_the_nearest_sizes_and_still_writes(tmp_path, cli):
+    src = tmp_path / "src"
+    src.mkdir()
+    solid((128, 128), RED).save(src / "a.png")
+    code, out, err = cli("dataset", "prepare", src, tmp_path / "odd", "--resolution", "100", "--workers", "0", "-q")
+    assert code == 0, err
+    assert " ".join(err.split()) == (
+        "warning: no model can be built at 100x100 (sizes must be base·2^k with a small base): the data is written "
+        "at 100x100 anyway, but to train on it prepare it at a nearest valid size, 96x96, 112x96 or 112x112 "
+        "(e.g. --resolution 96x96)"
+    )
+    assert load(tmp_path / "odd" / "00000" / "img00000000.png").shape == (100, 100, 3)
+
+
 def test_cli_prepare_zip_source_with_csv_labels_then_reprepare_official(tmp_path):
     src = tmp_path / "src.zip"
     with zipfile.ZipFile(src, "w") as zf:
@@ -247,6 +261,26 @@ def test_cli_check_sentences_and_json(tmp_path):
     assert result.exit_code == 0 and info["ok"] and info["sizes"] == {"64x64": 3} and info["channels"] == 3
     result = runner.invoke(dataset_app, ["check", str(dest), "--cond"])
     assert result.exit_code == 1 and "has no labels" in result.output
+
+
+def test_cli_check_takes_the_model_family(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    noise(100, 100).save(src / "a.png")
+    result = runner.invoke(dataset_app, ["check", str(src), "--family", "dcgan"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and "no dcgan model can be built at 100x100 (WxH; sizes must be base·2^k)" in out
+    assert "--resolution 96x96" in out
+    good = tmp_path / "good"
+    good.mkdir()
+    noise(28, 28).save(good / "a.png")  # 7·2^2: a DCGAN (and a StyleGAN2) model at 28x28.
+    result = runner.invoke(dataset_app, ["check", str(good), "--family", "dcgan", "--preset", "tiny", "--json"])
+    info = json.loads(result.stdout)
+    assert result.exit_code == 0 and info["ok"] and info["family"] == "dcgan"
+    result = runner.invoke(dataset_app, ["check", str(good), "--family", "dcgan", "--resolution", "56"])
+    assert result.exit_code == 1 and "the data is 28x28 (WxH) but the model makes 56x56" in result.output
+    result = runner.invoke(dataset_app, ["check", str(good), "--family", "vae"])
+    assert result.exit_code == 2 and "--family" in result.output
 
 
 def test_dataset_app_mounts_as_ganforge_dataset(tmp_path):

@@ -114,6 +114,27 @@ def test_lpips_without_a_detector_says_what_to_do(tiny, target):
         project(G, target[:, :8], ProjectConfig(num_steps=2), loss="mse")
 
 
+def test_project_without_the_vgg_weights_names_the_options_project_has(tiny, target, tmp_path, monkeypatch):
+    from ganforge.tools.generate import ToolError
+
+    _, path = tiny
+    src = tmp_path / "target.png"
+    Image.fromarray(target.permute(1, 2, 0).numpy()).save(src)
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))  # No vgg16.pt there.
+    with pytest.raises(ToolError) as info:
+        project_file(path, src, tmp_path / "proj", steps=2)
+    message = str(info.value)
+    needs = "--loss lpips (the default) needs the VGG16 weights vgg16.pt, which are not in"
+    assert message.startswith(f"{needs} {tmp_path / 'cache'}:")
+    assert "pass it with --vgg PATH" in message and message.endswith("or use --loss mse, which needs no weights")
+    assert "--allow-download" not in message  # `metrics` has it; `project` does not.
+    with pytest.raises(ToolError, match=r"--vgg .*missing.pt does not exist: .* or use --loss mse"):
+        project_file(path, src, tmp_path / "proj", steps=2, vgg=tmp_path / "missing.pt")
+    assert not (tmp_path / "proj").exists()
+    _, paths = project_file(path, src, tmp_path / "proj", steps=2, loss="mse", save_video=False)  # No weights needed.
+    assert paths["image"].exists()
+
+
 def test_project_file_writes_image_w_and_video(tiny, target, tmp_path, vgg_file):
     _, path = tiny
     src = tmp_path / "target.jpg"

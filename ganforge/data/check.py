@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ganforge.data.convert import oriented_size
 from ganforge.data.source import LABELS_NAME, LabelLookup, Source
-from ganforge.plan import decompose, format_resolution, make_plan, nearest_valid, parse_resolution
+from ganforge.plan import PlanError, decompose, format_resolution, make_plan, nearest_valid, parse_resolution
 from ganforge.plan_compare import compare_data
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -37,6 +37,7 @@ class DatasetSummary:
     unlabeled: int = 0  # Images with no entry in a dataset.json that has labels.
     unreadable: list[dict] = field(default_factory=list)  # {file, reason} for headers that cannot be read.
     ignored: int = 0  # Other files (no image extension, hidden files).
+    family: str | None = None  # The model family checked against (None: only scanned).
     mismatches: list[str] = field(default_factory=list)  # One sentence each, with the command that fixes it.
 
     @property
@@ -100,14 +101,23 @@ def _valid_near(h: int, w: int) -> str:
     return format_resolution(*nearest_valid(h, w, 1)[0])
 
 
+FAMILIES = ("stylegan2", "dcgan")
+
+
 def check_dataset(
     path: str | os.PathLike,
     resolution: str | int | None = None,
     preset: str = "auto",
     cond: bool = False,
+    family: str = "stylegan2",
 ) -> DatasetSummary:
-    """scan_dataset plus every mismatch with the model `make_plan(preset, resolution)` (PlanError if invalid)."""
+    """scan_dataset plus every mismatch with the model `make_plan(preset, resolution, family=family)` (PlanError if
+    invalid). Both families take the sizes `base·2^k` (ganforge.plan.decompose); the model is built as `family`, so
+    its own rules apply."""
+    if family not in FAMILIES:
+        raise PlanError(f"--family {str(family)[:40]!r} is not a model family: use stylegan2 or dcgan")
     s = scan_dataset(path)
+    s.family = family
     where = str(path)
     want = parse_resolution(resolution) if resolution is not None else None
     readable = s.images - len(s.unreadable)
@@ -128,12 +138,12 @@ def check_dataset(
     elif want is None and decompose(*sizes[0]) is None:
         res = _valid_near(*sizes[0])
         s.mismatches.append(
-            f"no model can be built at {format_resolution(*sizes[0])} (WxH; sizes must be "
+            f"no {family} model can be built at {format_resolution(*sizes[0])} (WxH; sizes must be "
             f"base·2^k): resize the data with {_prepare_cmd(where, res)}."
         )
     model_hw = want or (sizes[0] if decompose(*sizes[0]) is not None else None)
     if model_hw is not None:
-        plan = make_plan(preset, format_resolution(*model_hw), c_dim=s.classes if cond else 0)
+        plan = make_plan(preset, format_resolution(*model_hw), family=family, c_dim=s.classes if cond else 0)
         data_hw = sizes[0] if len(sizes) == 1 else model_hw
         report = compare_data(plan, [s.channels, *data_hw], s.classes if cond else 0)
         s.mismatches.extend(m.sentence for m in report.mismatches)

@@ -32,6 +32,11 @@ class Fit(str, Enum):
     stretch = "stretch"
 
 
+class Family(str, Enum):
+    stylegan2 = "stylegan2"
+    dcgan = "dcgan"
+
+
 class Small(str, Enum):
     upscale = "upscale"
     skip = "skip"
@@ -113,7 +118,7 @@ def _print_summary(s) -> None:
     for sentence in s.mismatches:
         console.print(styled("mismatch:", "bold red", sentence), soft_wrap=True)
     if s.ok:
-        console.print(styled("ok:", "bold green", "no mismatches"))
+        console.print(styled("ok:", "bold green", f"no mismatches with a {s.family} model"))
 
 
 @dataset_app.command()
@@ -122,13 +127,14 @@ def check(
     resolution: str = typer.Option(None, metavar="WxH", help="Model output size; default: the data's size."),
     preset: str = typer.Option("auto", help="Preset of the model (as `ganforge train --preset`)."),
     cond: bool = typer.Option(False, "--cond/--no-cond", help="The model is conditional on the labels."),
+    family: Family = typer.Option(Family.stylegan2, help="Model family whose size rules the data must meet."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Counts, sizes, modes and labels, and every mismatch with the model (exit 1 when there is one)."""
     from ganforge.data.check import check_dataset
 
     try:
-        summary = check_dataset(path, resolution, preset, cond)
+        summary = check_dataset(path, resolution, preset, cond, family.value)
     except GanforgeError as e:  # SourceError, PlanError.
         fail(str(e))
     if as_json:
@@ -142,7 +148,9 @@ def check(
 @dataset_app.command()
 def curate(
     src: Path = typer.Argument(..., help="Folder (searched recursively), zip, or StyleGAN2-ADA dataset."),
-    dest: Path = typer.Argument(..., help="Output folder, or a .zip; DEST.curate.csv and DEST.rejected.png go beside."),
+    dest: Path = typer.Argument(
+        None, help="Output folder, or a .zip; DEST.curate.csv and DEST.rejected.png go beside (not with --dry-run)."
+    ),
     resolution: str = typer.Option("256", metavar="WxH", help="Output size: 256 or WxH (square with --faces align)."),
     fit: Fit = typer.Option(Fit.crop, help="Images that are not aligned: crop, pad or stretch, as in prepare."),
     blur: float = typer.Option(
@@ -176,16 +184,24 @@ def curate(
         help="Folder with pnet.pt, rnet.pt, onet.pt (default: an installed facenet-pytorch, then the ganforge cache).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace DEST if it exists."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Score every image and print the percentiles of each score; write nothing."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
     """Score every image (blur, faces, pose, symmetry), keep those that pass in the StyleGAN2-ADA layout, and
     write a CSV of every score and decision plus a contact sheet of the rejected images.
 
-    ganforge dataset curate photos/ sharp-256.zip --blur 100
+    ganforge dataset curate photos/ --dry-run          # the percentiles of every score: choose thresholds
+
+    ganforge dataset curate photos/ sharp-256.zip --blur 10
 
     ganforge dataset curate photos/ faces-256.zip --faces align --max-tilt 20 --max-eye-offset 0.25
     """
     from ganforge.data.curate import CurateOptions, NothingKept, curate_dataset
+
+    if dest is None and not dry_run:
+        fail("DEST is missing: name the output folder or .zip, or pass --dry-run to only score the images")
 
     opts = CurateOptions(
         resolution=resolution,
@@ -199,6 +215,7 @@ def curate(
         symmetry=symmetry,
         mtcnn_dir=mtcnn_dir,
         force=force,
+        dry_run=dry_run,
     )
     try:
         summary = curate_dataset(src, dest, opts, progress=not quiet)
@@ -206,12 +223,38 @@ def curate(
         fail(str(e), 1)
     except GanforgeError as e:  # CurateError (bad options, MTCNN weights), PrepareError, SourceError, PlanError.
         fail(str(e))
-    sheet = f", contact sheet of the rejected: {summary['sheet']}" if summary["sheet"] else ""
-    console.print(
-        f"kept {summary['kept']} of {summary['read']} images in {dest} ({summary['seconds']:.1f} s); "
-        f"scores: {summary['csv']}{sheet}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    if dry_run:
+        console.print(
+            f"dry run, nothing written: these options would keep {summary['kept']} of {summary['read']} images "
+            f"({summary['seconds']:.1f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        sheet = f", contact sheet of the rejected: {summary['sheet']}" if summary["sheet"] else ""
+        console.print(
+            f"kept {summary['kept']} of {summary['read']} images in {dest} ({summary['seconds']:.1f} s); "
+            f"scores: {summary['csv']}{sheet}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary["reasons"] and not quiet:
         print_counts("rejections", "reason", "files", summary["reasons"])
+    if summary["scores"] and (dry_run or not quiet):
+        print_percentiles(summary["scores"])
+
+
+def print_percentiles(scores: dict) -> None:
+    """Each score's percentiles, with the option that thresholds it: `--blur T` keeps the images scoring T or more."""
+    from ganforge.data.curate import PERCENTILES, SCORES
+
+    table = Table(
+        title="score percentiles: a minimum (--blur, --symmetry, --confidence) at the 10% value rejects about a "
+        "tenth of the images, a maximum (--max-tilt, --max-eye-offset) at the 90% value likewise"
+    )
+    table.add_column("score (option)")
+    for p in PERCENTILES:
+        table.add_column(f"{p}%", justify="right")
+    for name, values in scores.items():
+        table.add_row(f"{name} ({SCORES[name]})", *(f"{values[f'p{p}']:.4g}" for p in PERCENTILES))
+    console.print(table)

@@ -16,6 +16,10 @@ Kept images are written as `prepare` writes them (`00000/img00000000.png`, ..., 
 labels of SRC's `dataset.json` are carried over). Beside DEST go `DEST.curate.csv`, one row per source file with
 every score, the decision and its reasons, and `DEST.rejected.png`, a contact sheet of the rejected images
 with their reasons for review. Both sit outside DEST so that no tool reads them as part of the dataset.
+
+Thresholds depend on the data (CelebA's 128-px faces score blur 5/13/33 at the 5th/50th/95th percentiles, sharp
+256-px photos hundreds), so the summary holds the percentiles of every score; `dry_run` scores and decides
+without writing anything, to choose the thresholds before a real run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from ganforge.data.convert import Target, fit_image, load_oriented, oriented_size, parse_background, to_mode
@@ -87,6 +92,7 @@ class CurateOptions:
     sheet_max: int = 512  # Most thumbnails on the contact sheet (the first rejected files); 0 = no sheet.
     compress_level: int = 1  # PNG zlib level 0..9.
     force: bool = False  # Replace DEST if it already exists.
+    dry_run: bool = False  # Score and decide only: nothing is written (DEST may be None).
 
 
 @dataclass
@@ -356,17 +362,77 @@ def _write_reports(rows: list[Row], rejected: list, dest: Path, sheet_max: int) 
     return csv_path, sheet_path
 
 
+# Percentiles of each score printed by the CLI and returned in the summary: what a threshold would keep.
+PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
+SCORES = {  # Row field -> the option that thresholds it (tilt and eye offset are compared by size).
+    "blur": "--blur",
+    "symmetry": "--symmetry",
+    "confidence": "--confidence",
+    "tilt_deg": "--max-tilt",
+    "eye_offset": "--max-eye-offset",
+}
+
+
+def score_percentiles(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """{score: {"p5": …, "p50": …, "p95": …}} over the files where the score was measured (tilt and eye offset
+    by their size, as the thresholds compare them); scores measured on no file are left out."""
+    out = {}
+    for name in SCORES:
+        values = [v for r in rows if (v := getattr(r, name)) is not None and math.isfinite(v)]
+        if name in ("tilt_deg", "eye_offset"):
+            values = [abs(v) for v in values]
+        if values:
+            qs = np.percentile(np.asarray(values, dtype=np.float64), PERCENTILES)
+            out[name] = {f"p{p}": round(float(q), 4) for p, q in zip(PERCENTILES, qs)}
+    return out
+
+
+def _dry_run(src: Path, source: Source, job: _Job, progress: bool) -> dict:
+    """Every file scored and decided as `curate_dataset` would; nothing written."""
+    start = time.perf_counter()
+    rows: list[Row] = []
+    with _progress(progress) as bar:
+        task = bar.add_task("curate", total=len(source.names))
+        for name in source.names:
+            rows.append(curate_one(source, name, job)[0])
+            bar.advance(task)
+    reasons = Counter(kind for row in rows for kind in row.kinds)
+    kept = sum(row.kept for row in rows)
+    return {
+        "source": str(src),
+        "dest": None,
+        "dry_run": True,
+        "read": len(rows),
+        "kept": kept,
+        "rejected": len(rows) - kept,
+        "reasons": dict(reasons.most_common()),
+        "scores": score_percentiles(rows),
+        "csv": None,
+        "sheet": None,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
 def curate_dataset(
     src: str | os.PathLike,
-    dest: str | os.PathLike,
+    dest: str | os.PathLike | None,
     options: CurateOptions | None = None,
     *,
     progress: bool = False,
 ) -> dict:
-    """Score and filter SRC into DEST; returns a summary (counts, reasons, paths of the CSV and sheet)."""
+    """Score and filter SRC into DEST; returns a summary (counts, reasons, percentiles of every score, paths of the
+    CSV and sheet). With `options.dry_run`, only scores and decides: nothing is written and DEST may be None."""
     opts = options or CurateOptions()
-    src, dest = Path(src), Path(dest)
+    src = Path(src)
     source = Source(src)
+    if opts.dry_run:
+        job = _make_job(opts, source.labels())
+        if not source.names:
+            raise NothingKept(f"nothing to curate in {src}: it holds no image files; give a folder or zip of images")
+        return _dry_run(src, source, job, progress)
+    if dest is None:
+        raise CurateError("no DEST was given: name the output folder or .zip, or pass --dry-run to only score")
+    dest = Path(dest)
     _check_paths(src, dest, opts.force)
     job = _make_job(opts, source.labels())
     if not source.names:  # Refused before the CSV or DEST is written.
@@ -404,6 +470,7 @@ def curate_dataset(
         "kept": len(written),
         "rejected": len(rows) - len(written),
         "reasons": dict(reasons.most_common()),
+        "scores": score_percentiles(rows),
         "csv": str(csv_path),
         "sheet": str(sheet_path) if sheet_path else None,
         "seconds": round(time.perf_counter() - start, 3),

@@ -251,10 +251,13 @@ def _nothing_usable(src: Path, source: Source, reasons: Counter, target: Target)
 def _model_warning(target: Target) -> str | None:
     if decompose(target.height, target.width) is not None:
         return None
-    near = ", ".join(format_resolution(h, w) for h, w in nearest_valid(target.height, target.width))
+    near = [format_resolution(h, w) for h, w in nearest_valid(target.height, target.width)] or ["64x64"]
+    size = f"{target.width}x{target.height}"
+    choices = near[0] if len(near) == 1 else f"{', '.join(near[:-1])} or {near[-1]}"
     return (
-        f"no model can be built at {target.width}x{target.height} (sizes must be base·2^k); "
-        f"nearest valid sizes: {near}; the data is written at {target.width}x{target.height} anyway"
+        f"no model can be built at {size} (sizes must be base·2^k with a small base): the data is written at "
+        f"{size} anyway, but to train on it prepare it at a nearest valid size, {choices} "
+        f"(e.g. --resolution {near[0]})"
     )
 
 

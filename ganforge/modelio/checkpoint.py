@@ -295,6 +295,8 @@ def open_checkpoint(path: str | Path) -> CheckpointFile:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path")
+    if path.is_dir():
+        raise CheckpointError(folder_message(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file: give a .safetensors checkpoint")
     try:
@@ -408,6 +410,22 @@ def checkpoint_nimg(path: Path) -> int:
     if m is None:
         raise CheckpointError(f"{path.name} is not named like a checkpoint (checkpoint-<images>.safetensors)")
     return int(m.group(1))
+
+
+def folder_message(folder: Path, shown: int = 3) -> str:
+    """The sentence for a folder given where a checkpoint file was expected: its checkpoints, newest first."""
+    found = list(reversed(list_checkpoints(folder)))
+    if not found:  # Other model files: newest first by modification time.
+        others = [p for p in folder.glob("*") if p.suffix in (".safetensors", ".pkl") and p.is_file()]
+        found = sorted(others, key=lambda p: (-p.stat().st_mtime, p.name))
+    if not found:
+        return (
+            f"checkpoint {folder} is a folder with no checkpoint in it: pass a checkpoint file "
+            f"(checkpoint-*.safetensors, or an official .pkl)"
+        )
+    more = f" (and {len(found) - shown} older)" if len(found) > shown else ""
+    names = ", ".join(str(p) for p in found[:shown])
+    return f"checkpoint {folder} is a folder: pass one of its checkpoints, newest first: {names}{more}"
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

@@ -15,7 +15,7 @@ import torch
 
 from ganforge.devices import parse_device
 from ganforge.errors import GanforgeError
-from ganforge.images import check_canvas, check_output_dir, make_grid, save_png, to_uint8
+from ganforge.images import check_canvas, check_output_dir, grid_shape, make_grid, save_png, to_uint8
 from ganforge.latents import LatentError, check_cutoff, check_psi, z_from_seeds
 from ganforge.latents import class_labels as labels_for
 from ganforge.modelio.load import load_generator
@@ -51,9 +51,12 @@ def check_generate(
     if noise_mode not in NOISE_MODES:
         raise ToolError(f"--noise-mode {noise_mode!r}: choose const, random or none")
     if not is_stylegan(G) and (truncation_psi != 1 or truncation_cutoff is not None):
+        given = ["--trunc"] if truncation_psi != 1 else []
+        given += ["--trunc-cutoff"] if truncation_cutoff is not None else []
+        flags = " and ".join(given)
         raise LatentError(
-            f"truncation (--trunc, --trunc-cutoff) needs a StyleGAN2 generator with a w_avg, but "
-            f"this checkpoint holds a {type(G).__name__}: drop those options"
+            f"{flags} {'has' if len(given) == 1 else 'have'} no effect on a DCGAN generator (truncation pulls w "
+            f"toward a StyleGAN2 mapping network's average w, and a DCGAN has neither): drop {flags}"
         )
     check_cutoff(truncation_cutoff, getattr(G, "num_ws", None))
     class_labels(G, 0, class_idx)
@@ -114,7 +117,8 @@ def generate_images(
     grid: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[Path]:
-    """Write seed%04d.png per seed (and grid.png with grid=True). Returns the written paths.
+    """Write seed%04d.png per seed (and grid.png with grid=True: `images.grid_shape`, no empty cell unless the
+    number of seeds is a large prime or alike). Returns the written paths.
 
     Nothing is created when an option is refused: the output folder is made after every check passed.
     """
@@ -132,7 +136,7 @@ def generate_images(
         kept += [images] if grid else []  # Bounded by check_canvas.
     if grid:
         paths.append(outdir / "grid.png")
-        save_png(make_grid(torch.cat(kept)), paths[-1])
+        save_png(make_grid(torch.cat(kept), cols=grid_shape(len(seeds))[0]), paths[-1])  # 8 seeds: 4x2.
     return paths
 
 

@@ -159,8 +159,21 @@ def load_vgg(vgg: str | Path | Callable | None, device: str | torch.device) -> C
     """VGG16 LPIPS features: a callable is used as is, a path (or None = the cache folder) goes to load_detector."""
     if callable(vgg) and not isinstance(vgg, (str, Path)):
         return vgg
-    from ganforge.metrics.detectors import load_detector
+    from ganforge.metrics.detectors import cache_dir, load_detector, spec_for
 
+    spec = spec_for("vgg16")
+    if vgg is None and not (cache_dir() / spec.filename).is_file():
+        raise ToolError(
+            f"--loss lpips (the default) needs the VGG16 weights {spec.filename}, which are not in {cache_dir()}: "
+            f"download {spec.url} and pass it with --vgg PATH (or put it in that folder), or use --loss mse, "
+            f"which needs no weights"
+        )
+    if vgg is not None and not Path(vgg).expanduser().is_file():
+        what = "is a folder" if Path(vgg).expanduser().is_dir() else "does not exist"
+        raise ToolError(
+            f"--vgg {vgg} {what}: pass the path of {spec.filename} (TorchScript, from {spec.url}), or use "
+            f"--loss mse, which needs no weights"
+        )
     return load_detector("vgg16", vgg, allow_download=False, device=device, flag="--vgg").features
 
 
