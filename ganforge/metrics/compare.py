@@ -54,6 +54,7 @@ def compare_sets(
     out: dict[str, float] = {}
     if "fid" in names or "kid" in names:
         a = real_features(ref, "inception", max_images)
+        share_detector(ref, other, "inception")
         b = real_features(other, "inception", max_images)
         if "fid" in names:
             out["fid"] = fid_from_features(b, a)
@@ -62,11 +63,17 @@ def compare_sets(
     if "pr" in names:
         detector, call = pr_detector(ref)
         a = real_features(ref, detector, max_images, call_kwargs=call)
+        share_detector(ref, other, detector)
         b = real_features(other, detector, max_images, call_kwargs=call)
         precision, recall = precision_recall(a, b, k=3)
         prefix = "pr" if detector == "vgg16" else "pr_inception"
         out[f"{prefix}_precision"], out[f"{prefix}_recall"] = precision, recall
     return out
+
+
+def share_detector(loaded: MetricOptions, other: MetricOptions, name: str) -> None:
+    """Give `other` the detector `loaded` has (loaded once; its CPU copy is built and checked once)."""
+    other.memo[("detector", name)] = loaded.detector(name)
 
 
 class Truncated(torch.nn.Module):

@@ -3,13 +3,11 @@
 Paper: Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium",
 NeurIPS 2017 (arXiv:1706.08500). Reference implementation matched: NVlabs/stylegan2-ada-pytorch
 `metrics/frechet_inception_distance.py` (fid50k_full: 50,000 generated images against every real image, xflip
-off, pool3 features of `inception-2015-12-05.pt`, float64 statistics with the 1/N covariance, `np.real` of
-`scipy.linalg.sqrtm`).
+off, pool3 features of `inception-2015-12-05.pt`, float64 statistics with the 1/N covariance; the trace of the
+matrix square root by symmetric eigendecompositions, equal to the official `np.real` of `scipy.linalg.sqrtm`).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -28,23 +26,26 @@ def mean_cov(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """d² = |μ1 − μ2|² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½).
 
-    sqrtm of a product of near-singular covariances can come back with tiny imaginary parts (round-off); like the
-    official code we keep the real part of the trace rather than regularizing Σ.
+    The official code takes `np.real` of the trace of `scipy.linalg.sqrtm(Σ1 Σ2)` (minutes on a CPU for 2048x2048).
+    Here tr (Σ1 Σ2)^½ = Σ √λ over the eigenvalues λ of the symmetric √Σ1 Σ2 √Σ1 (they are Σ1 Σ2's), with
+    √Σ1 = V √W Vᵀ from Σ1 = V W Vᵀ and so √W Vᵀ Σ2 V √W having the same λ: two symmetric eigendecompositions, the
+    same value (tests: equal to the sqrtm formulation to 1e-6). Round-off can leave eigenvalues a little below 0 for
+    near-singular covariances; they count as 0, as the imaginary parts the official `np.real` drops.
     """
     mean_term = np.square(mu1 - mu2).sum()
-    root = matrix_sqrt(np.dot(sigma1, sigma2))
-    return float(np.real(mean_term + np.trace(sigma1 + sigma2 - root * 2)))
+    return float(mean_term + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
-def matrix_sqrt(a: np.ndarray) -> np.ndarray:
-    """scipy.linalg.sqrtm(a), quiet about singular input (the official code passes disp=False, which SciPy 1.17
-    deprecates: same result, the warning is silenced here instead)."""
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr (Σ1 Σ2)^½ for symmetric positive semi-definite Σ1, Σ2 (float64), by symmetric eigendecompositions."""
     import scipy.linalg
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        root = scipy.linalg.sqrtm(a)
-    return root[0] if isinstance(root, tuple) else root
+    s1, s2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
+    w, v = scipy.linalg.eigh(s1, driver="evd", check_finite=False)
+    root_w = np.sqrt(np.clip(w, 0, None))
+    m = (v.T @ s2 @ v) * root_w[:, None] * root_w[None, :]  # √W Vᵀ Σ2 V √W.
+    lam = scipy.linalg.eigvalsh((m + m.T) / 2, driver="evd", check_finite=False)
+    return float(np.sqrt(np.clip(lam, 0, None)).sum())
 
 
 def fid_from_features(gen: np.ndarray, real: np.ndarray) -> float:
