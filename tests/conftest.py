@@ -145,6 +145,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ANCHORS = SHARED / "anchors"
 OFFICIAL_SG2 = ANCHORS / "stylegan2-ada-pytorch"
 OFFICIAL_PKLS = ANCHORS / "official-pkls"
+OFFICIAL_PKLS_SG3 = ANCHORS / "official-pkls-sg3"
 
 
 def require_shared(relative: str | Path, marker: str, why: str) -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL_PKLS_SG3, require_shared
 from test_import_official import require_official_pkls, write_snapshot
 
 FIX = "the file is damaged or was crafted: use the original snapshot"
@@ -390,6 +391,24 @@ def test_truncated_and_bit_flipped_official_snapshots(tmp_path):
     assert {r["outcome"] for r in flipped} <= {"accepted", "refused"}
     assert sum(r["outcome"] == "refused" for r in flipped) >= 10  # The opcode flips must mostly be caught.
     assert all("\n" not in r["message"] for r in flipped)
+
+
+@pytest.mark.parametrize("name", ["sg3t-32px-uncond-fp32", "sg3repo-stylegan2-32px-cond3-noaug"])
+def test_truncated_and_bit_flipped_stylegan3_repository_snapshots(tmp_path, name):
+    """The StyleGAN3 repository's files: other defaults, and (StyleGAN3) NumPy arrays in the module state."""
+    folder = require_shared(OFFICIAL_PKLS_SG3, "manifest.json", "the damage tests start from the official pickles")
+    src = folder / f"{name}.pkl"
+    data, rng = src.read_bytes(), random.Random(1)
+    hot = _opcode_positions(data)
+    offsets = sorted({*(rng.randrange(len(data)) for _ in range(6)), *rng.sample(hot, 6)})
+    cases = [dict(name=f"truncated at {n}", path=str(src), truncate=n, actions=["load"]) for n in offsets]
+    for _ in range(12):
+        bits = [8 * min(rng.choice(hot) + rng.randrange(4), len(data) - 1) + rng.randrange(8) for _ in range(2)]
+        cases.append(dict(name=f"bits flipped {bits}", path=str(src), flip=bits, actions=["load"]))
+    results = run_child(cases, tmp_path)
+    truncated = [r for r in results if r["name"].startswith("truncated")]
+    assert all(r["outcome"] == "refused" and "damaged" in r["message"] for r in truncated)
+    assert all("\n" not in r["message"] for r in results)
 
 
 # ----------------------------------------------------------------------------

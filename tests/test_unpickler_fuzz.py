@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -89,7 +90,7 @@ def code_cannot_run():
 # ----------------------------------------------------------------------------
 # The property.
 
-PLAIN = (dict, list, tuple, set, frozenset, str, bytes, int, float, complex, bool, type(None), torch.Tensor)
+PLAIN = (dict, list, tuple, set, frozenset, str, bytes, int, float, complex, bool, type(None), torch.Tensor, np.ndarray)
 
 
 def children(x: object) -> list:
@@ -199,6 +200,8 @@ ALLOWED = [
     ("_codecs", "encode"),
     ("numpy", "dtype"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
     ("torch._utils", "_rebuild_tensor_v2"),
     ("torch._utils", "_rebuild_parameter"),
     ("torch.storage", "_load_from_bytes"),
@@ -359,6 +362,25 @@ def test_tensor_arguments_are_checked(offset, shape, requires_grad, hooks, wrap)
     if wrap:
         tensor = call("torch._utils", "_rebuild_parameter", tensor, obj(True), obj({}))
     check(b"\x80\x02}" + unicode("t") + tensor + b"s.")
+
+
+@FUZZ
+@given(
+    subtype=st.sampled_from([("numpy", "ndarray")] * 3 + [("numpy", "matrix"), ("numpy", "dtype")]),
+    args=st.sampled_from([((0,), b"b")] * 3 + [((1,), b"b"), ((0,), b"c"), ((), b"")]),
+    version=st.sampled_from([1, 1, 1, 0, 2, None, "1"]),
+    shape=st.one_of(st.lists(st.integers(0, 4), max_size=3).map(tuple), st.lists(huge, max_size=3).map(tuple)),
+    code=st.sampled_from(["i8", "i8", "f4", "f8", "b1", "O", "U4", "V8"]),
+    fortran=st.sampled_from([False, False, True, 0, None]),
+    data=st.one_of(st.binary(max_size=64), st.sampled_from([b"\x00" * 16, b"\x00" * 8, [], None])),
+    builds=st.integers(0, 2),
+)
+def test_numpy_array_arguments_are_checked(subtype, args, version, shape, code, fortran, data, builds):
+    dtype = call("numpy", "dtype", obj(code), obj(False), obj(True))
+    state = b"(" + obj(version) + obj(shape) + dtype + obj(fortran) + obj(data) + b"t"
+    ndarray = b"c" + f"{subtype[0]}\n{subtype[1]}\n".encode()
+    array = call("numpy._core.multiarray", "_reconstruct", ndarray, *map(obj, args))
+    check(b"\x80\x02}" + unicode("a") + array + (state + b"b") * builds + b"s.")
 
 
 mutation = st.tuples(

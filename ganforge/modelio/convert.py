@@ -1,4 +1,5 @@
-"""Official StyleGAN2-ADA .pkl -> ganforge checkpoint (.safetensors), without running code from the pickle."""
+"""Official StyleGAN2-ADA or StyleGAN3-repository .pkl -> ganforge checkpoint (.safetensors), without running code
+from the pickle."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def convert_official(src: str | Path, dest: str | Path) -> Path:
     meta = {
         "kind": "export",
         "plan": plan.to_dict(),
-        "source": {"file": Path(src).name, "format": "stylegan2-ada-pkl", "fingerprint": snap.source_fingerprint},
+        "source": {"file": Path(src).name, "format": f"{snap.repository}-pkl", "fingerprint": snap.source_fingerprint},
         "augment_p": snap.augment_p,
         # Everything copied from the file into metadata passes the JSON rules and node budget again here
         # (shared references count each time they are reached), whoever built the snapshot object.

@@ -1,4 +1,4 @@
-"""`load_generator`: a trained generator from a ganforge checkpoint or an official StyleGAN2-ADA pickle."""
+"""`load_generator`: a trained generator from a ganforge checkpoint or an official StyleGAN2-ADA / StyleGAN3 pickle."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def load_generator(path: str | Path, which: str = "G_ema") -> AnyGenerator:
-    """G_ema (or `which`) in eval mode on the CPU, from a ganforge checkpoint or an official StyleGAN2-ADA .pkl.
+    """G_ema (or `which`) in eval mode on the CPU, from a ganforge checkpoint or an official .pkl (StyleGAN2-ADA, or
+    the StyleGAN3 repository's StyleGAN2).
 
     Called as G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const') -> [N, C, H, W] in [-1, 1].
     """

@@ -1,8 +1,16 @@
-"""Import official StyleGAN2-ADA network pickles (`network-snapshot-*.pkl`) without running their code.
+"""Import official StyleGAN2-ADA and StyleGAN3-repository network pickles (`network-snapshot-*.pkl`) without
+running their code.
 
 `read_official_pkl` returns the pickle as plain data (OfficialRecords for the networks, see
 ganforge.modelio.unpickler); `load_official_pkl` maps the records onto ganforge networks: a Plan from
 each network's `init_kwargs`, and a state dict with the official dotted names loaded strictly.
+
+Two codebases wrote such files with the same class names. StyleGAN2-ADA's `training/networks.py`, and the
+StyleGAN3 repository, whose `networks_stylegan2.py` re-releases that StyleGAN2 with other defaults (FP16 in the
+4 highest resolutions, conv_clamp 256, w_avg_beta 0.998; the Generator takes its synthesis options as top-level
+keywords) next to `networks_stylegan3.py`. A record tree comes from the StyleGAN3 repository when its
+FullyConnectedLayers record `in_features` (every G has them in its mapping, every D in its epilogue); which
+defaults fill the options absent from `init_kwargs` follows from that.
 
 Everything in the file is untrusted. Every init_kwargs value is type-checked here and range-checked by
 `make_plan` before any network exists; the networks that the Plans describe are then built on the meta
@@ -30,8 +38,11 @@ from ganforge.models.generator import Generator
 from ganforge.plan import Plan, PlanError, make_plan
 
 NETWORKS = {"G": "Generator", "D": "Discriminator", "G_ema": "Generator", "augment_pipe": "AugmentPipe"}
-# Official constructor signatures (training/networks.py), to name positional init_args.
+ADA, SG3_REPO = "stylegan2-ada", "stylegan3"  # The repository whose code wrote a record tree.
+# Official constructor signatures, to name positional init_args. StyleGAN2-ADA's Generator takes a
+# synthesis_kwargs dict; the StyleGAN3 repository's Generators take **synthesis_kwargs instead.
 G_PARAMS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+G3_PARAMS = G_PARAMS[:-1]
 D_PARAMS = (
     "c_dim",
     "img_resolution",
@@ -56,6 +67,26 @@ FIXED = {
     "layer_features": None,
 }
 IGNORED = {"fp16_channels_last", "channels_last", "freeze_layers"}  # Memory layout / training only.
+# Defaults of the options a Plan needs, by repository (the StyleGAN3 repository's networks_stylegan2.py differs).
+MAPPING_DEFAULTS: dict[str, dict[str, Any]] = {
+    ADA: {"num_layers": 8, "lr_multiplier": 0.01, "w_avg_beta": 0.995},
+    SG3_REPO: {"num_layers": 8, "lr_multiplier": 0.01, "w_avg_beta": 0.998},
+}
+SYNTHESIS_DEFAULTS: dict[str, dict[str, Any]] = {
+    ADA: {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0, "conv_clamp": None, "architecture": "skip"},
+    SG3_REPO: {
+        "channel_base": 32768,
+        "channel_max": 512,
+        "num_fp16_res": 4,
+        "conv_clamp": 256,
+        "architecture": "skip",
+        "fused_modconv_default": True,  # Fused or grouped modulated convolution: the same result either way.
+    },
+}
+D_PRECISION_DEFAULTS: dict[str, dict[str, Any]] = {
+    ADA: {"num_fp16_res": 0, "conv_clamp": None},
+    SG3_REPO: {"num_fp16_res": 4, "conv_clamp": 256},
+}
 SHARED_FIELDS = ("resolution", "img_channels", "c_dim", "cbase", "cmax", "num_fp16_res", "conv_clamp")
 MAX_NUMBER = 2**63  # Any int or float beyond this in init_kwargs is absurd; make_plan applies the real bounds.
 
@@ -71,6 +102,7 @@ class OfficialSnapshot:
     d_plan: Plan | None  # D's Plan: the same object as `plan` unless D was built with other channel settings.
     augment_p: float | None  # The ADA probability in augment_pipe's `p` buffer; None without augment_pipe.
     training_set_kwargs: dict | None
+    repository: str  # Whose code wrote the networks: "stylegan2-ada" or "stylegan3" (its networks_stylegan2.py).
     source_fingerprint: str  # sha256 over the sorted sha256s of the embedded module sources (never run).
     sources: dict[str, list[str]] = field(default_factory=dict)  # Source sha256 -> classes pickled from it.
 
@@ -171,10 +203,38 @@ def _mapping(value: object, what: str) -> dict:
 
 
 # ----------------------------------------------------------------------------
+# Which repository's code wrote a network.
+
+
+def _records(rec: OfficialRecord) -> list[OfficialRecord]:
+    """rec and every module record below it, each once (flatten_record refuses a tree that repeats one)."""
+    out, seen, todo = [], set(), [rec]
+    while todo:
+        r = todo.pop()
+        if id(r) in seen:
+            continue
+        seen.add(id(r))
+        out.append(r)
+        modules = r.state.get("_modules")
+        if isinstance(modules, dict):
+            todo.extend(m for m in modules.values() if isinstance(m, OfficialRecord))
+    return out
+
+
+def repository(rec: OfficialRecord) -> str:
+    """SG3_REPO when the StyleGAN3 repository's code wrote the network (its FullyConnectedLayers record
+    `in_features`; StyleGAN2-ADA's do not), else ADA. It decides the defaults of absent init_kwargs."""
+    fcs = [r for r in _records(rec) if r.class_name == "FullyConnectedLayer"]
+    return SG3_REPO if any("in_features" in r.state for r in fcs) else ADA
+
+
+# ----------------------------------------------------------------------------
 # init_kwargs -> make_plan options.
 
 
-def _call_kwargs(rec: OfficialRecord, params: tuple[str, ...]) -> dict:
+def _call_kwargs(rec: OfficialRecord, params: tuple[str, ...], var_kwargs: bool = False) -> dict:
+    """init_args and init_kwargs by parameter name; with `var_kwargs`, names outside `params` are kept (the
+    constructor's **kwargs) for the caller to check, else refused."""
     args, kwargs = rec.state.get("_init_args"), rec.state.get("_init_kwargs")
     if args is not None and not isinstance(args, (tuple, list)):
         raise OfficialPickleError(f"{rec.class_name} _init_args is {brief(args)}, not a tuple: {FIX}")
@@ -186,10 +246,10 @@ def _call_kwargs(rec: OfficialRecord, params: tuple[str, ...]) -> dict:
         )
     kwargs = _mapping(kwargs, f"{rec.class_name} _init_kwargs")
     for key in kwargs:
-        if key not in params:
+        if key not in params and not var_kwargs:
             raise OfficialPickleError(
-                f"{rec.class_name} option {brief(key)} is not an official StyleGAN2-ADA option "
-                f"(StyleGAN3 snapshots are not supported)"
+                f"{rec.class_name} option {brief(key)} is not an official StyleGAN2-ADA option, and the networks "
+                f"carry no sign of the StyleGAN3 repository's code: {FIX}"
             )
     return {**dict(zip(params, args)), **kwargs}
 
@@ -211,18 +271,25 @@ def _options(kwargs: object, known: dict[str, Any], what: str) -> dict:
     return {**known, **{k: v for k, v in kwargs.items() if k in known}}
 
 
+def _synthesis_kwargs(rec: OfficialRecord, repo: str) -> tuple[dict, dict, str]:
+    """(init_kwargs by name, synthesis options with their defaults, how errors name them) of a StyleGAN2 G."""
+    if repo == ADA:
+        kw, where = _call_kwargs(rec, G_PARAMS), "G synthesis_kwargs"
+        return kw, _options(kw.get("synthesis_kwargs"), SYNTHESIS_DEFAULTS[ADA], where), where
+    kw, where = _call_kwargs(rec, G3_PARAMS, var_kwargs=True), "Generator's init_kwargs"
+    synth = _options({k: v for k, v in kw.items() if k not in G3_PARAMS}, SYNTHESIS_DEFAULTS[SG3_REPO], where)
+    fused = synth["fused_modconv_default"]
+    if not (isinstance(fused, bool) or (isinstance(fused, str) and fused == "inference_only")):
+        _refuse_value(where, "fused_modconv_default", fused, "True, False or 'inference_only'")
+    return kw, synth, where
+
+
 def generator_options(rec: OfficialRecord) -> dict:
-    """make_plan options from an official Generator's init_kwargs, every value type-checked."""
-    kw, g = _call_kwargs(rec, G_PARAMS), "Generator's init_kwargs"
-    mapping = _options(
-        kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01, "w_avg_beta": 0.995}, "G mapping_kwargs"
-    )
-    synth = _options(
-        kw.get("synthesis_kwargs"),
-        {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0, "conv_clamp": None, "architecture": "skip"},
-        "G synthesis_kwargs",
-    )
-    m, s = "G mapping_kwargs", "G synthesis_kwargs"
+    """make_plan options from an official StyleGAN2 Generator's init_kwargs, every value type-checked."""
+    repo, g = repository(rec), "Generator's init_kwargs"
+    kw, synth, s = _synthesis_kwargs(rec, repo)
+    mapping = _options(kw.get("mapping_kwargs"), MAPPING_DEFAULTS[repo], "G mapping_kwargs")
+    m = "G mapping_kwargs"
     return dict(
         resolution=_int(kw, "img_resolution", g),
         img_channels=_int(kw, "img_channels", g),
@@ -243,6 +310,7 @@ def generator_options(rec: OfficialRecord) -> dict:
 def discriminator_options(rec: OfficialRecord) -> dict:
     """make_plan options from an official Discriminator's init_kwargs, every value type-checked."""
     kw, d = _call_kwargs(rec, D_PARAMS), "Discriminator's init_kwargs"
+    precision = D_PRECISION_DEFAULTS[repository(rec)]
     _options(kw.get("block_kwargs"), {}, "D block_kwargs")
     m, e = "D mapping_kwargs", "D epilogue_kwargs"
     mapping = _options(kw.get("mapping_kwargs"), {"num_layers": 8, "lr_multiplier": 0.01}, m)
@@ -260,8 +328,8 @@ def discriminator_options(rec: OfficialRecord) -> dict:
         c_dim=_int(kw, "c_dim", d),
         cbase=_int(kw, "channel_base", d, 32768),
         cmax=_int(kw, "channel_max", d, 512),
-        num_fp16_res=_int(kw, "num_fp16_res", d, 0),
-        conv_clamp=_number(kw, "conv_clamp", d, None, optional=True),
+        num_fp16_res=_int(kw, "num_fp16_res", d, precision["num_fp16_res"]),
+        conv_clamp=_number(kw, "conv_clamp", d, precision["conv_clamp"], optional=True),
         d_architecture=_text(kw, "architecture", d, "resnet"),
         cmap_dim=cmap_dim,
         d_mapping_layers=_int(mapping, "num_layers", m),
@@ -381,7 +449,8 @@ def _check_stylegan2(rec: OfficialRecord, what: str) -> None:
     synthesis = _section(rec, "_modules", "").get("synthesis")
     if isinstance(synthesis, OfficialRecord) and "input" in _section(synthesis, "_modules", "synthesis"):
         raise OfficialPickleError(
-            f"{what} is a StyleGAN3 generator (synthesis.input); ganforge imports StyleGAN2-ADA snapshots only"
+            f"{what} is a StyleGAN3 generator (synthesis.input), which this version of ganforge cannot build: "
+            f"import StyleGAN2 snapshots (StyleGAN2-ADA, or --cfg=stylegan2 in the StyleGAN3 repository)"
         )
 
 
@@ -413,7 +482,7 @@ def _plans(data: dict) -> dict[str, Plan | None]:
 
 
 def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
-    """Read an official StyleGAN2-ADA snapshot safely and rebuild G, D, G_ema as ganforge networks."""
+    """Read an official snapshot safely and rebuild G, D, G_ema as ganforge networks."""
     with refusing_damage("reading the snapshot"):
         data, sources = _read(path)
         plans = _plans(data)
@@ -436,6 +505,7 @@ def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
         d_plan=plans["D"],
         augment_p=augment_p,
         training_set_kwargs=training_set_kwargs,
+        repository=next((repository(data[k]) for k in ("G_ema", "G", "D") if k in present), ADA),
         source_fingerprint=fingerprint(sources),
         sources={k: sorted(v) for k, v in sorted(sources.items())},
     )

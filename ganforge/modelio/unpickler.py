@@ -1,4 +1,4 @@
-"""A restricted unpickler for official StyleGAN2-ADA network pickles that never runs code from the file.
+"""A restricted unpickler for official StyleGAN2-ADA and StyleGAN3 network pickles that never runs code from the file.
 
 In the official code every network module of a `network-snapshot-*.pkl` is rebuilt by
 `torch_utils.persistence._reconstruct_persistent_obj(meta)`, which `exec()`s the Python source stored in
@@ -6,10 +6,11 @@ In the official code every network module of a `network-snapshot-*.pkl` is rebui
 ganforge's own stand-ins, anything else raises UnsafePickleError, and the stand-ins check their
 arguments and return data: an OfficialRecord (class name, state; the source is only hashed) for each
 persistent object, tensors decoded from the nested legacy `torch.save` storage streams by a second
-restricted unpickler, dicts for EasyDict/OrderedDict, Python numbers for NumPy scalars. BUILD
-(`__setstate__`) is refused on every object the stand-ins create, except the empty state of a dict and the
-plain numeric state of a NumPy dtype. One pass after loading leaves only plain data: dicts, lists,
-tuples, sets, tensors, numbers, strings and OfficialRecords.
+restricted unpickler, dicts for EasyDict/OrderedDict, Python numbers for NumPy scalars and read-only NumPy
+arrays for the numeric arrays that StyleGAN3 modules keep (sizes). BUILD (`__setstate__`) is refused on every
+object the stand-ins create, except the empty state of a dict, the plain numeric state of a NumPy dtype and the
+(shape, dtype, bytes) state of a NumPy array. One pass after loading leaves only plain data: dicts, lists,
+tuples, sets, tensors, numbers, strings, numeric NumPy arrays and OfficialRecords.
 
 Before any of that, `untrusted.prescan` walks the opcodes of every pickle (the outer one and each storage
 payload) without building anything, and refuses nesting, hash-collision keys and sizes that would crash or
@@ -35,8 +36,8 @@ from ganforge.modelio.untrusted import FIX, MAX_DEPTH, OfficialPickleError, Unsa
 
 __all__ = ["OfficialPickleError", "OfficialRecord", "SnapshotUnpickler", "UnsafePickleError", "prescan"]
 
-# Classes of the official StyleGAN2-ADA networks (training/networks.py, training/augment.py), plus
-# StyleGAN3's SynthesisInput so that such files are recognised and refused with a clear message.
+# Classes of the official networks: StyleGAN2-ADA's training/networks.py and training/augment.py, and the
+# StyleGAN3 repository's networks_stylegan2.py, networks_stylegan3.py (adds SynthesisInput) and augment.py.
 KNOWN_CLASSES = frozenset(
     {
         "Generator",
@@ -77,7 +78,7 @@ MAX_TENSOR_DIMS = 16  # Official tensors have at most 4.
 def _refuse_state(obj: object, state: object) -> NoReturn:
     raise UnsafePickleError(
         f"the pickle tries to set the state of a {type(obj).__name__} (BUILD opcode), which an "
-        f"official StyleGAN2-ADA snapshot never does: the file was crafted or corrupted"
+        f"official network snapshot never does: the file was crafted or corrupted"
     )
 
 
@@ -188,6 +189,46 @@ class _DType(_Sealed):
 
     def numpy(self) -> np.dtype:
         return np.dtype(self.code).newbyteorder(self.order)
+
+
+class _ArrayType(_Sealed):
+    """Stand-in for numpy.ndarray: only the type argument of _reconstruct, never called itself."""
+
+    __slots__ = ()
+
+    def __call__(self, *args):
+        raise UnsafePickleError(f"the pickle calls numpy.ndarray directly, which official snapshots never do: {FIX}")
+
+
+class _ArrayBox(_Sealed):
+    """An empty array from numpy's _reconstruct; its BUILD state (version 1, shape, dtype, fortran order, raw bytes)
+    fills it. After loading it becomes a read-only ndarray with its own copy of the bytes."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: object) -> None:
+        if self.array is not None or not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+            _refuse_state(self, state)
+        _, shape, dtype, fortran, data = state
+        shape = _int_tuple(shape, "array shape")
+        if any(v >= 2**40 for v in shape):
+            raise OfficialPickleError(f"a NumPy array of shape {list(shape)} is absurd: {FIX}")
+        if not isinstance(dtype, _DType) or not isinstance(fortran, bool) or not isinstance(data, bytes):
+            raise UnsafePickleError(
+                f"a NumPy array in the pickle has state {brief(state)}; official snapshots hold numeric arrays of "
+                f"raw bytes only: {FIX}"
+            )
+        dt = dtype.numpy()
+        if len(data) != math.prod(shape) * dt.itemsize:
+            raise OfficialPickleError(
+                f"a NumPy array of shape {list(shape)} ({dt}) holds {len(data)} bytes: the file is truncated or damaged"
+            )
+        flat = np.frombuffer(data, dtype=dt).copy()
+        self.array = flat.reshape(shape, order="F" if fortran else "C")
+        self.array.flags.writeable = False
 
 
 class OfficialRecord(_Sealed):
@@ -377,6 +418,16 @@ def _numpy_scalar(dtype, data) -> int | float | complex | bool:
     return np.frombuffer(data, dtype=dt)[0].item()
 
 
+def _numpy_reconstruct(subtype, shape, typecode) -> _ArrayBox:
+    """numpy's _reconstruct(ndarray, (0,), b'b'): an empty array that the following BUILD fills."""
+    if not isinstance(subtype, _ArrayType) or shape != (0,) or typecode != b"b":
+        raise UnsafePickleError(
+            f"numpy _reconstruct({brief(subtype)}, {brief(shape)}, {brief(typecode)}) is not how NumPy pickles a plain "
+            f"array: {FIX}"
+        )
+    return _ArrayBox()
+
+
 def _make_set(items=()) -> set:
     """builtins.set(list): the elements are checked before CPython hashes any of them."""
     if not isinstance(items, (list, tuple)):
@@ -396,8 +447,8 @@ def _latin1(text, encoding) -> bytes:
 
 def _global_message(module: str, name: str, where: str) -> str:
     return (
-        f"refusing global {module}.{name} in {where}: it is not on the allow-list of an official StyleGAN2-ADA "
-        f"snapshot, and loading it could run code; ganforge never imports or calls what a pickle names"
+        f"refusing global {module}.{name} in {where}: it is not on the allow-list of an official StyleGAN2-ADA or "
+        f"StyleGAN3 snapshot, and loading it could run code; ganforge never imports or calls what a pickle names"
     )
 
 
@@ -414,6 +465,8 @@ class SnapshotUnpickler(pickle.Unpickler):
             ("numpy", "dtype", _numpy_dtype),
             ("numpy._core.multiarray", "scalar", _numpy_scalar),
             ("numpy.core.multiarray", "scalar", _numpy_scalar),
+            ("numpy._core.multiarray", "_reconstruct", _numpy_reconstruct),  # NumPy 2 spelling.
+            ("numpy.core.multiarray", "_reconstruct", _numpy_reconstruct),  # NumPy 1 spelling.
             ("torch._utils", "_rebuild_tensor_v2", _rebuild_tensor_v2),
             ("torch._utils", "_rebuild_parameter", _rebuild_parameter),
             ("torch._utils", "_rebuild_parameter_with_state", _rebuild_parameter),
@@ -424,6 +477,7 @@ class SnapshotUnpickler(pickle.Unpickler):
             (m, n): _StandIn(f"{m}.{n}", fn) for m, n, fn in functions
         }
         self._globals.update({("collections", "OrderedDict"): _OrderedDict, ("dnnlib.util", "EasyDict"): EasyDict})
+        self._globals[("numpy", "ndarray")] = _ArrayType()
 
     def find_class(self, module: str, name: str):
         module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)  # Protocol-2 spellings.
@@ -433,7 +487,7 @@ class SnapshotUnpickler(pickle.Unpickler):
             if module.startswith("dnnlib.tflib"):
                 raise UnsafePickleError(
                     f"{module}.{name}: this is a TensorFlow StyleGAN2 pickle; ganforge imports "
-                    f"PyTorch StyleGAN2-ADA snapshots only (convert it first with the official "
+                    f"PyTorch StyleGAN2-ADA and StyleGAN3 snapshots only (convert it first with the official "
                     f"legacy.py, in an environment that may run its code)"
                 ) from None
             raise UnsafePickleError(_global_message(module, name, "the snapshot")) from None
@@ -453,8 +507,9 @@ class SnapshotUnpickler(pickle.Unpickler):
             )
         if name not in KNOWN_CLASSES:
             raise UnsafePickleError(
-                f"persistent object class {brief(name)} is not an official StyleGAN2-ADA network class (known: "
-                f"{', '.join(sorted(KNOWN_CLASSES))}); ganforge maps only those and never runs the embedded source"
+                f"persistent object class {brief(name)} is not an official StyleGAN2-ADA or StyleGAN3 network class "
+                f"(known: {', '.join(sorted(KNOWN_CLASSES))}); ganforge maps only those and never runs the embedded "
+                f"source"
             )
         if not isinstance(src, str) or not isinstance(state, dict):
             raise OfficialPickleError(f"persistent object {name} has no source text or state dict: the file is damaged")
@@ -480,6 +535,10 @@ def _plain(obj: Any, memo: dict[int, Any], depth: int = 0) -> Any:
         raise OfficialPickleError(f"the pickle nests objects more than {MAX_DEPTH} levels deep: not a network snapshot")
     if isinstance(obj, _TensorBox):
         out = memo[id(obj)] = obj.flat
+    elif isinstance(obj, _ArrayBox):
+        if obj.array is None:
+            raise OfficialPickleError(f"a NumPy array in the pickle has no data: {FIX}")
+        out = memo[id(obj)] = obj.array
     elif isinstance(obj, OfficialRecord):
         out = memo[id(obj)] = obj
         obj.state = _plain(obj.state, memo, depth + 1)
