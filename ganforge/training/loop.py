@@ -261,6 +261,9 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
             if cfg.metrics:
                 metrics = metrics or SnapshotMetrics(cfg, device, run_dir)
                 results = metrics(state.G_ema, ck.checkpoint_name(state.cur_nimg))
+                from ganforge.metrics.registry import labelled
+
+                results = {labelled(k, cfg.metrics_num_gen): v for k, v in results.items()}  # fid1k_full, not 50k.
                 if dist.is_main and sinks is not None:
                     sinks.write({f"Metrics/{k}": v for k, v in results.items()}, state.kimg, time.time())
                     log("metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
