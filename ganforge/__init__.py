@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from ganforge.models.dcgan import DCGANGenerator
     from ganforge.models.generator import Generator
+    from ganforge.models.stylegan3 import StyleGAN3Generator
     from ganforge.training.config import TrainConfig
     from ganforge.training.state import TrainState
 
@@ -83,12 +84,16 @@ def __dir__() -> list[str]:
 
 def build_generator(
     plan: Plan, *, cpu_reduced_precision: bool = False, ops: str = "fast"
-) -> Generator | DCGANGenerator:
-    """A freshly initialized generator for the Plan: StyleGAN2 (`Generator`) or DCGAN (`DCGANGenerator`).
+) -> Generator | StyleGAN3Generator | DCGANGenerator:
+    """A freshly initialized generator for the Plan: StyleGAN2 (`Generator`), StyleGAN3 (`StyleGAN3Generator`, for
+    the families stylegan3-t and stylegan3-r) or DCGAN (`DCGANGenerator`).
 
     A StyleGAN2 generator is called as `G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='random')`
     and returns images `[N, C, H, W]` in [-1, 1]; `G.mapping(z, c)` gives `ws` `[N, num_ws, w_dim]` and
-    `G.synthesis(ws)` the images, as in the official code. `c` is None for an unconditional model.
+    `G.synthesis(ws)` the images, as in the official code. `c` is None for an unconditional model. A StyleGAN3
+    generator is called the same way, with `update_emas=True` in training passes (it tracks w_avg and each
+    layer's input magnitude then) and `noise_mode` accepted without effect; its state-dict keys are the official
+    `networks_stylegan3` ones.
 
     How this network computes is fixed here, for it alone (copies keep it; `ganforge.nn.numerics.set_numerics`
     changes it later): the top `plan.num_fp16_res` resolutions run in reduced precision (`plan.fp16_dtype`) on
@@ -112,6 +117,10 @@ def build_generator(
         from ganforge.models.dcgan import DCGANGenerator
 
         return DCGANGenerator(plan)
+    if plan.is_sg3:
+        from ganforge.models.stylegan3 import StyleGAN3Generator
+
+        return StyleGAN3Generator(plan, cpu_reduced_precision=cpu_reduced_precision, ops=ops)
     from ganforge.models.generator import Generator
 
     return Generator(plan, cpu_reduced_precision=cpu_reduced_precision, ops=ops)
@@ -144,6 +153,8 @@ def build_discriminator(
         return PatchDiscriminator(plan) if patch else DCGANDiscriminator(plan)
     from ganforge.models.discriminator import Discriminator
 
+    if plan.is_sg3:  # StyleGAN3 trains against the StyleGAN2 discriminator, built from the same Plan.
+        plan = plan.discriminator_plan()
     return Discriminator(plan, cpu_reduced_precision=cpu_reduced_precision, ops=ops)
 
 

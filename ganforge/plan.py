@@ -18,6 +18,11 @@ from typing import Any
 
 from ganforge.config import MODEL_PRESETS, ModelPreset, model_preset
 from ganforge.errors import GanforgeError
+from ganforge.plan_sg3 import FAMILIES as _SG3_FAMILIES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ganforge.plan_sg3 import SG3Layer
 
 
 class PlanError(GanforgeError, ValueError):
@@ -124,7 +129,7 @@ class Plan:
         ```
     """
 
-    family: str  # "stylegan2" or "dcgan".
+    family: str  # "stylegan2", "stylegan3-t", "stylegan3-r" or "dcgan".
     preset: str  # Name of the preset it came from.
     height: int  # Output image height in pixels.
     width: int  # Output image width in pixels.
@@ -151,6 +156,22 @@ class Plan:
     mbstd_channels: int = 1  # Minibatch-stddev feature channels; 0 = off.
     cmap_dim: int | None = None  # Conditional D projection size; None = channels of the last block.
     d_mapping_layers: int = 8  # Depth of D's label mapping (conditional models only).
+    # StyleGAN3 generators (families stylegan3-t and stylegan3-r; ignored by the others). Official names in
+    # brackets; ganforge.plan_sg3 turns them into the per-layer geometry.
+    sg3_layers: int = 14  # Synthesis layers between the Fourier input and ToRGB [num_layers].
+    sg3_critical: int = 2  # Critically sampled layers at the end [num_critical].
+    sg3_first_cutoff: float = 2.0  # Cutoff f_c of the first layer, cycles per image [first_cutoff].
+    sg3_first_stopband: float = 2**2.1  # Minimum stopband f_t of the first layer [first_stopband].
+    sg3_last_stopband_rel: float = 2**0.3  # Last layer's minimum stopband / its cutoff [last_stopband_rel].
+    sg3_margin: int = 10  # Extra pixels on each side of the inner layers' canvases [margin_size].
+    sg3_output_scale: float = 0.25  # Scale of the ToRGB output [output_scale].
+    sg3_conv_kernel: int = 3  # Modulated conv kernel: 3 (T) or 1 (R); ToRGB is always 1x1 [conv_kernel].
+    sg3_radial_filters: bool = False  # Radially symmetric downsampling filters (R) [use_radial_filters].
+    sg3_filter_size: int = 6  # Low-pass filter taps per factor of up/downsampling [filter_size].
+    sg3_lrelu_upsampling: int = 2  # Leaky ReLU runs at this multiple of the sampling rate [lrelu_upsampling].
+    sg3_cbase: int = 0  # G's channel base: C = min(sg3_cbase/2 / f_c, sg3_cmax) [channel_base]; 0 if not SG3.
+    sg3_cmax: int = 0  # G's channel cap [channel_max]; R doubles cbase and cmax (D keeps cbase, cmax).
+    magnitude_ema_beta: float = 0.999  # Decay of each layer's input-magnitude average [magnitude_ema_beta].
 
     # Derived ----------------------------------------------------------------
     @property
@@ -168,10 +189,29 @@ class Plan:
 
     @property
     def num_ws(self) -> int:
-        """One w per conv (1 in the base block, 2 elsewhere) plus the final ToRGB."""
-        if self.family != "stylegan2":
-            return 0
-        return 2 * self.num_blocks
+        """StyleGAN2: one w per conv (1 in the base block, 2 elsewhere) plus the final ToRGB. StyleGAN3: one for
+        the Fourier input, one per layer, one for ToRGB. DCGAN: 0."""
+        if self.family == "stylegan2":
+            return 2 * self.num_blocks
+        if self.is_sg3:
+            return self.sg3_layers + 2
+        return 0
+
+    @property
+    def is_sg3(self) -> bool:
+        """A StyleGAN3 generator (stylegan3-t or stylegan3-r); its discriminator is StyleGAN2's."""
+        return self.family in _SG3_FAMILIES
+
+    def discriminator_plan(self) -> Plan:
+        """The Plan of this model's discriminator: StyleGAN3 models use StyleGAN2's, whose fields they share."""
+        return dataclasses.replace(self, family="stylegan2") if self.is_sg3 else self
+
+    @property
+    def sg3_geometry(self) -> list[SG3Layer]:
+        """The StyleGAN3 synthesis layers (names, channels, sizes, rates, filters' specs), L0 first, ToRGB last."""
+        from ganforge.plan_sg3 import layers
+
+        return layers(self)
 
     def fp16_block(self, index: int) -> bool:
         """Reduced precision for the top `num_fp16_res` blocks, never for the base block."""
@@ -251,7 +291,7 @@ def channels_for(
 
 
 _CHOICES = {
-    "family": ("stylegan2", "dcgan"),
+    "family": ("stylegan2", *_SG3_FAMILIES, "dcgan"),
     "g_architecture": ("orig", "skip", "resnet"),
     "d_architecture": ("orig", "skip", "resnet"),
     "style": ("modulated", "adain"),
@@ -280,6 +320,12 @@ def make_plan(
     if preset not in MODEL_PRESETS:
         raise PlanError(f"unknown model preset {str(preset)[:40]!r}; choose one of: {', '.join(MODEL_PRESETS)}")
     h, w = parse_resolution(resolution)
+    if family in _SG3_FAMILIES:
+        from ganforge.plan_sg3 import resolution_problem
+
+        problem = resolution_problem(h, w)
+        if problem:
+            raise PlanError(problem)
     h0, w0, k = check_resolution(h, w)
     p: ModelPreset = model_preset(preset, h, w)
     sizes = [(h0 * 2**i, w0 * 2**i) for i in range(k + 1)]
@@ -311,6 +357,8 @@ def make_plan(
         conv_clamp=p.conv_clamp,
         mbstd_group=p.mbstd_group,
     )
+    if family in _SG3_FAMILIES:
+        fields.update(sg3_defaults(family, cbase, cmax))
     options = {f.name for f in dataclasses.fields(Plan)} - {
         "height",
         "width",
@@ -336,6 +384,21 @@ def make_plan(
     return plan
 
 
+def sg3_defaults(family: str, cbase: int, cmax: int) -> dict[str, Any]:
+    """The official train.py settings of --cfg=stylegan3-t / stylegan3-r that differ from the Plan's defaults:
+    a 2-layer mapping with w_avg_beta 0.998; R with 1x1 convolutions, radial filters and twice the channel base
+    and cap in G (D keeps `cbase`, `cmax`). Explicit make_plan options override them."""
+    r = family == "stylegan3-r"
+    return dict(
+        mapping_layers=2,
+        w_avg_beta=0.998,
+        sg3_cbase=cbase * (2 if r else 1),
+        sg3_cmax=cmax * (2 if r else 1),
+        sg3_conv_kernel=1 if r else 3,
+        sg3_radial_filters=r,
+    )
+
+
 # Sane bounds on every numeric Plan field: far above any published model (XXXL: z 1024, 1024 channels,
 # 8 mapping layers), far below what would exhaust a machine when a hostile file asks for it.
 MAX_BLOCKS = 13  # 4 * 2**12 = 16384 = MAX_SIDE.
@@ -359,9 +422,32 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "mbstd_channels": (0, 256),
     "cmap_dim": (1, 16384),
     "d_mapping_layers": (0, 64),
+    "sg3_layers": (1, 64),
+    "sg3_critical": (0, 63),
+    "sg3_first_cutoff": (1e-3, MAX_SIDE / 2),
+    "sg3_first_stopband": (1e-3, MAX_SIDE),
+    "sg3_last_stopband_rel": (1.0, 64.0),
+    "sg3_margin": (0, 256),
+    "sg3_output_scale": (1e-6, 1e6),
+    "sg3_conv_kernel": (1, 15),
+    "sg3_filter_size": (1, 64),
+    "sg3_lrelu_upsampling": (1, 16),
+    "sg3_cbase": (0, 2**24),
+    "sg3_cmax": (0, 16384),
+    "magnitude_ema_beta": (0.0, 1.0),
 }
 MAX_CHANNELS = 16384  # Feature maps of one block.
-_FLOAT_FIELDS = ("mapping_lr_mult", "w_avg_beta", "conv_clamp")
+_FLOAT_FIELDS = (
+    "mapping_lr_mult",
+    "w_avg_beta",
+    "conv_clamp",
+    "sg3_first_cutoff",
+    "sg3_first_stopband",
+    "sg3_last_stopband_rel",
+    "sg3_output_scale",
+    "magnitude_ema_beta",
+)
+_BOOL_FIELDS = ("sg3_radial_filters",)
 _OPTIONAL_FIELDS = ("conv_clamp", "cmap_dim")
 
 
@@ -375,6 +461,8 @@ def field_type_problem(name: str, value: object) -> str | None:
             return f"channels={str(value)[:40]!r} is not a list of whole numbers"
         bad = [c for c in value if isinstance(c, bool) or not isinstance(c, int)]
         return f"channels holds {str(bad[0])[:40]!r}, not a whole number" if bad else None
+    if name in _BOOL_FIELDS:
+        return None if isinstance(value, bool) else f"{name}={str(value)[:40]!r} is not true or false"
     if name in _CHOICES or name == "preset":
         if not isinstance(value, str) or len(value) > 64:
             return f"{name}={str(value)[:40]!r} is not one of the names it takes"
@@ -408,6 +496,14 @@ def validate(plan: Plan) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (lo <= value <= hi):
             raise PlanError(f"{name} must be a number in {_number(lo)}..{_number(hi)}, got {str(value)[:40]}")
+    if not isinstance(plan.sg3_radial_filters, bool):
+        raise PlanError(f"sg3_radial_filters={str(plan.sg3_radial_filters)[:40]!r} is not true or false")
+    if plan.is_sg3:
+        from ganforge.plan_sg3 import resolution_problem, settings_problem
+
+        problem = resolution_problem(plan.height, plan.width) or settings_problem(plan)
+        if problem:
+            raise PlanError(problem)
     if not 1 <= len(plan.channels) <= MAX_BLOCKS:
         raise PlanError(f"the plan has {len(plan.channels)} blocks; a model has 1..{MAX_BLOCKS}")
     for c in plan.channels:

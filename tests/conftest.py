@@ -144,6 +144,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # The official code and pickles, beside the repository (never shipped): every reference test finds them here.
 ANCHORS = SHARED / "anchors"
 OFFICIAL_SG2 = ANCHORS / "stylegan2-ada-pytorch"
+OFFICIAL_SG3 = ANCHORS / "stylegan3"
 OFFICIAL_PKLS = ANCHORS / "official-pkls"
 OFFICIAL_PKLS_SG3 = ANCHORS / "official-pkls-sg3"
 
