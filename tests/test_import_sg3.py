@@ -1,11 +1,11 @@
 """The safe importer on pickles of the official StyleGAN3 repository: reference outputs, and no code from the file runs.
 
 The StyleGAN3 repository writes snapshots like StyleGAN2-ADA's (the same persistence records and class names),
-with two differences the importer must see: its `networks_stylegan2.py` has other defaults (FP16 in 4
-resolutions, conv_clamp 256, w_avg_beta 0.998) and takes the synthesis options as top-level keywords, and its
-StyleGAN3 modules keep NumPy arrays (sizes) in their state. The official pickles live in
-`shared/anchors/official-pkls-sg3` (NVIDIA-licensed test data, never copied into ganforge); the other tests
-build their own files.
+with differences the importer must see: its `networks_stylegan2.py` has other defaults (FP16 in 4 resolutions,
+conv_clamp 256, w_avg_beta 0.998) and takes the synthesis options as top-level keywords; its StyleGAN3
+generator maps onto ganforge's StyleGAN3 networks and keeps NumPy arrays (sizes) in its modules' state. The
+official pickles live in `shared/anchors/official-pkls-sg3` (NVIDIA-licensed test data, never copied into
+ganforge); the other tests build their own files.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import OFFICIAL_PKLS_SG3, require_shared
-from test_import_official import no_code_runs, write_snapshot
+from test_import_official import as_official, no_code_runs, official_globals, perturbed, write_snapshot
 
 import ganforge
 from ganforge.modelio import (
@@ -31,6 +31,9 @@ from ganforge.modelio import (
 )
 from ganforge.modelio.checkpoint import open_checkpoint
 from ganforge.modelio.convert import convert_official
+from ganforge.modelio.official import SG3_GEOMETRY, check_geometry, generator_options, make_plans
+from ganforge.modelio.untrusted import refusing_damage
+from ganforge.models.stylegan3 import plan_from_sg3_kwargs
 
 SG2 = "sg3repo-stylegan2-32px-cond3-noaug"  # networks_stylegan2.Generator of the StyleGAN3 repository.
 SG3T = "sg3t-32px-uncond-fp32"  # networks_stylegan3.Generator, --cfg=stylegan3-t.
@@ -39,7 +42,12 @@ ATOL = 1e-4  # Absolute, on O(1) outputs: float32 reordering is ~3e-6, the small
 
 @pytest.fixture(scope="module")
 def pkls() -> Path:
-    return require_shared(OFFICIAL_PKLS_SG3, "manifest.json", "the reference tests compare against official pickles")
+    path = require_shared(OFFICIAL_PKLS_SG3, "manifest.json", "the reference tests compare against official pickles")
+    # Building a StyleGAN3 network designs its filters with SciPy, imported on first use: SciPy's own code, not
+    # the pickle's, so it is imported before the guards watch.
+    import scipy.signal  # noqa: F401
+
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +125,7 @@ def test_sg2_through_load_generator_and_convert(pkls, tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# StyleGAN3-T: read as plain data (NumPy arrays included).
+# StyleGAN3-T: plain records (NumPy arrays included), then every reference array through each way in.
 
 
 def test_sg3t_reads_as_plain_records(pkls, manifest):
@@ -133,9 +141,172 @@ def test_sg3t_reads_as_plain_records(pkls, manifest):
     assert names == [layer["name"] for layer in manifest[SG3T]["verify"]["layers"]]
 
 
-def test_sg3t_without_stylegan3_networks_is_refused_in_one_sentence(pkls):
-    with no_code_runs(), pytest.raises(OfficialPickleError, match=r"^G is a StyleGAN3 generator [^\n]*$"):
-        load_official_pkl(pkls / f"{SG3T}.pkl")
+@pytest.fixture(scope="module")
+def sg3t_snapshot(pkls):
+    with no_code_runs():
+        return load_official_pkl(pkls / f"{SG3T}.pkl")
+
+
+def transformed(G, ref) -> torch.Tensor:
+    """G_ema(z) with the stored inverse transform in synthesis.input.transform (as gen_images.py sets it)."""
+    identity = G.synthesis.input.transform.clone()
+    G.synthesis.input.transform.copy_(torch.from_numpy(ref["transform"]))
+    try:
+        with torch.no_grad():
+            return G(torch.from_numpy(ref["z"]), None)
+    finally:
+        G.synthesis.input.transform.copy_(identity)
+
+
+def test_sg3t_reference_outputs(sg3t_snapshot, pkls):
+    snap, ref = sg3t_snapshot, np.load(pkls / f"{SG3T}.npz")
+    z = torch.from_numpy(ref["z"])
+    out = generator_outputs(snap.G_ema, ref)
+    with torch.no_grad():
+        out["img_G"] = snap.G(z, None)
+        out["d_logits"] = snap.D(torch.from_numpy(ref["img"]), None)
+        out["d_logits_psi07"] = snap.D(torch.from_numpy(ref["img_psi07"]), None)
+    out["img_transformed"] = transformed(snap.G_ema, ref)
+    errors = {k: max_err(v, ref[k]) for k, v in out.items()}
+    assert max(errors.values()) < ATOL, errors
+    assert torch.equal(snap.G_ema.synthesis.input.transform, torch.eye(3))
+
+
+def test_sg3t_plan(sg3t_snapshot, manifest):
+    snap, m = sg3t_snapshot, manifest[SG3T]
+    plan, kw = snap.plan, m["init_kwargs"]["G"]
+    assert plan.family == "stylegan3-t" and snap.d_plan is plan and snap.repository == "stylegan3"
+    assert (plan.sg3_cbase, plan.sg3_cmax, plan.cbase, plan.cmax) == (512, 32, 512, 32)
+    assert (plan.mapping_layers, plan.w_avg_beta, plan.magnitude_ema_beta) == (2, 0.998, kw["magnitude_ema_beta"])
+    assert (plan.num_fp16_res, plan.conv_clamp, plan.sg3_conv_kernel, plan.sg3_radial_filters) == (0, None, 3, False)
+    assert plan.num_ws == m["verify"]["num_ws"] and plan.mbstd_group == 4
+    assert [layer.name for layer in plan.sg3_geometry] == [layer["name"] for layer in m["verify"]["layers"]]
+    assert snap.augment_p == pytest.approx(m["verify"]["augment_p"], abs=1e-7)
+    counts = {k: sum(p.numel() for p in getattr(snap, k).parameters()) for k in ("G", "D")}
+    assert counts == m["verify"]["num_params"]
+
+
+def test_sg3t_through_load_generator_and_convert(pkls, tmp_path):
+    ref = np.load(pkls / f"{SG3T}.npz")
+    with no_code_runs():
+        direct = ganforge.load_generator(pkls / f"{SG3T}.pkl")
+        dest = convert_official(pkls / f"{SG3T}.pkl", tmp_path / "sg3t.safetensors")
+    assert open_checkpoint(dest).meta["source"]["format"] == "stylegan3-pkl"
+    converted = ganforge.load_generator(dest)
+    for G in (direct, converted):
+        out = {**generator_outputs(G, ref), "img_transformed": transformed(G, ref)}
+        errors = {k: max_err(v, ref[k]) for k, v in out.items()}
+        assert max(errors.values()) < ATOL, errors
+
+
+OFFICIAL_SG3_NAMES = {
+    "StyleGAN3Generator": "Generator",
+    "StyleGAN3Synthesis": "SynthesisNetwork",
+    "StyleGAN3Mapping": "MappingNetwork",
+}
+
+
+def write_sg3_snapshot(tmp_path: Path, init_kwargs: dict) -> tuple[Path, torch.nn.Module]:
+    """An official-layout networks_stylegan3 snapshot (G_ema alone) of a fresh ganforge StyleGAN3 generator, its
+    input and layers recording their geometry as the official modules do. Returns (path, G)."""
+    plan = plan_from_sg3_kwargs(init_kwargs)
+    G = perturbed(ganforge.build_generator(plan))
+    with official_globals() as (reconstruct, _):
+        rec = as_official(G, reconstruct, init_kwargs, class_name="Generator")
+        for r in _records(rec):
+            r.meta["class_name"] = OFFICIAL_SG3_NAMES.get(r.meta["class_name"], r.meta["class_name"])
+            if r.meta["class_name"] == "FullyConnectedLayer":
+                r.meta["state"]["in_features"] = 1
+        layers = rec.meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]
+        first = plan.sg3_geometry[0]
+        size, rate, bandwidth = np.asarray([first.in_size] * 2), float(first.in_rate), first.in_cutoff
+        layers["input"].meta["state"].update(size=size, sampling_rate=rate, bandwidth=bandwidth)
+        for spec in plan.sg3_geometry:
+            state = layers[spec.name].meta["state"]
+            for attr, name in SG3_GEOMETRY.items():
+                value = getattr(spec, name)
+                state[attr] = np.asarray([value] * 2) if attr.endswith("_size") else value
+            state["padding"] = list(spec.padding)
+        path = tmp_path / "network-snapshot-sg3.pkl"
+        path.write_bytes(pickle.dumps(dict(G_ema=rec, augment_pipe=None), protocol=4))
+    return path, G
+
+
+@pytest.mark.parametrize("family", ["stylegan3-t", "stylegan3-r"])
+def test_stylegan3_layout_round_trips(tmp_path, family):
+    r = family == "stylegan3-r"
+    init_kwargs = dict(
+        z_dim=16,
+        w_dim=16,
+        mapping_kwargs={"num_layers": 1},
+        channel_base=1024 * (2 if r else 1),
+        channel_max=32 * (2 if r else 1),
+        magnitude_ema_beta=0.99,
+        **(dict(conv_kernel=1, use_radial_filters=True) if r else {}),
+        c_dim=2,
+        img_resolution=16,
+        img_channels=3,
+    )
+    path, G = write_sg3_snapshot(tmp_path, init_kwargs)
+    with no_code_runs():
+        snap = load_official_pkl(path)
+    plan = snap.plan
+    assert plan.family == family and (plan.num_fp16_res, plan.conv_clamp) == (4, 256.0)  # The official defaults.
+    assert (plan.sg3_conv_kernel, plan.sg3_radial_filters) == ((1, True) if r else (3, False))
+    assert (plan.mapping_layers, plan.sg3_cbase, plan.cbase) == (1, init_kwargs["channel_base"], 1024)  # D: G's / 2.
+    z, c = torch.randn(3, 16), torch.eye(2)[[0, 1, 0]]
+    with torch.no_grad():
+        assert torch.equal(snap.G_ema(z, c), G(z, c))
+
+
+# Same-length byte edits of the official file (its frames stay valid): a class, an option, a layer attribute.
+SG3T_EDITS = [
+    (b"SynthesisInput", b"SynthesisInpvt", UnsafePickleError, r"class 'SynthesisInpvt' is not an official"),
+    (b"magnitude_ema_beta", b"magnitude_ema_bet4", OfficialPickleError, r"has option magnitude_ema_bet4=0\.99"),
+    (b"in_half_width", b"in_half_widtX", OfficialPickleError, r"L0_36_32 records in_half_width=None, but its init"),
+]
+
+
+@pytest.mark.parametrize("old, new, error, message", SG3T_EDITS, ids=["class", "option", "geometry"])
+def test_edited_sg3t_files_are_refused_in_one_sentence(pkls, old, new, error, message):
+    data = (pkls / f"{SG3T}.pkl").read_bytes()
+    assert old in data and len(old) == len(new)
+    with no_code_runs(), pytest.raises(error, match=message) as info:
+        load_official_pkl(io.BytesIO(data.replace(old, new)))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("conv_kernel", "3", r"conv_kernel='3' is not a whole number"),
+        ("use_radial_filters", 1, r"use_radial_filters=1 is not True or False"),
+        ("first_cutoff", float("inf"), r"first_cutoff=inf is not a finite number"),
+        ("conv_clamp", "256", r"conv_clamp='256' is not a finite number or None"),
+        ("fused_modconv_default", True, r"option fused_modconv_default=True, which the official StyleGAN3 gen"),
+        ("num_layers", 0, r"sg3_layers"),
+    ],
+)
+def test_bad_stylegan3_options_are_refused_in_one_sentence(pkls, key, value, message):
+    data = read_official_pkl(pkls / f"{SG3T}.pkl")
+    data["G_ema"].state["_init_kwargs"][key] = value
+    with pytest.raises(OfficialPickleError, match=message) as info, refusing_damage("reading the snapshot"):
+        generator_options(data["G_ema"])
+        make_plans(data["G_ema"], data["D"])
+    assert "\n" not in str(info.value)
+
+
+def test_layers_recorded_otherwise_than_the_plan_lays_them_out_are_refused(pkls, sg3t_snapshot):
+    data = read_official_pkl(pkls / f"{SG3T}.pkl")
+    check_geometry(data["G_ema"], sg3t_snapshot.plan, "snapshot G_ema")  # As recorded: accepted.
+    layer = data["G_ema"].modules["synthesis"].modules["L5_52_32"]
+    layer.state["in_cutoff"] *= 1.001
+    with pytest.raises(OfficialPickleError, match=r"^snapshot G_ema layer L5_52_32 records in_cutoff=4\.004"):
+        check_geometry(data["G_ema"], sg3t_snapshot.plan, "snapshot G_ema")
+    data = read_official_pkl(pkls / f"{SG3T}.pkl")
+    data["G_ema"].modules["synthesis"].modules["input"].state["size"] = np.asarray([36, 37])
+    with pytest.raises(OfficialPickleError, match=r"^snapshot G_ema input records size=array\(\[36, 37\]\), but"):
+        check_geometry(data["G_ema"], sg3t_snapshot.plan, "snapshot G_ema")
 
 
 # ----------------------------------------------------------------------------

@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 
     from ganforge.models.dcgan import DCGANGenerator
     from ganforge.models.generator import Generator
+    from ganforge.models.stylegan3 import StyleGAN3Generator
 
-    AnyGenerator: TypeAlias = Generator | DCGANGenerator  # What load_generator returns: either family.
+    AnyGenerator: TypeAlias = Generator | StyleGAN3Generator | DCGANGenerator  # What load_generator returns.
 
 
 def load_generator(path: str | Path, which: str = "G_ema") -> AnyGenerator:
     """G_ema (or `which`) in eval mode on the CPU, from a ganforge checkpoint or an official .pkl (StyleGAN2-ADA, or
-    the StyleGAN3 repository's StyleGAN2).
+    the StyleGAN3 repository's StyleGAN2, StyleGAN3-T and StyleGAN3-R).
 
     Called as G(z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const') -> [N, C, H, W] in [-1, 1].
     """

@@ -10,7 +10,9 @@ StyleGAN3 repository, whose `networks_stylegan2.py` re-releases that StyleGAN2 w
 4 highest resolutions, conv_clamp 256, w_avg_beta 0.998; the Generator takes its synthesis options as top-level
 keywords) next to `networks_stylegan3.py`. A record tree comes from the StyleGAN3 repository when its
 FullyConnectedLayers record `in_features` (every G has them in its mapping, every D in its epilogue); which
-defaults fill the options absent from `init_kwargs` follows from that.
+defaults fill the options absent from `init_kwargs` follows from that. A StyleGAN3 generator (its synthesis
+network has an `input`) becomes a stylegan3-t or stylegan3-r Plan, and every layer's recorded geometry (sizes,
+sampling rates, cutoffs, filter taps, padding) must equal the one that Plan lays out.
 
 Everything in the file is untrusted. Every init_kwargs value is type-checked here and range-checked by
 `make_plan` before any network exists; the networks that the Plans describe are then built on the meta
@@ -25,16 +27,18 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from ganforge import netcheck
+from ganforge import build_discriminator, build_generator, netcheck
 from ganforge.modelio.unpickler import OfficialPickleError, OfficialRecord, unpickle_snapshot
 from ganforge.modelio.untrusted import FIX, brief, json_value, refusing_damage
 from ganforge.models.discriminator import Discriminator
 from ganforge.models.generator import Generator
+from ganforge.models.stylegan3 import StyleGAN3Generator, sg3_plan_options
 from ganforge.plan import Plan, PlanError, make_plan
 
 NETWORKS = {"G": "Generator", "D": "Discriminator", "G_ema": "Generator", "augment_pipe": "AugmentPipe"}
@@ -87,6 +91,38 @@ D_PRECISION_DEFAULTS: dict[str, dict[str, Any]] = {
     ADA: {"num_fp16_res": 0, "conv_clamp": None},
     SG3_REPO: {"num_fp16_res": 4, "conv_clamp": 256},
 }
+# networks_stylegan3.Generator's options besides G3_PARAMS (synthesis and layer options, passed flat) and its
+# mapping options, by the type they take. Their defaults and Plan fields are ganforge.models.stylegan3's.
+SG3_KINDS = {
+    **dict.fromkeys(("channel_base", "channel_max", "num_layers", "num_critical", "margin_size"), "int"),
+    **dict.fromkeys(("num_fp16_res", "conv_kernel", "filter_size", "lrelu_upsampling"), "int"),
+    **dict.fromkeys(("first_cutoff", "first_stopband", "last_stopband_rel", "output_scale"), "number"),
+    "magnitude_ema_beta": "number",
+    "conv_clamp": "number or None",
+    "use_radial_filters": "bool",
+}
+SG3_MAPPING_KINDS = {"num_layers": "int", "lr_multiplier": "number", "w_avg_beta": "number"}
+# What each official StyleGAN3 SynthesisLayer records about itself -> the field of ganforge's layer geometry.
+SG3_GEOMETRY = {
+    "is_critically_sampled": "is_critical",
+    "use_fp16": "use_fp16",
+    "in_size": "in_size",
+    "out_size": "out_size",
+    "in_sampling_rate": "in_rate",
+    "out_sampling_rate": "out_rate",
+    "tmp_sampling_rate": "tmp_rate",
+    "in_cutoff": "in_cutoff",
+    "out_cutoff": "out_cutoff",
+    "in_half_width": "in_half_width",
+    "out_half_width": "out_half_width",
+    "conv_kernel": "conv_kernel",
+    "up_factor": "up",
+    "down_factor": "down",
+    "up_taps": "up_taps",
+    "down_taps": "down_taps",
+    "down_radial": "down_radial",
+    "padding": "padding",
+}
 SHARED_FIELDS = ("resolution", "img_channels", "c_dim", "cbase", "cmax", "num_fp16_res", "conv_clamp")
 MAX_NUMBER = 2**63  # Any int or float beyond this in init_kwargs is absurd; make_plan applies the real bounds.
 
@@ -95,9 +131,9 @@ MAX_NUMBER = 2**63  # Any int or float beyond this in init_kwargs is absurd; mak
 class OfficialSnapshot:
     """An official snapshot as ganforge networks (eval mode, CPU, requires_grad off); absent parts are None."""
 
-    G: Generator | None
+    G: Generator | StyleGAN3Generator | None
     D: Discriminator | None
-    G_ema: Generator | None
+    G_ema: Generator | StyleGAN3Generator | None
     plan: Plan | None  # G_ema's (else G's) Plan, with D's settings when G and D share channels and precision.
     d_plan: Plan | None  # D's Plan: the same object as `plan` unless D was built with other channel settings.
     augment_p: float | None  # The ADA probability in augment_pipe's `p` buffer; None without augment_pipe.
@@ -285,7 +321,9 @@ def _synthesis_kwargs(rec: OfficialRecord, repo: str) -> tuple[dict, dict, str]:
 
 
 def generator_options(rec: OfficialRecord) -> dict:
-    """make_plan options from an official StyleGAN2 Generator's init_kwargs, every value type-checked."""
+    """make_plan options from an official Generator's init_kwargs (StyleGAN2 or 3), every value type-checked."""
+    if is_stylegan3(rec):
+        return stylegan3_options(rec)
     repo, g = repository(rec), "Generator's init_kwargs"
     kw, synth, s = _synthesis_kwargs(rec, repo)
     mapping = _options(kw.get("mapping_kwargs"), MAPPING_DEFAULTS[repo], "G mapping_kwargs")
@@ -305,6 +343,46 @@ def generator_options(rec: OfficialRecord) -> dict:
         conv_clamp=_number(synth, "conv_clamp", s, optional=True),
         g_architecture=_text(synth, "architecture", s),
     )
+
+
+def is_stylegan3(rec: OfficialRecord) -> bool:
+    """A networks_stylegan3.Generator: its synthesis network starts from Fourier features (`input`)."""
+    synthesis = _section(rec, "_modules", "").get("synthesis")
+    return isinstance(synthesis, OfficialRecord) and "input" in _section(synthesis, "_modules", "synthesis")
+
+
+def _typed(kw: dict, key: str, kind: str, what: str) -> Any:
+    if kind == "int":
+        return _int(kw, key, what)
+    if kind == "number":
+        return _number(kw, key, what)
+    if kind == "number or None":
+        return _number(kw, key, what, optional=True)
+    if not isinstance(kw[key], bool):
+        _refuse_value(what, key, kw[key], "True or False")
+    return kw[key]
+
+
+def _checked(kwargs: dict, kinds: dict[str, str], what: str) -> dict:
+    """The options in `kwargs`, each of the type `kinds` gives it; an option `kinds` does not name is refused."""
+    for key, value in kwargs.items():
+        if key not in kinds:
+            raise OfficialPickleError(
+                f"{what} has option {key}={brief(value)}, which the official StyleGAN3 generator does not take: "
+                f"the snapshot was made by modified networks code and cannot be imported"
+            )
+    return {key: _typed(kwargs, key, kinds[key], what) for key in kwargs}
+
+
+def stylegan3_options(rec: OfficialRecord) -> dict:
+    """make_plan options (family stylegan3-t or stylegan3-r) from a networks_stylegan3.Generator's init_kwargs."""
+    kw, g = _call_kwargs(rec, G3_PARAMS, var_kwargs=True), "Generator's init_kwargs"
+    top = {key: _int(kw, key, g) for key in G3_PARAMS if key != "mapping_kwargs"}
+    synthesis = _checked({k: v for k, v in kw.items() if k not in G3_PARAMS}, SG3_KINDS, g)
+    mapping = _checked(_mapping(kw.get("mapping_kwargs"), "G mapping_kwargs"), SG3_MAPPING_KINDS, "G mapping_kwargs")
+    options = sg3_plan_options({**top, **synthesis, "mapping_kwargs": mapping})
+    options["resolution"] = top["img_resolution"]  # Square, as plan_from_options takes it.
+    return options
 
 
 def discriminator_options(rec: OfficialRecord) -> dict:
@@ -445,13 +523,51 @@ def _load(model: _Net, tensors: dict[str, torch.Tensor]) -> _Net:
     return model.eval().requires_grad_(False)
 
 
-def _check_stylegan2(rec: OfficialRecord, what: str) -> None:
-    synthesis = _section(rec, "_modules", "").get("synthesis")
-    if isinstance(synthesis, OfficialRecord) and "input" in _section(synthesis, "_modules", "synthesis"):
-        raise OfficialPickleError(
-            f"{what} is a StyleGAN3 generator (synthesis.input), which this version of ganforge cannot build: "
-            f"import StyleGAN2 snapshots (StyleGAN2-ADA, or --cfg=stylegan2 in the StyleGAN3 repository)"
-        )
+def _same(recorded: object, planned: object) -> bool:
+    """A layer attribute as the official code recorded it (NumPy arrays and lists included) vs ganforge's."""
+    if isinstance(recorded, np.ndarray):
+        recorded = recorded.tolist()
+        planned = [planned] * 2 if type(planned) is int else planned  # Sizes are recorded as [width, height].
+    if isinstance(planned, bool) or isinstance(recorded, bool):
+        return recorded is planned
+    if isinstance(planned, (int, float)) and isinstance(recorded, (int, float)):
+        return math.isclose(recorded, planned, rel_tol=1e-9, abs_tol=1e-12)
+    return isinstance(recorded, list) and isinstance(planned, (list, tuple)) and recorded == list(planned)
+
+
+def _refuse_geometry(what: str, module: str, attr: str, recorded: object, planned: object) -> NoReturn:
+    raise OfficialPickleError(
+        f"{what} {module} records {attr}={brief(recorded)}, but its init_kwargs lay it out with {planned!r}: the "
+        f"snapshot was made by modified networks code and cannot be imported"
+    )
+
+
+def check_geometry(rec: OfficialRecord, plan: Plan, what: str) -> None:
+    """The file's StyleGAN3 input and layers sample, filter and pad as the Plan's do: ganforge lays them out from
+    init_kwargs alone, so a file whose modules record another layout was made by other networks code."""
+    modules = _section(_section(rec, "_modules", "")["synthesis"], "_modules", "synthesis")
+    layers = plan.sg3_geometry
+    first = layers[0]  # The Fourier features are what the first layer takes in.
+    for attr, planned in (("size", first.in_size), ("sampling_rate", first.in_rate), ("bandwidth", first.in_cutoff)):
+        if not _same(recorded := modules["input"].state.get(attr), planned):
+            _refuse_geometry(what, "input", attr, recorded, planned)
+    for spec in layers:
+        layer = modules[spec.name]  # The names were checked with the tensors.
+        for attr, field_name in SG3_GEOMETRY.items():
+            if not _same(recorded := layer.state.get(attr), planned := getattr(spec, field_name)):
+                _refuse_geometry(what, f"layer {spec.name}", attr, recorded, planned)
+
+
+def _generator(plan: Plan, tensors: dict[str, torch.Tensor]) -> Generator | StyleGAN3Generator:
+    G = build_generator(plan)
+    assert isinstance(G, (Generator, StyleGAN3Generator))  # Official plans are StyleGAN2 or StyleGAN3.
+    return _load(G, tensors)
+
+
+def _discriminator(plan: Plan, tensors: dict[str, torch.Tensor]) -> Discriminator:
+    D = build_discriminator(plan)  # StyleGAN2's, also for a StyleGAN3 Plan.
+    assert isinstance(D, Discriminator)
+    return _load(D, tensors)
 
 
 def _augment_p(rec: OfficialRecord | None) -> float | None:
@@ -467,9 +583,6 @@ def _augment_p(rec: OfficialRecord | None) -> float | None:
 def _plans(data: dict) -> dict[str, Plan | None]:
     """The Plan of each network in the snapshot (None where absent); G's own Plan when it differs from G_ema."""
     gens = {k: data.get(k) for k in ("G", "G_ema")}
-    for key, rec in gens.items():
-        if rec is not None:
-            _check_stylegan2(rec, key)
     main = gens["G_ema"] or gens["G"]
     plan, d_plan = make_plans(main, data.get("D"))
     plans = {"D": d_plan, "main": plan}
@@ -490,13 +603,15 @@ def load_official_pkl(path: str | os.PathLike | BinaryIO) -> OfficialSnapshot:
         tensors = {k: flatten_record(data[k]) for k in present}
         for key, found in tensors.items():
             check_tensors(found, present[key], "D" if key == "D" else "G", f"snapshot {key}")
+            if key != "D" and present[key].is_sg3:
+                check_geometry(data[key], present[key], f"snapshot {key}")
         check_owned(tensors)
         tsk = data.get("training_set_kwargs")
         augment_p = _augment_p(data.get("augment_pipe"))
         training_set_kwargs = json_value(tsk, "training_set_kwargs") if isinstance(tsk, dict) else None
         # Only now, with every name, shape and byte accounted for, are real networks allocated.
-        G, G_ema = (_load(Generator(present[k]), tensors[k]) if k in present else None for k in ("G", "G_ema"))
-        D = _load(Discriminator(present["D"]), tensors["D"]) if "D" in present else None
+        G, G_ema = (_generator(present[k], tensors[k]) if k in present else None for k in ("G", "G_ema"))
+        D = _discriminator(present["D"], tensors["D"]) if "D" in present else None
     return OfficialSnapshot(
         G=G,
         D=D,
