@@ -11,6 +11,7 @@ import typer
 from ganforge.cli_schema import schema_option
 from ganforge.console import console, fail
 from ganforge.errors import GanforgeError
+from ganforge.training.demo import DEMO_KIMG
 
 
 def _preset_list() -> str:
@@ -120,32 +121,19 @@ def run_training(cfg) -> None:
 
 def demo(
     outdir: str = typer.Option("runs/demo", help="Where the demo data, run and generated images go."),
-    kimg: float = typer.Option(12.0, help="Training length in thousands of images (about 2 minutes on a CPU)."),
+    kimg: float = typer.Option(DEMO_KIMG, help="Training length in kimg (the default: ~3 min on 2 CPU cores)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Generate the built-in shapes dataset, train the tiny model on it, and generate images from the result."""
+    """Generate the built-in shapes dataset, train the `demo` preset on it, and generate images from the result."""
     from pathlib import Path
 
     from ganforge.data.demo import make_demo_dataset
-    from ganforge.training.config import TrainConfig
+    from ganforge.training.demo import demo_config
 
     out = Path(outdir)
     data = make_demo_dataset(out / "shapes-32", count=1200, resolution=(32, 32))
     typer.echo(f"Demo data: {data} (1,200 images of discs, squares and crosses, 32x32)")
-    cfg = TrainConfig(
-        data=str(data),
-        outdir=str(out),
-        run_name="run",
-        preset="tiny",
-        kimg=kimg,
-        batch=16,
-        snap=max(kimg / 4, 0.5),
-        tick=max(kimg / 12, 0.25),
-        device=device,
-        resume="latest",
-        workers=0,
-        grid="8x4",
-    ).resolved()
+    cfg = demo_config(data, out, device=device, kimg=kimg)
     run_training(cfg)
     from ganforge.modelio.check import latest_good
     from ganforge.tools.generate import generate_images

@@ -225,3 +225,16 @@ def test_fid_speed_quick(capsys):
     assert r["forward_copy_max_abs_diff"] < 1e-4  # The CPU copy computes the file's features.
     fid = r["fid"]
     assert abs(fid["ganforge"] - fid["sqrtm"]) < 1e-6 and abs(fid["command"] - fid["ganforge"]) < 1e-4
+
+
+def test_demo_quality_quick(tmp_path, capsys):
+    """The demo recipe trains from scratch and gets an FID (a few iterations, stand-in detector)."""
+    from benchmarks import demo_quality
+
+    rows = demo_quality.main(["--quick", "--json", "--workdir", str(tmp_path)])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["recipe"] for r in rows] == ["demo"] and printed[0]["recipe"] == "demo"
+    row = rows[0]
+    assert row["preset"] == "demo" and row["family"] == "stylegan2" and row["train_seconds"] > 0
+    assert math.isfinite(row["fid"]) and row["fid"] > 0 and row["fid_num_gen"] == 16 and row["fid_num_real"] == 96
+    assert Path(row["checkpoint"]).is_file() and (tmp_path / "demo" / "run" / "progress.png").is_file()

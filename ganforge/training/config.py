@@ -520,8 +520,10 @@ def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> Tra
         if c.loss == "dcgan"
         else {"aug": "ada", "beta1": 0.0, "beta2": 0.99}
     )
+    if cfg.aug is None and recipe.aug is not None:
+        c.aug = recipe.aug
     for key, value in classic.items():  # The loss recipe decides what the user and a recipe preset left unset.
-        if getattr(cfg, key) is None:
+        if getattr(cfg, key) is None and not (key == "aug" and recipe.aug is not None):
             setattr(c, key, value)
     if c.loss == "dcgan" and cfg.d_lr is None:
         c.d_lr = c.g_lr

