@@ -2,7 +2,7 @@
 
     python -m benchmarks.demo_quality                      # the demo recipe: training time and FID
     python -m benchmarks.demo_quality --candidates         # every recipe tried for the demo, one table row each
-    python -m benchmarks.demo_quality --recipe dcgan-a     # one of them
+    python -m benchmarks.demo_quality --recipe dcgan-a     # one of them (or several: a,b)
     python -m benchmarks.demo_quality --quick              # a few iterations and a stand-in detector (tests)
 
 The data are the demo's: 1,200 images of discs, squares and crosses on gradients, 32x32
@@ -29,10 +29,11 @@ from pathlib import Path
 import torch
 
 # Recipes tried for the demo (TrainConfig overrides on top of the demo's data and folders). `demo` is what
-# `ganforge demo` runs (ganforge.training.demo.DEMO); the others are kept so the table can be re-measured.
+# `ganforge demo` runs (ganforge.training.demo.demo_config); the others are kept so the table can be re-measured.
 CANDIDATES: dict[str, dict] = {
-    "demo": {},
-    "tiny-12k": dict(preset="tiny", kimg=12, batch=16, aug="ada", pl_weight=None, style_mixing=None),
+    "demo": {},  # Tiny model; batch 16, lr 0.002, γ 0.1, path length, mixing, ADA; 12 kimg.
+    "b32-noreg": dict(batch=32, g_lr=0.0025, gamma=0.05, pl_weight=0, style_mixing=0, aug="none"),
+    "b32-noreg-lr5": dict(batch=32, g_lr=0.005, gamma=0.05, pl_weight=0, style_mixing=0, aug="none"),
     "dcgan-a": dict(family="dcgan", preset="tiny", kimg=30, batch=32),
 }
 
@@ -42,9 +43,14 @@ def log(*args) -> None:
 
 
 def train_candidate(name: str, overrides: dict, work: Path, device: str, quick: bool) -> dict:
-    """Train one recipe from scratch; the run folder and the training seconds."""
+    """Train one recipe from scratch (or reuse a finished run of it in --workdir); its row of the table."""
     import ganforge
     from ganforge.training.demo import demo_config
+
+    done = work / name / "trained.json"
+    if done.is_file():
+        log(f"{name}: reusing the finished run in {done.parent}")
+        return json.loads(done.read_text())
 
     data = make_data(work, quick)
     if quick:
@@ -56,7 +62,7 @@ def train_candidate(name: str, overrides: dict, work: Path, device: str, quick: 
     from ganforge.modelio.check import latest_good
 
     ckpt = latest_good(state.run_dir)
-    return dict(
+    row = dict(
         recipe=name,
         family=cfg.family,
         preset=cfg.preset,
@@ -66,6 +72,8 @@ def train_candidate(name: str, overrides: dict, work: Path, device: str, quick: 
         img_per_s=state.cur_nimg / seconds,
         checkpoint=str(ckpt),
     )
+    done.write_text(json.dumps(row))
+    return row
 
 
 def make_data(work: Path, quick: bool) -> Path:
@@ -122,16 +130,20 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="demo", choices=sorted(CANDIDATES), help="one recipe (default: the demo)")
+    ap.add_argument("--recipe", default="demo", help="one recipe or several, comma-separated (default: the demo)")
     ap.add_argument("--candidates", action="store_true", help="every recipe in CANDIDATES")
     ap.add_argument("--num-gen", type=int, default=1000, help="generated images for the FID")
     ap.add_argument("--detector", help="Inception TorchScript file; default: found as `ganforge metrics` finds it")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workdir", help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="a few iterations and a stand-in detector (tests)")
+    ap.add_argument("--no-fid", action="store_true", help="train only (a later run with --workdir measures)")
     ap.add_argument("--json", action="store_true", help="one JSON object per recipe instead of the table")
     args = ap.parse_args(argv)
-    names = list(CANDIDATES) if args.candidates else [args.recipe]
+    names = list(CANDIDATES) if args.candidates else [n.strip() for n in args.recipe.split(",")]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        ap.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(CANDIDATES)}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -145,8 +157,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name in names:
             log(f"training {name} ...")
             row = train_candidate(name, CANDIDATES[name], work, args.device, args.quick)
-            log(f"{name}: {row['train_seconds']:.1f} s; measuring FID ...")
-            measure_fid(row, make_data(work, args.quick), num_gen, detector, args.device)
+            if not args.no_fid and "fid" not in row:
+                log(f"{name}: {row['train_seconds']:.1f} s; measuring FID ...")
+                measure_fid(row, make_data(work, args.quick), num_gen, detector, args.device)
+                if "fid" in row:  # Kept beside the run, so a later call with --workdir prints it again.
+                    (work / name / "trained.json").write_text(json.dumps(row))
+            log(f"{name}: {json.dumps(row)}")
             rows.append(row)
         meta = dict(threads=torch.get_num_threads(), torch=torch.__version__, cpus=os.cpu_count(), quick=args.quick)
         if args.json:

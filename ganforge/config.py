@@ -69,7 +69,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         mapping_layers=2,
         num_fp16_res=0,
         conv_clamp=None,
-        description="the model of `ganforge demo`: learns 32-px shapes in minutes on a CPU",
+        description="the model of `ganforge demo` (32-px shapes on a CPU)",
     ),
 }
 PRESETS = MODEL_PRESETS  # The name the inspector and older code use.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ganforge.training.config import TrainConfig
 
-DEMO_KIMG = 12.0  # Replaced below once measured; the length of `ganforge demo` in thousands of images.
+DEMO_KIMG = 12.0  # The length of `ganforge demo` in thousands of images (benchmarks/demo_quality.py times it).
 
 
 def demo_config(data: str | Path, outdir: str | Path, *, device: str = "auto", **overrides) -> TrainConfig:
