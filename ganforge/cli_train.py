@@ -28,11 +28,12 @@ def _preset_list() -> str:
 
 
 def _train(config: str | None, dry_run: bool, **given) -> None:
-    from ganforge.training.config import load_config_file, merge
+    from ganforge.training.config import load_config_file, merge, require_gamma
 
     file_values = load_config_file(config) if config else {}
     try:
         cfg = merge(file_values, given).resolved()
+        require_gamma(cfg)
     except GanforgeError as e:  # A bad option value: a usage error.
         fail(str(e))
     if dry_run:
@@ -109,6 +110,8 @@ Examples:
   ganforge train --data faces-256.zip --preset paper256 --resume latest  # continue after a stop
 
   torchrun --nproc_per_node 8 -m ganforge train --data ffhq-1024.zip --preset paper1024 --batch 32
+
+  ganforge train --data faces-256.zip --family stylegan3-r --gamma 2     # as the official --cfg=stylegan3-r
 """
 
 

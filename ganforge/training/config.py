@@ -34,6 +34,8 @@ MAIN, MODEL, HYPER, AUG, TRANSFER, PERF, IO = (
     "Performance",
     "Input/output",
 )
+FAMILIES = ("stylegan2", "stylegan3-t", "stylegan3-r", "dcgan")
+SG3_FAMILIES = ("stylegan3-t", "stylegan3-r")
 PRESET_NAMES = tuple(RECIPES) + tuple(n for n in MODEL_PRESETS if n not in RECIPES)
 ARCHS = ("orig", "skip", "resnet")
 
@@ -78,7 +80,12 @@ class TrainConfig:
     outdir: str = opt("runs", "Parent folder of run folders.", MAIN, metavar="DIR")
     run_name: str | None = opt(None, "Run folder name.", MAIN, none_means="FAMILY-PRESET-WxH-DATA")
     preset: str = opt("auto", "Training recipe and capacity (see the list above).", MAIN, choices=PRESET_NAMES)
-    family: str = opt("stylegan2", "Model family.", MAIN, choices=("stylegan2", "dcgan"))
+    family: str = opt(
+        "stylegan2",
+        "Model family: stylegan2, stylegan3-t / stylegan3-r (StyleGAN3 G, StyleGAN2 D; --gamma required) or dcgan.",
+        MAIN,
+        choices=FAMILIES,
+    )
     resolution: str = opt(
         "auto", "Model size, WxH or R; it must be the data's (auto = the data's).", MAIN, metavar="WxH|auto"
     )
@@ -156,7 +163,13 @@ class TrainConfig:
         none_means="preset",
     )
     d_lr: float | str | None = opt(
-        None, "D learning rate or schedule.", HYPER, lo=0, hi=10, schedule=True, none_means="G's"
+        None,
+        "D learning rate or schedule.",
+        HYPER,
+        lo=0,
+        hi=10,
+        schedule=True,
+        none_means="G's; 0.002 for StyleGAN3",
     )
     d_lr_mult: float = opt(1.0, "D learning rate multiplier (2 = D at twice G's rate).", HYPER, lo=0, hi=1000)
     gamma: float | str | None = opt(
@@ -166,7 +179,7 @@ class TrainConfig:
         lo=0,
         hi=1e6,
         schedule=True,
-        none_means="preset",
+        none_means="preset; required for StyleGAN3",
     )
     r1_interval: int = opt(16, "Lazy R1: every N D steps.", HYPER, lo=1, hi=10000)
     pl_weight: float | None = opt(None, "Path-length weight (0 = off).", HYPER, lo=0, hi=1e4, none_means="preset")
@@ -184,6 +197,18 @@ class TrainConfig:
     )
     ema_kimg: float | None = opt(None, "G EMA half-life in kimg.", HYPER, lo=0, hi=1e9, none_means="preset")
     ema_rampup: float | None = opt(None, "EMA ramp-up ratio (0 = off).", HYPER, lo=0, hi=100, none_means="preset")
+    blur_init_sigma: float | None = opt(
+        None,
+        "σ in pixels of the Gaussian blur of every image D sees at the start, fading linearly to 0 over "
+        "--blur-fade-kimg (official StyleGAN3-R); 0 = off.",
+        HYPER,
+        lo=0,
+        hi=1000,
+        none_means="10 for stylegan3-r (0 with --init), else 0",
+    )
+    blur_fade_kimg: float | None = opt(
+        None, "kimg over which D's blur fades out.", HYPER, lo=0, hi=1e9, none_means="batch·200/32"
+    )
     # Augmentation.
     mirror: bool = opt(False, "Add x-flipped copies of the data.", AUG)
     aug: str | None = opt(
@@ -527,7 +552,53 @@ def with_preset(cfg: TrainConfig, height: int, width: int, gpus: int = 1) -> Tra
             setattr(c, key, value)
     if c.loss == "dcgan" and cfg.d_lr is None:
         c.d_lr = c.g_lr
+    if cfg.family in SG3_FAMILIES:
+        _sg3_recipe(cfg, c, gpus)
+    c.blur_init_sigma = _given(cfg.blur_init_sigma, 10.0 if cfg.family == "stylegan3-r" and not cfg.init else 0.0)
+    c.blur_fade_kimg = _given(cfg.blur_fade_kimg, filled(c.batch, "batch") * 200 / 32)
     return c
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _sg3_recipe(cfg: TrainConfig, c: TrainConfig, gpus: int) -> None:
+    """The official StyleGAN3 train.py settings of --cfg=stylegan3-t / stylegan3-r in place of the recipe's:
+    G lr 0.0025 and D lr 0.002, no path length or style mixing, EMA batch·10/32 kimg with ramp-up 0.05; `auto`
+    means its defaults, batch 32 and config-f capacity (cbase 32768, cmax 512). γ has no default (`require_gamma`).
+    What the user gave wins."""
+    if cfg.preset == "auto":
+        c.model = cfg.model or "stylegan2"
+        c.batch = cfg.batch or 32
+        if cfg.mbstd_group is None:
+            c.mbstd_group = min(c.batch // gpus, 4)
+    batch = filled(c.batch, "batch")
+    c.g_lr = SG3_G_LR if cfg.g_lr is None else cfg.g_lr
+    c.d_lr = SG3_D_LR if cfg.d_lr is None else cfg.d_lr
+    c.gamma = cfg.gamma
+    c.pl_weight = _given(cfg.pl_weight, 0.0)
+    c.style_mixing = 0.0 if cfg.style_mixing is None else cfg.style_mixing
+    c.ema_kimg = _given(cfg.ema_kimg, batch * 10 / 32)
+    c.ema_rampup = _given(cfg.ema_rampup, 0.05)
+
+
+def require_gamma(cfg: TrainConfig) -> None:
+    """StyleGAN3 runs need an explicit --gamma, as the official train.py does: its best value depends on the data."""
+    if cfg.family in SG3_FAMILIES and cfg.gamma is None:
+        raise ConfigError(
+            f"--family {cfg.family} needs --gamma (the R1 weight; the official StyleGAN3 train.py requires it too): "
+            "its recommended configs (batch 32) use 0.5 at 128 px, 2 at 256, 8 at 512 and 32 at 1024 "
+            "(×4 per doubling of the resolution), e.g. --gamma 2 for 256x256 data"
+        )
+
+
+def sg3_magnitude_ema_beta(batch: int) -> float:
+    """Decay of StyleGAN3's input-magnitude averages per step: a half-life of 20k images (official train.py)."""
+    return 0.5 ** (batch / (20 * 1e3))
+
+
+SG3_G_LR, SG3_D_LR = 0.0025, 0.002  # Official StyleGAN3 train.py: --glr for stylegan3-t/-r and --dlr.
 
 
 DCGAN_LR = 0.0002  # Radford et al. 2016: Adam, lr 2e-4, β1 0.5.

@@ -16,10 +16,10 @@ from ganforge import distributed as dist_utils
 from ganforge.modelio import check
 from ganforge.modelio import checkpoint as ck
 from ganforge.plan import Plan, PlanError
-from ganforge.training.config import TrainConfig, filled, with_preset
+from ganforge.training.config import TrainConfig, filled, require_gamma, with_preset
 from ganforge.training.ema import ema_beta, update_ema
 from ganforge.training.freeze import FreezePlan, apply_freeze, drop_frozen_grads, parse_specs
-from ganforge.training.loss import Report, StyleGAN2Loss
+from ganforge.training.loss import Report, StyleGAN2Loss, blur_sigma
 from ganforge.training.preflight import (
     accumulation_rounds,
     check_freeze,
@@ -132,6 +132,7 @@ def precision_text(plan: Plan, device: torch.device, precision: str) -> str:
 def train(cfg: TrainConfig, dataset=None, log=print) -> TrainState:
     """Train until cfg.kimg; returns the final state (state.run_dir). `dataset` overrides cfg.data (tests)."""
     cfg = cfg.resolved()
+    require_gamma(cfg)
     dist, device = dist_utils.init_distributed(cfg.device)
     return _train(cfg, dataset, log, dist, device)
 
@@ -174,7 +175,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         log(f"Initialized G, D and G_ema from {cfg.init}")
     frozen = freeze.frozen(state.G, state.D, state.kimg)
     loss = state.loss
-    phases = make_phases(cfg, plan.family == "stylegan2")
+    phases = make_phases(cfg, plan.family != "dcgan")
     stats, sinks = Collector(), (Sinks(run_dir, cfg.tensorboard) if dist.is_main else None)
     loader = build_loader(dataset, cfg, batch_gpu, dist, start_step=state.batch_idx)
     total_nimg = int(cfg.kimg * 1000)
@@ -206,6 +207,9 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
         # Schedules by kimg; gradual unfreezing.
         state.set_lr()
         loss.r1_gamma, loss.G.style_mixing = state.schedule("gamma"), state.schedule("style_mixing")
+        loss.blur_sigma = blur_sigma(
+            state.cur_nimg, filled(cfg.blur_init_sigma, "blur_init_sigma"), cfg.blur_fade_kimg or 0
+        )
         if state.ada is not None:
             state.ada.target = state.schedule("ada_target")
         if freeze.unfreeze_every and state.batch_idx % 16 == 0:

@@ -1,6 +1,8 @@
 """Losses as phases: non-saturating logistic loss, lazy R1 and lazy path-length regularization.
 
-Official StyleGAN2-ADA definitions. Each phase accumulates gradients for one network and reports
+Official StyleGAN2-ADA definitions, with StyleGAN3's additions (its `training/loss.py`): a StyleGAN3 generator
+tracks its magnitude and w averages only in D main's pass on fakes (`update_emas`), and D may see every image
+blurred (StyleGAN3-R: σ fading from 10 to 0). Each phase accumulates gradients for one network and reports
 its own statistics through `report(name, tensor)`; the loss knows nothing of optimizers or files.
 """
 
@@ -40,16 +42,43 @@ def path_lengths(img: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
     return grads.square().sum(dim=2).mean(dim=1).sqrt()
 
 
-def mix_styles(mapping: nn.Module, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor, prob: float) -> torch.Tensor:
+def mix_styles(
+    mapping: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (z, c) -> ws, tracking no average.
+    ws: torch.Tensor,
+    z: torch.Tensor,
+    c: torch.Tensor,
+    prob: float,
+) -> torch.Tensor:
     """With probability `prob` per batch, take the ws from a second latent from a random cutoff on."""
     if prob <= 0:
         return ws
     num_ws = ws.shape[1]
     cutoff = torch.empty([], dtype=torch.int64).random_(1, num_ws)
     cutoff = torch.where(torch.rand([]) < prob, cutoff, torch.full_like(cutoff, num_ws))
-    ws2 = mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+    ws2 = mapping(torch.randn_like(z), c)
     keep = torch.arange(num_ws)[None, :, None] < cutoff
     return torch.where(keep.to(ws.device), ws, ws2)
+
+
+def blur_sigma(cur_nimg: int, init_sigma: float, fade_kimg: float) -> float:
+    """σ of D's input blur: init_sigma · max(1 − cur_nimg / (fade_kimg · 1000), 0); 0 when fade_kimg is 0."""
+    if fade_kimg <= 0:
+        return 0.0
+    return max(1 - cur_nimg / (fade_kimg * 1e3), 0.0) * init_sigma
+
+
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """img ∗ g along x and y, g_k ∝ 2^−(k/σ)² for |k| ≤ ⌊3σ⌋ (normalized), zero padding: [N, C, H, W] kept.
+
+    StyleGAN3-R's blur of the images D sees (official `run_D`); no blur while ⌊3σ⌋ = 0."""
+    half = math.floor(sigma * 3)
+    if half <= 0:
+        return img
+    taps = torch.arange(-half, half + 1, dtype=torch.float64).div(sigma).square().neg().exp2()
+    taps = (taps / taps.sum()).to(img.device, img.dtype)
+    channels = img.shape[1]
+    x = F.conv2d(img, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), padding=(0, half), groups=channels)
+    return F.conv2d(x, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), padding=(half, 0), groups=channels)
 
 
 # ----------------------------------------------------------------------------
@@ -58,22 +87,33 @@ def mix_styles(mapping: nn.Module, ws: torch.Tensor, z: torch.Tensor, c: torch.T
 
 class GeneratorStep(nn.Module):
     """G for training: (z, c) -> (img, ws) with style mixing. A module so DDP can wrap it. A DCGAN generator
-    (no mapping network) gives (img, None): no style mixing, no path length."""
+    (no mapping network) gives (img, None): no style mixing, no path length.
 
-    def __init__(self, G: nn.Module, style_mixing: float = 0.9, stylegan: bool = True):
+    A StyleGAN3 generator (`sg3`) updates its w and magnitude averages only when asked (`update_emas`, D main's
+    pass on fakes, as the official StyleGAN3 loss does); a StyleGAN2 one updates w_avg on every training pass.
+    """
+
+    def __init__(self, G: nn.Module, style_mixing: float = 0.9, stylegan: bool = True, sg3: bool = False):
         super().__init__()
         self.G, self.style_mixing = G, style_mixing
-        self.stylegan = stylegan  # plan.family == "stylegan2"
+        self.stylegan = stylegan  # plan.family is stylegan2 or a StyleGAN3 family.
+        self.sg3 = sg3  # plan.is_sg3
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.stylegan:
             return self.G(z, c if self.G.c_dim else None), None
         mapping, synthesis = cast(nn.Module, self.G.mapping), cast(nn.Module, self.G.synthesis)
-        ws = mapping(z, c)
-        ws = mix_styles(mapping, ws, z, c, self.style_mixing)
+        if self.sg3:
+            ws = mapping(z, c, update_emas=update_emas)
+            ws = mix_styles(lambda z2, c2: mapping(z2, c2, update_emas=False), ws, z, c, self.style_mixing)
+        else:
+            ws = mapping(z, c)
+            ws = mix_styles(lambda z2, c2: mapping(z2, c2, skip_w_avg_update=True), ws, z, c, self.style_mixing)
         if torch.is_grad_enabled() and not ws.requires_grad:  # Frozen mapping: path length still needs d/dws.
             ws = ws.detach().requires_grad_(True)
-        return synthesis(ws), ws
+        return (synthesis(ws, update_emas=update_emas) if self.sg3 else synthesis(ws)), ws
 
 
 class RealLogitsListener(Protocol):
@@ -114,6 +154,7 @@ class StyleGAN2Loss:
         }
         self.augment, self.ada = augment, ada
         self.r1_gamma = r1_gamma
+        self.blur_sigma = 0.0  # σ of the blur of everything D sees (StyleGAN3-R); set per step (`blur_sigma`).
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
         device = next(D.parameters()).device
         self.pl_mean = torch.zeros([], device=device)  # EMA of the path lengths (official: starts at 0).
@@ -135,6 +176,7 @@ class StyleGAN2Loss:
             self.ada.accumulate(logits.detach())
 
     def run_D(self, D: nn.Module, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        img = gaussian_blur(img, self.blur_sigma)
         if self.augment is not None:
             img = self.augment(img)
         logits = D(img, c if self.D.c_dim else None)
@@ -172,7 +214,7 @@ class StyleGAN2Loss:
             (img[:, 0, 0, 0] * 0 + penalty * self.pl_weight).mean().mul(gain).backward()
         elif phase == "Dmain":
             with torch.no_grad():
-                img, _ = self.main["G"](gen_z, gen_c)
+                img, _ = self.main["G"](gen_z, gen_c, update_emas=True)
             logits = self.run_D(self.main["D_train"], img, gen_c)
             report("Loss/scores/fake", logits.detach())
             F.softplus(logits).mean().mul(gain).backward()  # -log(1 - sigmoid(D(G(z))))

@@ -22,7 +22,7 @@ from ganforge.plan import (
     parse_resolution,
 )
 from ganforge.plan_compare import compare_data
-from ganforge.training.config import ConfigError, TrainConfig, filled
+from ganforge.training.config import SG3_FAMILIES, ConfigError, TrainConfig, filled, sg3_magnitude_ema_beta
 from ganforge.training.freeze import FreezeError, matches_any
 
 
@@ -105,6 +105,8 @@ def training_plan(cfg: TrainConfig, data_shape: list[int], c_dim: int, device: t
         overrides["fp16_dtype"] = cfg.precision
     elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
         overrides["fp16_dtype"] = "fp16"
+    if cfg.family in SG3_FAMILIES:  # Official train.py: a half-life of 20k images whatever the batch.
+        overrides["magnitude_ema_beta"] = sg3_magnitude_ema_beta(filled(cfg.batch, "batch"))
     model = filled(cfg.model, "model")
     plan = make_plan(
         model,
@@ -129,7 +131,7 @@ def accumulation_rounds(cfg: TrainConfig, plan: Plan, batch_gpu: int) -> int:
             f"--batch-gpu {size} must divide the per-process batch {batch_gpu} (--batch {cfg.batch}): "
             f"use one of {', '.join(str(d) for d in valid_pass_sizes(plan, batch_gpu))}"
         )
-    group = min(plan.mbstd_group, size) if plan.family == "stylegan2" and plan.mbstd_group else 0
+    group = min(plan.mbstd_group, size) if plan.family != "dcgan" and plan.mbstd_group else 0
     if group and size % group:
         world = filled(cfg.batch, "batch") // batch_gpu
         fix = f"--batch-gpu {plan.mbstd_group}" if cfg.batch_gpu else f"--batch {plan.mbstd_group * world * 2}"
@@ -144,7 +146,7 @@ def valid_pass_sizes(plan: Plan, batch_gpu: int) -> list[int]:
     """--batch-gpu values that divide the per-process batch and fit the minibatch-std groups, ascending."""
     out = []
     for size in range(1, batch_gpu + 1):
-        group = min(plan.mbstd_group, size) if plan.family == "stylegan2" and plan.mbstd_group else 0
+        group = min(plan.mbstd_group, size) if plan.family != "dcgan" and plan.mbstd_group else 0
         if batch_gpu % size == 0 and not (group and size % group):
             out.append(size)
     return out

@@ -75,7 +75,12 @@ def settings_lines(
         f"Loss {cfg.loss}: G lr {_value(cfg.g_lr)}, D lr {_value(cfg.d_lr)}"
         + (f" × {cfg.d_lr_mult:g}" if cfg.d_lr_mult != 1 else "")
         + f", Adam betas ({cfg.beta1:g}, {cfg.beta2:g}), γ {_value(cfg.gamma)}, path length {cfg.pl_weight:g}, "
-        f"style mixing {_value(cfg.style_mixing)}, EMA {cfg.ema_kimg:g} kimg",
+        f"style mixing {_value(cfg.style_mixing)}, EMA {cfg.ema_kimg:g} kimg"
+        + (
+            f", D blur σ {cfg.blur_init_sigma:g} fading over {cfg.blur_fade_kimg:g} kimg"
+            if cfg.blur_init_sigma and cfg.blur_fade_kimg
+            else ""
+        ),
         f"Augmentation {aug}{', mirror' if cfg.mirror else ''}; frozen: "
         + (
             f"{n_frozen} tensors ({cfg.freeze or ''}{' FreezeD ' + str(cfg.freeze_d) if cfg.freeze_d else ''})"
@@ -98,5 +103,6 @@ def report_schedules(report, state, frozen: dict[str, set[str]]) -> None:
     report("Schedule/d_lr", state.schedule("d_lr") * cfg.d_lr_mult * state.lr_scale)
     report("Schedule/gamma", state.schedule("gamma"))
     report("Schedule/style_mixing", state.schedule("style_mixing"))
+    report("Schedule/blur_sigma", state.loss.blur_sigma)
     report("Schedule/ada_target", state.schedule("ada_target"))
     report("Schedule/frozen_tensors", sum(map(len, frozen.values())))

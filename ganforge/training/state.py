@@ -86,15 +86,17 @@ class TrainState:
         """Apply the scheduled learning rates × lr_scale × lazy-regularization ratios.
 
         With the StyleGAN2 loss the ratio is always applied, as in the official loop (its G_reg_interval 4 and
-        D_reg_interval 16 stay set when path length or R1 is off, e.g. the cifar recipe). With the DCGAN loss
+        D_reg_interval 16 stay set when path length or R1 is off, e.g. the cifar recipe), except G's for StyleGAN3
+        models, whose official loop has no lazy G regularization unless path length is switched on. With the DCGAN loss
         (no lazy regularization) it applies only to a network whose regularizer was switched on.
         """
         official = self.cfg.loss == "stylegan2"
-        g_reg = self.plan.family == "stylegan2" and bool(filled(self.cfg.pl_weight, "pl_weight"))
+        g_reg = self.plan.family != "dcgan" and bool(filled(self.cfg.pl_weight, "pl_weight"))
         gamma = cast("float | str", filled(self.cfg.gamma, "gamma"))
         d_reg = max(v for _, v in parse_schedule(gamma).points) > 0
         betas = filled(self.cfg.beta1, "beta1"), filled(self.cfg.beta2, "beta2")
-        g_ratio = lazy_ratio(self.cfg.pl_interval, official or g_reg)
+        # The official StyleGAN3 loop leaves G_reg_interval unset for its own configs: no G correction there.
+        g_ratio = lazy_ratio(self.cfg.pl_interval, (official and not self.plan.is_sg3) or g_reg)
         d_ratio = lazy_ratio(self.cfg.r1_interval, official or d_reg)
         for opt, lr, ratio in (
             (self.opt_G, self.schedule("g_lr"), g_ratio),
@@ -142,7 +144,7 @@ def build_state(
     )
     if augment is not None:
         augment.to(device)
-    G_step = GeneratorStep(G, at_start["style_mixing"], stylegan=plan.family == "stylegan2")
+    G_step = GeneratorStep(G, at_start["style_mixing"], stylegan=plan.family != "dcgan", sg3=plan.is_sg3)
     loss = StyleGAN2Loss(
         G_step,
         D,
