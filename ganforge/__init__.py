@@ -4,7 +4,7 @@ The public API, importable without loading torch (the functions import what they
 
 - `make_plan` and `Plan`: the resolved architecture that every network is built from;
 - `build_generator` and `build_discriminator`: fresh networks for a Plan;
-- `load_generator`: a trained generator from a ganforge checkpoint or an official StyleGAN2-ADA `.pkl`;
+- `load_generator`: a trained generator from a ganforge checkpoint or an official StyleGAN2-ADA / StyleGAN3 `.pkl`;
 - `load_checkpoint`: a ganforge checkpoint's Plan, metadata and network weights, checked;
 - `TrainConfig`: the typed training configuration (`ganforge train` reads the same fields);
 - `train`: a training run from a `TrainConfig`, a dict of its keys or a TOML/JSON file, as `ganforge train`.
@@ -166,7 +166,7 @@ def load_generator(path: str | Path, which: str = "G_ema") -> torch.nn.Module:
     """The trained generator of a checkpoint, in eval mode on the CPU with gradients off.
 
     Reads a ganforge checkpoint (`.safetensors`: its metadata, Plan and every tensor shape are checked
-    before the network is built) or an official StyleGAN2-ADA `network-snapshot-*.pkl` (read by a
+    before the network is built) or an official StyleGAN2-ADA or StyleGAN3 `network-snapshot-*.pkl` (read by a
     restricted unpickler that runs no code from the file). `which` picks the network: `G_ema` (the
     default, the one to sample from) or `G`.
 

@@ -4,6 +4,7 @@ Examples:
     ganforge inspect --preset config-f --resolution 1024
     ganforge inspect --preset tiny --resolution 512x256 --json
     ganforge inspect --preset tiny --resolution 64 --family dcgan
+    ganforge inspect --family stylegan3-r --resolution 256 --json
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from ganforge.console import console, fail, run_cli, usage
 from ganforge.errors import GanforgeError
-from ganforge.latents import MAX_SEEDS, check_psi, parse_seeds
+from ganforge.latents import MAX_SEEDS, check_psi, check_rotate, parse_seeds, parse_translate
 from ganforge.plan import make_plan, parse_resolution
 from ganforge.tools.cli import NoiseMode
 
@@ -114,7 +115,11 @@ def build_inspect_command():
             typer.Option("auto", help=f"Preset (capacity of a recipe or a model preset): {', '.join(PRESET_NAMES)}."),
         ),
         ("resolution", str, typer.Option("1024", metavar="WxH", help="Output size: 256 or WxH such as 512x256.")),
-        ("family", str, typer.Option("stylegan2", help="Model family: stylegan2 or dcgan.")),
+        (
+            "family",
+            str,
+            typer.Option("stylegan2", help="Model family: stylegan2, stylegan3-t, stylegan3-r or dcgan."),
+        ),
         ("img_channels", int, typer.Option(3, min=1, max=16, help="Image channels (3 = RGB, 1 = grayscale).")),
         ("classes", int, typer.Option(0, min=0, max=100_000, help="Number of label classes; 0 = unconditional.")),
         ("as_json", bool, typer.Option(False, "--json", help="Print one JSON object instead of tables.")),
@@ -129,7 +134,9 @@ def build_inspect_command():
 
 @app.command()
 def generate(
-    checkpoint: str = typer.Option(..., help="ganforge checkpoint (.safetensors) or official StyleGAN2-ADA .pkl."),
+    checkpoint: str = typer.Option(
+        ..., help="ganforge checkpoint (.safetensors) or official StyleGAN2-ADA / StyleGAN3 .pkl."
+    ),
     seeds: str = typer.Option(
         "0-7", callback=usage(parse_seeds), help=f"Seeds: 0-99 or 1,5,9 (0..2^32-1, at most {MAX_SEEDS:,})."
     ),
@@ -140,8 +147,20 @@ def generate(
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
     grid: bool = typer.Option(False, "--grid", help="Also write grid.png."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    translate: str = typer.Option(
+        None,
+        metavar="X,Y",
+        callback=usage(parse_translate),
+        help="StyleGAN3: shift the image by X,Y in units of its size (official gen_images.py --translate).",
+    ),
+    rotate: float = typer.Option(
+        None, metavar="DEG", callback=usage(check_rotate), help="StyleGAN3: rotate the image by DEG degrees."
+    ),
 ) -> None:
-    """Generate images from seeds (seed -> z exactly as the official generate.py)."""
+    """Generate images from seeds (seed -> z exactly as the official generate.py).
+
+    StyleGAN3 generators can be moved: ganforge generate --checkpoint sg3.pkl --translate 0.1,0 --rotate 15
+    """
     from ganforge.tools.generate import generate_images
 
     paths = generate_images(
@@ -154,16 +173,19 @@ def generate(
         class_idx,
         grid=grid,
         device=device,
+        translate=cast("tuple[float, float] | None", translate),  # The option's callback parsed the text.
+        rotate=rotate,
     )
     console.print(f"Wrote {len(paths)} images to {outdir}")
 
 
 @app.command()
 def convert(
-    src: str = typer.Argument(..., help="Official StyleGAN2-ADA network-snapshot .pkl."),
+    src: str = typer.Argument(..., help="Official StyleGAN2-ADA or StyleGAN3 network-snapshot .pkl."),
     dest: str = typer.Argument(..., help="Output .safetensors checkpoint."),
 ) -> None:
-    """Convert an official StyleGAN2-ADA pickle to a safe ganforge checkpoint (no code from the pickle runs)."""
+    """Convert an official StyleGAN2-ADA or StyleGAN3 pickle to a safe ganforge checkpoint (no code from the
+    pickle runs)."""
     from ganforge.images import OutputError, check_output_file
     from ganforge.modelio.convert import convert_official
 

@@ -6,6 +6,7 @@ Bounds (each refusal names the flag and the range):
     ψ           finite, in -PSI_LIMIT..PSI_LIMIT (1 = off, 0.7 typical, 0 = w_avg, < 0 = the "anti" image)
     cutoff      0..num_ws (checked once the model is loaded)
     class       0..c_dim-1 (checked once the model is loaded)
+    translate   X,Y and rotate DEG: finite numbers (StyleGAN3 generators only, checked once the model is loaded)
 """
 
 from __future__ import annotations
@@ -94,6 +95,23 @@ def check_psi(psi: float, flag: str = "--trunc") -> float:
             f"{flag} {psi:g}: pass a truncation psi in {-PSI_LIMIT:g}..{PSI_LIMIT:g} (1 = off, 0.7 typical)"
         )
     return psi
+
+
+def parse_translate(text: str) -> tuple[float, float]:
+    """'X,Y' -> (x, y), two finite numbers (--translate)."""
+    try:
+        values = tuple(float(p) for p in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise LatentError(f"--translate {shown(text)}: write X,Y with two numbers, e.g. 0.1,-0.25")
+    return values[0], values[1]
+
+
+def check_rotate(degrees: float) -> float:
+    if not math.isfinite(degrees):
+        raise LatentError(f"--rotate {degrees}: give a finite angle in degrees")
+    return degrees
 
 
 def check_cutoff(cutoff: int | None, num_ws: int | None = None, flag: str = "--trunc-cutoff") -> int | None:

@@ -31,6 +31,10 @@ def rough_bytes(plan: Plan) -> int:
         total += 16 * (prev + c + 1) * (c + 1)  # 3x3 / 4x4 convolutions of G and D.
         total += 4 * (plan.w_dim + 1) * (prev + c + plan.img_channels + 1)  # Affines, ToRGB, FromRGB.
     total += 2 * (chans[0] + 2) * plan.base_h * plan.base_w * (widest_latent + 1)  # Const / dense inputs, D head.
+    if plan.is_sg3:  # Its G has its own channels (sg3_cbase, sg3_cmax): counted exactly from the geometry.
+        from ganforge.plan_sg3 import parameter_count as sg3_parameter_count
+
+        total += sg3_parameter_count(plan)
     return 8 * total  # 4 bytes, twice over.
 
 

@@ -227,6 +227,8 @@ def test_checks_do_not_refuse_real_checkpoints(tmp_path):
         ("tiny", 64, {"family": "dcgan", "c_dim": 5}),
         ("tiny", 16, {"z_dim": 8192, "w_dim": 8192, "mapping_layers": 64}),
         ("tiny", 56, {"cbase": 2**24, "cmax": 16384}),
+        ("stylegan2", 256, {"family": "stylegan3-r"}),
+        ("tiny", 16, {"family": "stylegan3-t", "sg3_cbase": 2**24, "sg3_cmax": 16384}),  # G far wider than D.
     ],
 )
 def test_rough_size_bounds_the_real_networks(plan_args):

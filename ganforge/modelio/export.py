@@ -47,11 +47,13 @@ class ExportedGenerator(nn.Module):
     def __init__(self, G: nn.Module):
         super().__init__()
         self.G = require_stylegan(G, "export").eval().requires_grad_(False)
+        sg3 = getattr(getattr(G, "plan", None), "is_sg3", False)  # StyleGAN3 synthesis has no fused_modconv.
+        self.synthesis_kwargs = {} if sg3 else {"fused_modconv": False}
 
     def forward(self, z: torch.Tensor, psi: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         ws = self.G.mapping(z, c)  # [N, num_ws, w_dim]
         ws = self.G.mapping.w_avg.lerp(ws, psi.to(ws.dtype))
-        return self.G.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False)
+        return self.G.synthesis(ws, noise_mode="const", force_fp32=True, **self.synthesis_kwargs)
 
 
 @dataclass

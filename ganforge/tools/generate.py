@@ -6,9 +6,10 @@ before the output folder is made, and renders the seeds batch by batch, so a lon
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ def check_generate(
     noise_mode: str,
     class_idx: int | None,
     grid: bool = False,
+    moves: tuple[str, ...] = (),  # The flags given among --translate and --rotate.
 ) -> None:
     """Every option that depends on the model, checked before anything is rendered or written."""
     if num_seeds < 1:
@@ -59,10 +61,43 @@ def check_generate(
             f"toward a StyleGAN2 mapping network's average w, and a DCGAN has neither): drop {flags}"
         )
     check_cutoff(truncation_cutoff, getattr(G, "num_ws", None))
+    check_moves(G, moves)
     class_labels(G, 0, class_idx)
     if grid:
         _, h, w = G.img_shape
         check_canvas(num_seeds, h, w, "--grid")
+
+
+def check_moves(G: AnyGenerator, moves: tuple[str, ...]) -> None:
+    """--translate and --rotate move a StyleGAN3 generator's Fourier input; other generators have none."""
+    if moves and not getattr(getattr(G, "plan", None), "is_sg3", False):
+        kind = "DCGAN" if not is_stylegan(G) else "StyleGAN2"
+        flags = " and ".join(moves)
+        raise ToolError(
+            f"{flags} only move{'s' if len(moves) == 1 else ''} the Fourier-feature input of a StyleGAN3 generator, "
+            f"and this is a {kind} generator: drop {flags}"
+        )
+
+
+def input_transform(translate: tuple[float, float] = (0.0, 0.0), rotate: float = 0.0) -> torch.Tensor:
+    """The [3, 3] inverse of m = [[cos a, sin a, x], [−sin a, cos a, y], [0, 0, 1]], a = `rotate` degrees in radians,
+    (x, y) = `translate`: what a StyleGAN3 `synthesis.input.transform` holds to rotate and shift the image, as the
+    official gen_images.py sets it."""
+    a = math.radians(rotate)
+    x, y = translate
+    m = torch.tensor(
+        [[math.cos(a), math.sin(a), x], [-math.sin(a), math.cos(a), y], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+    return torch.linalg.inv(m).float()
+
+
+@torch.no_grad()
+def move_input(G: AnyGenerator, translate: tuple[float, float] | None, rotate: float | None) -> None:
+    """Rotate and shift what a StyleGAN3 generator draws (`input_transform`); refused for other generators."""
+    check_moves(G, tuple(f for f, v in (("--translate", translate), ("--rotate", rotate)) if v is not None))
+    if translate is not None or rotate is not None:
+        transform = cast(torch.Tensor, G.synthesis.input.transform)  # type: ignore[union-attr]  # Checked above.
+        transform.copy_(input_transform(translate or (0.0, 0.0), rotate or 0.0).to(transform.device))
 
 
 @torch.no_grad()
@@ -116,9 +151,12 @@ def generate_images(
     class_idx: int | None = None,
     grid: bool = False,
     device: str | torch.device = "cpu",
+    translate: tuple[float, float] | None = None,
+    rotate: float | None = None,
 ) -> list[Path]:
     """Write seed%04d.png per seed (and grid.png with grid=True: `images.grid_shape`, no empty cell unless the
-    number of seeds is a large prime or alike). Returns the written paths.
+    number of seeds is a large prime or alike). Returns the written paths. `translate` (x, y) and `rotate`
+    (degrees) move a StyleGAN3 generator's image (`input_transform`).
 
     Nothing is created when an option is refused: the output folder is made after every check passed.
     """
@@ -126,7 +164,9 @@ def generate_images(
     truncation_psi = check_psi(truncation_psi)
     outdir = check_output_dir(outdir)
     G = load_generator(checkpoint)
-    check_generate(G, len(seeds), truncation_psi, truncation_cutoff, noise_mode, class_idx, grid)
+    moves = tuple(f for f, v in (("--translate", translate), ("--rotate", rotate)) if v is not None)
+    check_generate(G, len(seeds), truncation_psi, truncation_cutoff, noise_mode, class_idx, grid, moves)
+    move_input(G, translate, rotate)
     outdir.mkdir(parents=True, exist_ok=True)
     paths, kept, names = [], [], (outdir / f"seed{seed:04d}.png" for seed in seeds)
     for images in generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, device=device):
