@@ -46,7 +46,12 @@ class _Float64Torch(types.ModuleType):
 @functools.cache
 def official_modules() -> tuple[types.ModuleType, types.ModuleType, list[types.ModuleType]]:
     """(training.loss, training.networks_stylegan2, the official modules that name torch.float32)."""
-    networks3 = official()
+    # Import every official module afresh, together: `official()` is cached by test_parity_sg3, and the modules it
+    # returned there were dropped from sys.modules after that file (conftest), so a torch_utils imported now would
+    # not be the one its persistent classes point to.
+    for name in [n for n in sys.modules if n.split(".")[0] in ("training", "torch_utils", "dnnlib")]:
+        del sys.modules[name]
+    networks3 = official.__wrapped__()
     sys.path.insert(0, str(OFFICIAL_ROOT))
     try:
         from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, upfirdn2d
@@ -74,10 +79,11 @@ def float64() -> Iterator[None]:
 
 def both_sides():
     """(official loss, our loss, official G, D, our G, D): a tiny StyleGAN3-R and its D with the same weights."""
-    loss_module, networks2, _ = official_modules()
+    loss_module, networks2, patched = official_modules()
+    networks3 = patched[0]
     kwargs = official_kwargs(radial=RADIAL, img_resolution=RES, num_layers=LAYERS, num_critical=1)
     torch.manual_seed(1)
-    off_G = perturb(official().Generator(**kwargs)).double()
+    off_G = perturb(networks3.Generator(**kwargs)).double()
     plan = plan_from_sg3_kwargs(kwargs, preset="tiny", mbstd_group=4, conv_clamp=None, num_fp16_res=0)
     off_D = networks2.Discriminator(
         c_dim=0,
