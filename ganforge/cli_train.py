@@ -124,7 +124,7 @@ def run_training(cfg) -> None:
 
 def demo(
     outdir: str = typer.Option("runs/demo", help="Where the demo data, run and generated images go."),
-    kimg: float = typer.Option(DEMO_KIMG, help="Training length in kimg (the default: ~3 min on 2 CPU cores)."),
+    kimg: float = typer.Option(DEMO_KIMG, help="Training length in kimg (the default: ~5 min on 2 CPU cores)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Generate the built-in shapes dataset, train the `demo` preset on it, and generate images from the result."""
