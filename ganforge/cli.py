@@ -23,6 +23,7 @@ from ganforge.errors import GanforgeError
 from ganforge.latents import MAX_SEEDS, check_psi, check_rotate, parse_seeds, parse_translate
 from ganforge.plan import make_plan, parse_resolution
 from ganforge.tools.cli import NoiseMode
+from ganforge.tools.directions import check_strength, parse_direction, parse_layers
 
 app = typer.Typer(
     add_completion=False,
@@ -156,10 +157,23 @@ def generate(
     rotate: float = typer.Option(
         None, metavar="DEG", callback=usage(check_rotate), help="StyleGAN3: rotate the image by DEG degrees."
     ),
+    direction: str = typer.Option(
+        None,
+        metavar="FILE:K",
+        callback=usage(parse_direction),
+        help="Move w along direction K (0 = strongest) of a `ganforge directions` file.",
+    ),
+    strength: float = typer.Option(
+        None, callback=usage(check_strength), help="--direction strength (GANSpace: standard deviations)."
+    ),
+    layers: str = typer.Option(
+        None, metavar="A-B", callback=usage(parse_layers), help="ws moved by --direction; default: the file's."
+    ),
 ) -> None:
     """Generate images from seeds (seed -> z exactly as the official generate.py).
 
     StyleGAN3 generators can be moved: ganforge generate --checkpoint sg3.pkl --translate 0.1,0 --rotate 15
+    Along a latent direction: ganforge generate --checkpoint CKPT --direction sefa.safetensors:0 --strength 3
     """
     from ganforge.tools.generate import generate_images
 
@@ -175,6 +189,9 @@ def generate(
         device=device,
         translate=cast("tuple[float, float] | None", translate),  # The option's callback parsed the text.
         rotate=rotate,
+        direction=cast("tuple[str, int] | None", direction),  # The option's callback parsed the text.
+        strength=strength,
+        layers=cast("list[int] | None", layers),
     )
     console.print(f"Wrote {len(paths)} images to {outdir}")
 
@@ -214,6 +231,9 @@ def _register() -> None:
     app.command("video")(tools_cli.video)
     app.command("export")(tools_cli.export)
     app.command("project")(tools_cli.project)
+    from ganforge.tools.cli_directions import directions
+
+    app.command()(directions)
     from ganforge.explore.cli import explore
 
     app.command()(explore)

@@ -6,7 +6,9 @@ Bounds (each refusal names the flag and the range):
     ψ           finite, in -PSI_LIMIT..PSI_LIMIT (1 = off, 0.7 typical, 0 = w_avg, < 0 = the "anti" image)
     cutoff      0..num_ws (checked once the model is loaded)
     class       0..c_dim-1 (checked once the model is loaded)
-    translate   X,Y and rotate DEG: finite numbers (StyleGAN3 generators only, checked once the model is loaded)
+    translate   X,Y: numbers in -TRANSLATE_LIMIT..TRANSLATE_LIMIT image sizes (StyleGAN3 generators only, checked
+                once the model is loaded)
+    rotate      DEG: a number in -ROTATE_LIMIT..ROTATE_LIMIT degrees (StyleGAN3 only)
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from ganforge.errors import GanforgeError
 SEED_MAX = 2**32 - 1  # np.random.RandomState seeds are 32-bit.
 MAX_SEEDS = 1_000_000  # Seeds per call: a day of 1024 px images on one GPU; a typo such as 0-4294967295 is refused.
 PSI_LIMIT = 10.0  # |ψ| beyond a few already saturates every image; beyond 10 it is a typo.
+# A shift in image sizes: 100 keeps the Fourier input's phases (frequency × shift) exact to 1e-4 cycle in float32;
+# 1e308 would make the inverted transform infinite and every image NaN.
+TRANSLATE_LIMIT = 100.0
+ROTATE_LIMIT = 360.0  # Degrees: one full turn either way; anything beyond is the same picture or a typo.
 
 
 class LatentError(GanforgeError, ValueError):
@@ -97,20 +103,27 @@ def check_psi(psi: float, flag: str = "--trunc") -> float:
     return psi
 
 
-def parse_translate(text: str) -> tuple[float, float]:
-    """'X,Y' -> (x, y), two finite numbers (--translate)."""
+def parse_translate(text: str, flag: str = "--translate") -> tuple[float, float]:
+    """'X,Y' -> (x, y), two numbers in -TRANSLATE_LIMIT..TRANSLATE_LIMIT (image sizes; --translate)."""
     try:
         values = tuple(float(p) for p in str(text).split(","))
     except ValueError:
         values = ()
     if len(values) != 2 or not all(math.isfinite(v) for v in values):
-        raise LatentError(f"--translate {shown(text)}: write X,Y with two numbers, e.g. 0.1,-0.25")
+        raise LatentError(f"{flag} {shown(text)}: write X,Y with two numbers, e.g. 0.1,-0.25")
+    if any(abs(v) > TRANSLATE_LIMIT for v in values):
+        raise LatentError(
+            f"{flag} {shown(text)}: pass X and Y in {-TRANSLATE_LIMIT:g}..{TRANSLATE_LIMIT:g} "
+            "(units of the image size; 0.1 moves the image by a tenth of its width)"
+        )
     return values[0], values[1]
 
 
-def check_rotate(degrees: float) -> float:
-    if not math.isfinite(degrees):
-        raise LatentError(f"--rotate {degrees}: give a finite angle in degrees")
+def check_rotate(degrees: float, flag: str = "--rotate") -> float:
+    """An angle in degrees, finite and in -ROTATE_LIMIT..ROTATE_LIMIT (--rotate)."""
+    degrees = float(degrees)
+    if not math.isfinite(degrees) or abs(degrees) > ROTATE_LIMIT:
+        raise LatentError(f"{flag} {degrees:g}: give an angle in {-ROTATE_LIMIT:g}..{ROTATE_LIMIT:g} degrees")
     return degrees
 
 

@@ -4,6 +4,8 @@ Registered on the main app in ganforge.cli (`app.command("style-mix")(style_mix)
     ganforge style-mix --checkpoint ckpt.safetensors --rows 0-3 --cols 4-7 --styles 0-6 --out mix.png
     ganforge video --checkpoint ckpt.safetensors --seeds 0-3 --frames 60 --space w --trunc 0.7 --out walk.mp4
     ganforge video --checkpoint ckpt.safetensors --seeds 0-11 --grid 3x2 --out walks.mp4
+    ganforge video --checkpoint ckpt.safetensors --seeds 0-3 --direction sefa.safetensors:0 --strength 5 --out d0.mp4
+    ganforge video --checkpoint sg3.pkl --seeds 0 --walk translate --frames 120 --out sticking.mp4
     ganforge export ckpt.safetensors --format onnx --out G.onnx
     ganforge project --checkpoint ckpt.safetensors --target face.png --vgg vgg16.pt --outdir proj
     ganforge project --checkpoint ckpt.safetensors --target face.png --loss mse --steps 500 --w-plus
@@ -24,8 +26,11 @@ import typer
 
 from ganforge.console import UsageError, console, err, usage
 from ganforge.latents import SEED_MAX, check_psi, parse_seeds
+from ganforge.tools.directions import check_strength, parse_direction
+from ganforge.tools.directions import parse_layers as parse_ws
 from ganforge.tools.mix import parse_layers
 from ganforge.tools.project import MAX_STEPS
+from ganforge.tools.sweeps import check_shift
 from ganforge.tools.video import MAX_FRAMES, check_fps, parse_grid
 
 
@@ -38,6 +43,11 @@ class NoiseMode(str, Enum):
 class Space(str, Enum):
     w = "w"
     z = "z"
+
+
+class Walk(str, Enum):
+    seeds = "seeds"
+    translate_ = "translate"  # (str.translate is taken.)
 
 
 class ExportFormat(str, Enum):
@@ -99,17 +109,41 @@ def video(
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, help="Per-pixel noise."),
     class_idx: int = typer.Option(None, "--class", min=0, help="Class label for conditional models."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
+    walk: Walk = typer.Option(
+        Walk.seeds, help="seeds: walk through the seeds; translate: the texture-sticking walk (each seed held)."
+    ),
+    shift: float = typer.Option(
+        None,
+        callback=usage(check_shift),
+        help="--walk translate: StyleGAN3 image widths moved (1/16), StyleGAN2 part of the way to seed+1's w.",
+    ),
+    direction: str = typer.Option(
+        None, metavar="FILE:K", callback=usage(parse_direction), help="Sweep direction K of a directions file."
+    ),
+    strength: float = typer.Option(
+        None, callback=usage(check_strength), help="--direction: sweep from -S to +S and back (default 3)."
+    ),
+    layers: str = typer.Option(None, metavar="A-B", callback=usage(parse_ws), help="--direction: ws moved."),
 ) -> None:
-    """Latent walk video through seeds (looping): mp4 via imageio-ffmpeg, else an animated GIF."""
+    """Latent walk video through seeds (looping): mp4 via imageio-ffmpeg, else an animated GIF. With --direction
+    or --walk translate every seed is one cell and the video sweeps a direction or moves the image."""
+    from ganforge.tools.sweeps import sweep_mode, sweep_video
     from ganforge.tools.video import walk_video
 
-    # The options' callbacks parsed the texts into seeds and (cols, rows).
+    # The options' callbacks parsed the texts into seeds, (cols, rows), (FILE, K) and ws indices.
     seed_list, grid_size = cast(list[int], seeds), cast(tuple[int, int], grid)
-    path, count = walk_video(
-        checkpoint, seed_list, out, frames, space.value, trunc, fps, noise_mode.value, class_idx, grid_size, device
-    )
+    edit = cast("tuple[str, int] | None", direction), strength, cast("list[int] | None", layers)
+    if sweep_mode(walk.value, edit[0], shift, strength, layers, grid_size, space.value):
+        path, count, what = sweep_video(
+            checkpoint, seed_list, out, frames, trunc, fps, noise_mode.value, class_idx, device, *edit, shift
+        )
+    else:
+        path, count = walk_video(
+            checkpoint, seed_list, out, frames, space.value, trunc, fps, noise_mode.value, class_idx, grid_size, device
+        )
+        what = "a walk through the seeds"
     kind = "animated GIF (install imageio-ffmpeg for mp4)" if path.suffix.lower() == ".gif" else "mp4"
-    console.print(f"Wrote {path}: {count} frames as {kind}")
+    console.print(f"Wrote {path}: {count} frames as {kind}, {what}")
 
 
 def default_export_path(checkpoint: str, fmt: ExportFormat) -> str:

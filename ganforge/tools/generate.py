@@ -24,6 +24,8 @@ from ganforge.models import is_stylegan
 
 if TYPE_CHECKING:
     from ganforge.modelio.load import AnyGenerator
+    from ganforge.models.generator import Generator
+    from ganforge.tools.directions import DirectionEdit
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -110,6 +112,7 @@ def generate_batches(
     class_idx: int | None = None,
     batch: int = 16,
     device: str | torch.device = "cpu",
+    edit: DirectionEdit | None = None,  # A latent direction added to the ws (`ganforge.tools.directions`).
 ) -> Iterator[torch.Tensor]:
     """uint8 [n, C, H, W] per batch of seeds, in order; z is made per batch, so memory does not grow with the seeds."""
     G = G.to(device)
@@ -118,7 +121,11 @@ def generate_batches(
     for i in range(0, len(seeds), batch):
         zb = z_from_seeds(seeds[i : i + batch], G.z_dim).to(device)
         cb = None if c is None else c.expand(len(zb), -1).to(device)
-        if stylegan:
+        if stylegan and edit is not None:
+            sg = cast("Generator", G)  # StyleGAN2 or 3: the same mapping and synthesis calls.
+            ws = sg.mapping(zb, cb, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            img = sg.synthesis(edit.apply(ws), noise_mode=noise_mode)
+        elif stylegan:
             img = G(zb, cb, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
         else:
             img = G(zb, cb)
@@ -153,10 +160,14 @@ def generate_images(
     device: str | torch.device = "cpu",
     translate: tuple[float, float] | None = None,
     rotate: float | None = None,
+    direction: tuple[str, int] | None = None,
+    strength: float | None = None,
+    layers: list[int] | None = None,
 ) -> list[Path]:
     """Write seed%04d.png per seed (and grid.png with grid=True: `images.grid_shape`, no empty cell unless the
     number of seeds is a large prime or alike). Returns the written paths. `translate` (x, y) and `rotate`
-    (degrees) move a StyleGAN3 generator's image (`input_transform`).
+    (degrees) move a StyleGAN3 generator's image (`input_transform`); `direction` (FILE, K) adds `strength` times
+    direction K of a directions file to the ws `layers` (default: the file's; `ganforge.tools.directions`).
 
     Nothing is created when an option is refused: the output folder is made after every check passed.
     """
@@ -166,10 +177,16 @@ def generate_images(
     G = load_generator(checkpoint)
     moves = tuple(f for f, v in (("--translate", translate), ("--rotate", rotate)) if v is not None)
     check_generate(G, len(seeds), truncation_psi, truncation_cutoff, noise_mode, class_idx, grid, moves)
+    from ganforge.tools.directions import direction_edit
+
+    edit = direction_edit(G, direction, strength, layers)
     move_input(G, translate, rotate)
     outdir.mkdir(parents=True, exist_ok=True)
     paths, kept, names = [], [], (outdir / f"seed{seed:04d}.png" for seed in seeds)
-    for images in generate_batches(G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, device=device):
+    batches = generate_batches(
+        G, seeds, truncation_psi, truncation_cutoff, noise_mode, class_idx, device=device, edit=edit
+    )
+    for images in batches:
         for img, path in zip(images, names):
             save_png(_hwc(img), path)
             paths.append(path)
