@@ -9,6 +9,7 @@ Bounds (each refusal names the flag and the range):
     translate   X,Y: numbers in -TRANSLATE_LIMIT..TRANSLATE_LIMIT image sizes (StyleGAN3 generators only, checked
                 once the model is loaded)
     rotate      DEG: a number in -ROTATE_LIMIT..ROTATE_LIMIT degrees (StyleGAN3 only)
+    strength    of a latent direction: -STRENGTH_LIMIT..STRENGTH_LIMIT (`ganforge.tools.directions`)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ PSI_LIMIT = 10.0  # |ψ| beyond a few already saturates every image; beyond 10 i
 # 1e308 would make the inverted transform infinite and every image NaN.
 TRANSLATE_LIMIT = 100.0
 ROTATE_LIMIT = 360.0  # Degrees: one full turn either way; anything beyond is the same picture or a typo.
+STRENGTH_LIMIT = 100.0  # |S| of a latent direction: 100 standard deviations (or units of w) is past any image.
 
 
 class LatentError(GanforgeError, ValueError):

@@ -1,7 +1,7 @@
 """The explorer's web app (Starlette): two pages, a small JSON/PNG API, static files from the package.
 
     GET  /                      model page            GET  /runs                 runs page
-    GET  /api/models            pickable models       GET  /api/model?model=     z_dim, num_ws, layer labels …
+    GET  /api/models            pickable models       GET  /api/model?model=     z_dim, num_ws, layers, directions …
     GET  /api/render?seed=…     PNG (409 when a newer request superseded it)
     POST /api/save?seed=…       PNG + JSON written to the save folder
     GET  /api/runs              runs below --runs     GET  /api/run?id=          config, schedules, snapshots
@@ -39,6 +39,7 @@ from starlette.staticfiles import StaticFiles
 
 from ganforge.errors import GanforgeError
 from ganforge.explore.coalesce import Superseded
+from ganforge.explore.edits import check_edits, directions_info
 from ganforge.explore.params import ParamError, RenderSettings, parse_settings
 from ganforge.explore.paths import inside, safe_file
 from ganforge.explore.render import digest, encode_png, image_array, out_of_memory, render, resolve_device
@@ -46,6 +47,7 @@ from ganforge.explore.runfiles import parse_since, read_stats
 from ganforge.explore.runs import run_info, run_summary
 from ganforge.explore.saves import save_render
 from ganforge.explore.state import Explorer, Limits
+from ganforge.tools.directions import load_directions
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -100,13 +102,15 @@ async def settings_and_model(ex: Explorer, request: Request):
     query = query_dict(request)
     settings = parse_settings(query, ex.limits.max_grid)
     model = await run_in_threadpool(ex.model, query.get("model"))
-    return model, model.check(settings, ex.limits.max_pixels)
+    settings = model.check(settings, ex.limits.max_pixels)
+    check_edits(settings, model, ex.directions)
+    return model, settings
 
 
 def render_png(ex: Explorer, model, settings: RenderSettings) -> tuple[bytes, str, float]:
     with ex.render_lock:
         t0 = time.perf_counter()
-        array = image_array(render(model, settings))
+        array = image_array(render(model, settings, ex.directions))
         png = encode_png(array)
         ex.renders += 1
         return png, digest(array), (time.perf_counter() - t0) * 1000
@@ -128,9 +132,11 @@ def build_routes(ex: Explorer) -> list:
 
     async def api_model(request: Request) -> Response:
         model = await run_in_threadpool(ex.model, query_dict(request).get("model"))
-        return JSONResponse(
-            dict(model.info(), max_grid=ex.limits.max_grid, max_pixels=ex.limits.max_pixels), headers=NO_STORE
-        )
+        directions = directions_info(ex.directions, model)
+        if directions is not None and ex.directions_path is not None:
+            directions["file"] = ex.directions_path.name
+        limits = dict(max_grid=ex.limits.max_grid, max_pixels=ex.limits.max_pixels)
+        return JSONResponse(dict(model.info(), **limits, directions=directions), headers=NO_STORE)
 
     async def api_render(request: Request) -> Response:
         model, settings = await settings_and_model(ex, request)
@@ -147,9 +153,17 @@ def build_routes(ex: Explorer) -> list:
 
         def save() -> dict:
             with ex.render_lock:
-                array = image_array(render(model, settings))
+                array = image_array(render(model, settings, ex.directions))
             return save_render(
-                ex.save_dir, model.checkpoint, model.key, settings, array, digest(array), str(model.device), ex.saves
+                ex.save_dir,
+                model.checkpoint,
+                model.key,
+                settings,
+                array,
+                digest(array),
+                str(model.device),
+                ex.saves,
+                directions=ex.directions_path,
             )
 
         return JSONResponse(await run_in_threadpool(save), headers=NO_STORE)
@@ -237,8 +251,10 @@ def create_app(
     save_dir: str | Path = "explore-saves",
     host: str = "127.0.0.1",
     limits: Limits | None = None,
+    directions: str | Path | None = None,
 ) -> Starlette:
-    """The explorer app; the server state is `app.state.explorer` (closed on shutdown)."""
+    """The explorer app; the server state is `app.state.explorer` (closed on shutdown). `directions` is a file
+    from `ganforge directions`, shown as sliders on every model of its w_dim."""
     if checkpoint is None and runs is None:
         raise ValueError("give --checkpoint CKPT, --runs DIR or both")
     checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None
@@ -248,6 +264,9 @@ def create_app(
     if runs is not None and not runs.is_dir():
         raise ValueError(f"--runs {runs} is not a folder")
     ex = Explorer(checkpoint, runs, resolve_device(device), Path(save_dir).resolve(), limits or Limits())
+    if directions is not None:
+        ex.directions_path = Path(directions).resolve()
+        ex.directions = load_directions(ex.directions_path, flag="--directions")  # A ToolError is a ValueError.
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

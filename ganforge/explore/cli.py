@@ -4,6 +4,7 @@ Registered on the main app in ganforge.cli (`app.command()(explore)`). Examples:
     ganforge explore --checkpoint runs/demo/run/checkpoint-000000002048.safetensors
     ganforge explore --runs runs                       # every run below runs/, live while they train
     ganforge explore --checkpoint G.safetensors --runs runs --port 8000 --device cuda
+    ganforge explore --checkpoint G.safetensors --directions sefa.safetensors    # direction sliders
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ def explore(
         metavar="MB",
         help="Megabytes written by saves per session; past it a save is refused.",
     ),
+    directions: str = typer.Option(
+        None, metavar="FILE", help="Directions from `ganforge directions`: sliders for the strongest ones."
+    ),
 ) -> None:
-    """Start a local web page: the model (seed, ψ, noise, class, style mixing, grids) and the runs' curves."""
+    """Start a local web page: the model (seed, ψ, noise, class, style mixing, grids, direction sliders, StyleGAN3
+    translate/rotate) and the runs' curves."""
     try:
         import uvicorn
 
@@ -53,7 +58,7 @@ def explore(
         fail("give --checkpoint CKPT, --runs DIR or both")
     try:
         limits = Limits(max_saves=max_saves, max_save_bytes=max_save_mb * 2**20)
-        app = create_app(checkpoint=checkpoint, runs=runs, device=device, save_dir=save_dir, host=host, limits=limits)
+        app = create_app(checkpoint, runs, device, save_dir, host, limits, directions)
     except ValueError as e:
         fail(str(e))
     if not port_free(host, port):

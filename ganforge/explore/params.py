@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from ganforge.errors import GanforgeError
+from ganforge.latents import ROTATE_LIMIT, STRENGTH_LIMIT, TRANSLATE_LIMIT
 
 MAX_SEED = 2**32 - 1
 PSI_RANGE = (-2.0, 2.0)
@@ -16,6 +17,7 @@ WALK_RANGE = (-1.0, 1.0)
 NOISE_MODES = ("const", "random", "none")
 WALK_SPACES = ("z", "w")
 DEFAULT_MAX_GRID = 16
+MAX_DIRS = 64  # Direction strengths per request (the page shows at most a few sliders).
 DEFAULT_MAX_SAVES = 1000  # Saves per server session.
 DEFAULT_MAX_SAVE_MB = 1024  # Megabytes written by saves per server session.
 
@@ -42,6 +44,14 @@ class RenderSettings:
     walk_seed: int | None = None  # Latent walk toward this seed's latent; None = off.
     walk: float = 0.0  # Position along the walk in [-1, 1]: 0 = the seed itself, 1 = the walk seed.
     space: str = "z"  # z: great-circle walk between the z's; w: straight line between the ws.
+    dirs: tuple[float, ...] = ()  # Strength of each direction of --directions (the first len(dirs)); () = none.
+    tx: float = 0.0  # StyleGAN3: shift of the image in image sizes (generate --translate TX,TY).
+    ty: float = 0.0
+    rotate: float = 0.0  # StyleGAN3: rotation in degrees (generate --rotate).
+
+    @property
+    def moving(self) -> bool:
+        return bool(self.tx or self.ty or self.rotate)
 
     @property
     def seeds(self) -> list[int]:
@@ -73,6 +83,10 @@ QUERY_FIELDS = {
     "walk_seed": "walk_seed",
     "walk": "walk",
     "space": "space",
+    "dirs": "dirs",
+    "tx": "tx",
+    "ty": "ty",
+    "rotate": "rotate",
 }
 EXTRA_KEYS = ("model",)  # Accepted beside the settings, read by the caller.
 
@@ -109,6 +123,14 @@ def optional(query: dict[str, str], name: str) -> str | None:
     return None if value is None or str(value).strip() == "" else value
 
 
+def parse_strengths(text: str) -> tuple[float, ...]:
+    """'1.5,0,-2' -> (1.5, 0.0, -2.0): direction strengths, at most MAX_DIRS of them, each in ±STRENGTH_LIMIT."""
+    parts = str(text).split(",")
+    if len(parts) > MAX_DIRS:
+        raise ParamError(f"dirs has {len(parts)} values: pass at most {MAX_DIRS}, one per direction slider")
+    return tuple(parse_float("dirs", p, -STRENGTH_LIMIT, STRENGTH_LIMIT) for p in parts)
+
+
 def parse_settings(query: dict[str, str], max_grid: int = DEFAULT_MAX_GRID) -> RenderSettings:
     """Query parameters -> RenderSettings, with every model-independent range checked."""
     unknown = sorted(set(query) - set(QUERY_FIELDS) - set(EXTRA_KEYS))
@@ -141,6 +163,13 @@ def parse_settings(query: dict[str, str], max_grid: int = DEFAULT_MAX_GRID) -> R
         kw["walk"] = parse_float("walk", got["walk"], *WALK_RANGE)
     if got["space"] is not None:
         kw["space"] = parse_choice("space", got["space"], WALK_SPACES)
+    if got["dirs"] is not None:
+        kw["dirs"] = parse_strengths(got["dirs"])
+    for name in ("tx", "ty"):
+        if (text := got[name]) is not None:
+            kw[name] = parse_float(name, text, -TRANSLATE_LIMIT, TRANSLATE_LIMIT)
+    if got["rotate"] is not None:
+        kw["rotate"] = parse_float("rotate", got["rotate"], -ROTATE_LIMIT, ROTATE_LIMIT)
     settings = RenderSettings(**kw)
     if settings.seed + settings.grid - 1 > MAX_SEED:
         raise ParamError(
@@ -156,8 +185,15 @@ def settings_from_dict(values: dict, max_grid: int = DEFAULT_MAX_GRID) -> Render
     unknown = sorted(set(values) - set(by_field))
     if unknown:
         raise ParamError(f"unknown setting(s) {', '.join(map(repr, unknown))}")
-    query = {by_field[k]: "" if v is None else str(v) for k, v in values.items()}
+    query = {by_field[k]: "" if v is None else _text(v) for k, v in values.items()}
     return parse_settings(query, max_grid)
+
+
+def _text(value: object) -> str:
+    """A saved value as query text (a list of strengths as '1.5,0')."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def check_for_model(settings: RenderSettings, num_ws: int, c_dim: int, stylegan: bool = True) -> RenderSettings:
@@ -172,10 +208,10 @@ def check_for_model(settings: RenderSettings, num_ws: int, c_dim: int, stylegan:
         raise ParamError(f"this model is conditional with {c_dim} classes: pass class=0..{c_dim - 1}")
     if settings.class_idx is not None and settings.class_idx >= c_dim:  # c_dim > 0: checked above.
         raise ParamError(f"class={settings.class_idx} is out of range: this model has classes 0..{c_dim - 1}")
-    if settings.mixing or settings.walking or settings.psi != 1 or settings.cutoff is not None:
+    if settings.mixing or settings.walking or settings.psi != 1 or settings.cutoff is not None or any(settings.dirs):
         if not stylegan:
             raise ParamError(
-                "style mixing, latent walks and truncation need a StyleGAN2 generator; "
+                "style mixing, latent walks, truncation and directions need a StyleGAN2 or StyleGAN3 generator; "
                 "this model is a DCGAN: use seed, grid and class only"
             )
     for name in ("mix_from", "mix_to"):

@@ -11,13 +11,14 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ganforge.devices import parse_device
+from ganforge.explore.edits import apply_directions, move
 from ganforge.explore.params import ParamError, RenderSettings, check_for_model
 from ganforge.images import make_grid, to_uint8
 from ganforge.latents import z_from_seeds
@@ -29,6 +30,8 @@ from ganforge.tools.mix import require_stylegan
 if TYPE_CHECKING:
     from ganforge.modelio.load import AnyGenerator
     from ganforge.models.generator import Generator
+    from ganforge.models.stylegan3 import StyleGAN3Generator
+    from ganforge.tools.directions import Directions
 
 DEFAULT_MAX_PIXELS = 4 * 1024 * 1024  # Output pixels per request: 16 images at 512², 4 at 1024².
 
@@ -39,10 +42,15 @@ class LoadedModel:
     checkpoint: Path
     G: AnyGenerator
     device: torch.device
+    home_transform: torch.Tensor | None = None  # StyleGAN3: the input transform it was loaded with.
 
     @property
     def stylegan(self) -> bool:
         return is_stylegan(self.G)
+
+    @property
+    def sg3(self) -> bool:
+        return bool(getattr(getattr(self.G, "plan", None), "is_sg3", False))
 
     @property
     def num_ws(self) -> int:
@@ -86,6 +94,7 @@ class LoadedModel:
             num_ws=self.num_ws,
             img_shape=[c, h, w],
             stylegan=self.stylegan,
+            sg3=self.sg3,
             layers=layer_labels(self.G),
             device=str(self.device),
         )
@@ -105,6 +114,8 @@ def resolve_device(name: str) -> torch.device:
 def load_model(key: str, checkpoint: Path, device: torch.device, max_pixels: int) -> LoadedModel:
     """The checkpoint's G_ema on `device`; models whose single image is over the pixel cap are refused."""
     model = LoadedModel(key, Path(checkpoint), load_generator(checkpoint).to(device), device)
+    if model.sg3:
+        model.home_transform = cast("StyleGAN3Generator", model.G).synthesis.input.transform.clone()
     c, h, w = model.img_shape
     if h * w > max_pixels:
         raise ParamError(
@@ -158,15 +169,16 @@ def settings_ws(G: Generator, s: RenderSettings, device: torch.device) -> torch.
 
 
 @torch.no_grad()
-def render(model: LoadedModel, s: RenderSettings) -> torch.Tensor:
-    """uint8 [grid, C, H, W] on the CPU."""
+def render(model: LoadedModel, s: RenderSettings, directions: Directions | None = None) -> torch.Tensor:
+    """uint8 [grid, C, H, W] on the CPU; `directions` is the --directions file the `dirs` strengths refer to."""
     G, device = model.G, model.device
     if not model.stylegan:
         c = class_labels(G, s.grid, s.class_idx)
         z = z_from_seeds(s.seeds, G.z_dim).to(device)
         return to_uint8(G(z, None if c is None else c.to(device))).cpu()
     stylegan = require_stylegan(G, "rendering ws")
-    ws = settings_ws(stylegan, s, device)
+    ws = apply_directions(settings_ws(stylegan, s, device), s, directions)
+    move(model, s)
     return to_uint8(stylegan.synthesis(ws, noise_mode=s.noise)).cpu()
 
 

@@ -10,14 +10,20 @@ import argparse
 import json
 from pathlib import Path
 
+from ganforge.explore.edits import check_edits
 from ganforge.explore.params import MAX_SEED, settings_from_dict
 from ganforge.explore.render import image_array, load_model, render, resolve_device
 from ganforge.explore.saves import FORMAT
 from ganforge.images import save_png
+from ganforge.tools.directions import load_directions
 
 
 def reproduce(
-    saved: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None, device: str = "cpu"
+    saved: str | Path,
+    out: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    directions: str | Path | None = None,
 ) -> Path:
     """Render the saved settings again and write the PNG; returns its path."""
     saved = Path(saved)
@@ -27,7 +33,10 @@ def reproduce(
     settings = settings_from_dict(record["settings"], max_grid=MAX_SEED)
     model = load_model("reproduce", Path(checkpoint or record["checkpoint"]), resolve_device(device), 2**62)
     settings = model.check(settings, 2**62)
-    array = image_array(render(model, settings))
+    path = directions or record.get("directions")
+    dirs = load_directions(path, flag="--directions") if path else None
+    check_edits(settings, model, dirs)
+    array = image_array(render(model, settings, dirs))
     out = Path(out) if out else saved.with_name(f"{saved.stem}-reproduced.png")
     save_png(array, out)
     return out
@@ -39,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="PNG to write (default: <saved>-reproduced.png)")
     parser.add_argument("--checkpoint", default=None, help="use this checkpoint instead of the recorded path")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--directions", default=None, help="use this directions file instead of the recorded path")
     args = parser.parse_args(argv)
-    print(reproduce(args.saved, args.out, args.checkpoint, args.device))
+    print(reproduce(args.saved, args.out, args.checkpoint, args.device, args.directions))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ def file_stem(s: RenderSettings) -> str:
         stem += f"-walk{s.space}{s.walk_seed}_{s.walk:+.2f}"
     if s.mixing:
         stem += f"-mix{s.mix_seed}_{s.mix_from}-{s.mix_to}"
+    if any(s.dirs):
+        stem += "-dir" + "_".join(f"{k}{v:+g}" for k, v in enumerate(s.dirs) if v)
+    if s.moving:
+        stem += f"-move{s.tx:+g}_{s.ty:+g}_{s.rotate:+g}"
     return stem
 
 
@@ -91,11 +95,16 @@ def unique_stem(folder: Path, stem: str) -> str:
     return name
 
 
-def generate_command(checkpoint: Path, s: RenderSettings, outdir: Path, device: str) -> tuple[str | None, str]:
+def generate_command(
+    checkpoint: Path, s: RenderSettings, outdir: Path, device: str, directions: Path | None = None
+) -> tuple[str | None, str]:
     """(`ganforge generate` line or None, the file it writes or why there is no line)."""
     if s.walking or s.mixing:
         what = "a latent walk" if s.walking else "a style mix"
         return None, f"ganforge generate has no option for {what}: use reproduce_command"
+    moved = [(k, v) for k, v in enumerate(s.dirs) if v]
+    if len(moved) > 1 or (moved and directions is None):
+        return None, "ganforge generate takes one --direction and this image moves along several: use reproduce_command"
     seeds = str(s.seed) if s.grid == 1 else f"{s.seed}-{s.seeds[-1]}"
     args = [
         "ganforge",
@@ -117,6 +126,12 @@ def generate_command(checkpoint: Path, s: RenderSettings, outdir: Path, device: 
         args += ["--class", str(s.class_idx)]
     if s.grid > 1:
         args.append("--grid")
+    if moved:  # Values may be negative: written as --flag=value, never mistaken for an option.
+        args += ["--direction", f"{directions}:{moved[0][0]}", f"--strength={float(moved[0][1])!r}"]
+    if s.tx or s.ty:
+        args.append(f"--translate={float(s.tx)!r},{float(s.ty)!r}")
+    if s.rotate:
+        args.append(f"--rotate={float(s.rotate)!r}")
     if device != "cpu":
         args += ["--device", device]
     output = outdir / (f"seed{s.seed:04d}.png" if s.grid == 1 else "grid.png")
@@ -132,15 +147,17 @@ def save_record(
     array: np.ndarray,
     pixel_digest: str,
     device: str,
+    directions: Path | None = None,
 ) -> dict:
     """The JSON written beside <stem>.png."""
     png, meta = save_dir / f"{stem}.png", save_dir / f"{stem}.json"
-    command, output = generate_command(checkpoint, s, save_dir / f"{stem}-generate", device)
+    command, output = generate_command(checkpoint, s, save_dir / f"{stem}-generate", device, directions)
     record = dict(
         format=FORMAT,
         version=VERSION,
         saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         checkpoint=str(checkpoint),
+        directions=str(directions) if directions is not None and any(s.dirs) else None,
         model=model_key,
         settings=s.to_dict(),
         image=png.name,
@@ -167,6 +184,7 @@ def save_render(
     pixel_digest: str,
     device: str,
     budget: SaveBudget,
+    directions: Path | None = None,  # The --directions file that `s.dirs` refers to.
 ) -> dict:
     """Write <stem>.png and <stem>.json into save_dir within the budget; returns the JSON record (with both paths).
 
@@ -180,7 +198,8 @@ def save_render(
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
             stem = unique_stem(save_dir, file_stem(s))
-            record = save_record(save_dir, stem, Path(checkpoint).resolve(), model_key, s, array, pixel_digest, device)
+            ckpt = Path(checkpoint).resolve()
+            record = save_record(save_dir, stem, ckpt, model_key, s, array, pixel_digest, device, directions)
             text = (json.dumps(record, indent=2) + "\n").encode()
             budget.check(len(image) + len(text))
             png, meta = save_dir / f"{stem}.png", save_dir / f"{stem}.json"

@@ -21,6 +21,7 @@ from ganforge.explore.params import DEFAULT_MAX_GRID, DEFAULT_MAX_SAVE_MB, DEFAU
 from ganforge.explore.render import DEFAULT_MAX_PIXELS, LoadedModel, load_model, out_of_memory
 from ganforge.explore.runs import discover_runs
 from ganforge.explore.saves import SaveBudget
+from ganforge.tools.directions import Directions
 
 MAIN = "main"  # The model key of --checkpoint.
 GiB = 2**30
@@ -45,6 +46,8 @@ class Explorer:
     save_dir: Path  # Where the save button writes PNG + JSON.
     limits: Limits = field(default_factory=Limits)
     renders: int = 0  # Images rendered for /api/render (superseded requests never get here).
+    directions_path: Path | None = None  # --directions: sliders for every model of its w_dim.
+    directions: Directions | None = None  # Its contents, read once at start.
 
     def __post_init__(self):
         self.saves = SaveBudget(self.limits.max_saves, self.limits.max_save_bytes)

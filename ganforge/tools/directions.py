@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ganforge.latents import parse_ranges, shown
+from ganforge.latents import STRENGTH_LIMIT, parse_ranges, shown
 from ganforge.modelio.checkpoint import CheckpointError, open_checkpoint, save_checkpoint
 from ganforge.models import is_stylegan
 from ganforge.tools.generate import ToolError
@@ -33,7 +33,6 @@ from ganforge.tools.generate import ToolError
 KIND = "directions"
 METHODS = ("sefa", "ganspace")
 VALUE_NAMES = {"sefa": "eigenvalues", "ganspace": "stddevs"}  # The tensor beside `directions`, per method.
-STRENGTH_LIMIT = 100.0  # |S|: 100 standard deviations (or units of w) is far past any image the model makes.
 MAX_FILE_BYTES = 64 * 2**20  # K ≤ w_dim ≤ a few thousand: a directions file is a few MB at most.
 MAX_LAYER_INDEX = 1023  # --layers indices, a typo guard (num_ws is 26 at 16384 px); the model checks the rest.
 EXAMPLE = "ganforge directions --checkpoint CKPT --method sefa --out dirs.safetensors"

@@ -4,7 +4,8 @@
 const ids = ["model", "model-info", "seed", "seed-range", "psi", "psi-range", "cutoff", "cutoff-out", "noise",
   "class", "class-row", "grid", "walk-on", "walk-seed", "walk-seed-range", "walk", "walk-out", "space", "mix-on",
   "mix-seed", "mix-seed-range", "mix-from", "mix-from-out", "mix-to", "mix-to-out", "save", "view", "meta", "saved",
-  "walk-panel", "mix-panel"];
+  "walk-panel", "mix-panel", "dirs-panel", "dirs-info", "dirs", "dirs-hint", "dirs-reset", "move-panel", "tx",
+  "tx-out", "ty", "ty-out", "rotate", "rotate-out", "move-reset"];
 const ui = Object.fromEntries(ids.map((id) => [id, document.getElementById(id)]));
 const view = { inflight: false, dirty: false, blobUrl: null };
 let info = null;
@@ -30,6 +31,21 @@ function updateOutputs() {
   ui["walk-out"].textContent = (+ui.walk.value).toFixed(2);
   ui["mix-from-out"].textContent = layerName(+ui["mix-from"].value);
   ui["mix-to-out"].textContent = layerName(+ui["mix-to"].value);
+  ui["tx-out"].textContent = (+ui.tx.value).toFixed(3);
+  ui["ty-out"].textContent = (+ui.ty.value).toFixed(3);
+  ui["rotate-out"].textContent = `${+ui.rotate.value}°`;
+  for (const box of dirSliders()) box.nextElementSibling.textContent = (+box.value).toFixed(2);
+}
+
+function dirSliders() {
+  return Array.from(ui.dirs.querySelectorAll("input[type=range]"));
+}
+
+// Strengths of the direction sliders, trailing zeros dropped ("" when every slider is at 0).
+function dirsValue() {
+  const values = dirSliders().map((box) => +box.value);
+  while (values.length && values[values.length - 1] === 0) values.pop();
+  return values.join(",");
 }
 
 function query() {
@@ -53,6 +69,8 @@ function query() {
     p.set("mix_from", ui["mix-from"].value);
     p.set("mix_to", ui["mix-to"].value);
   }
+  if (info.stylegan && dirsValue()) p.set("dirs", dirsValue());
+  if (info.sg3) for (const k of ["tx", "ty", "rotate"]) if (+ui[k].value !== 0) p.set(k, ui[k].value);
   return p.toString();
 }
 
@@ -145,6 +163,23 @@ function applyModel(m) {
   ui.grid.replaceChildren(...sizes.map((n) => el("option", { value: n, text: n })));
   for (const id of ["psi", "psi-range", "cutoff", "noise"]) ui[id].disabled = !m.stylegan;
   ui["walk-panel"].hidden = ui["mix-panel"].hidden = !m.stylegan;
+  ui["move-panel"].hidden = !m.sg3; // Only a StyleGAN3 generator has a Fourier input to move.
+  applyDirections(m.directions);
+}
+
+// One slider per direction of --directions (the strongest few), or the reason this model has none.
+function applyDirections(d) {
+  ui["dirs-panel"].hidden = !d;
+  ui.dirs.replaceChildren();
+  if (!d) return;
+  ui["dirs-info"].textContent = `${d.method} · ${d.file || ""}`;
+  ui["dirs-hint"].textContent = d.problem || `Strength in ${d.unit}, added to ws ${d.layers_text}.`;
+  for (let k = 0; k < d.count; k++) {
+    const box = el("input", { id: `dir-${k}`, type: "range", min: -d.range, max: d.range, step: 0.05, value: 0 });
+    box.addEventListener("input", changed);
+    ui.dirs.append(el("label", { class: "row" }, `dir ${k}`, box, el("output", { text: "0.00" })));
+  }
+  ui["dirs-reset"].hidden = d.count === 0;
 }
 
 // Settings from the address bar (?seed=…&psi=…), so a view can be bookmarked or shared.
@@ -159,6 +194,11 @@ function restore(params) {
     set(ui["walk-seed"], ui["walk-seed-range"], params.get("walk_seed"));
     set(ui.walk, null, params.get("walk") || "0");
   }
+  for (const k of ["tx", "ty", "rotate"]) if (params.get(k) !== null) ui[k].value = params.get(k);
+  (params.get("dirs") || "").split(",").forEach((v, k) => {
+    const box = document.getElementById(`dir-${k}`);
+    if (box && v !== "") box.value = v;
+  });
   if (params.get("mix_seed") !== null) {
     ui["mix-on"].checked = true;
     set(ui["mix-seed"], ui["mix-seed-range"], params.get("mix_seed"));
@@ -186,6 +226,9 @@ async function start() {
   for (const id of ["cutoff", "noise", "class", "grid", "walk-on", "walk", "space", "mix-on", "mix-from", "mix-to"]) {
     ui[id].addEventListener(ui[id].tagName === "SELECT" || ui[id].type === "checkbox" ? "change" : "input", changed);
   }
+  for (const id of ["tx", "ty", "rotate"]) ui[id].addEventListener("input", changed);
+  ui["move-reset"].addEventListener("click", () => { for (const k of ["tx", "ty", "rotate"]) ui[k].value = 0; changed(); });
+  ui["dirs-reset"].addEventListener("click", () => { for (const box of dirSliders()) box.value = 0; changed(); });
   ui.model.addEventListener("change", () => loadModel(ui.model.value));
   ui.save.addEventListener("click", save);
   document.addEventListener("keydown", onKey);
