@@ -234,6 +234,9 @@ def _register() -> None:
     from ganforge.tools.cli_directions import directions
 
     app.command()(directions)
+    from ganforge.tools.clip_cli import clip_search
+
+    app.command("clip-search")(clip_search)
     from ganforge.explore.cli import explore
 
     app.command()(explore)
