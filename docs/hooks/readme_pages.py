@@ -29,6 +29,7 @@ PAGES = {
     "using trained models": "using-models.md",
     "metrics": "metrics.md",
     "explorer": "explorer.md",
+    "exploring a model": "exploring.md",
     "datasets": "datasets.md",
     "models and the inspector": "models.md",
     "performance": "performance.md",
