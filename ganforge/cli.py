@@ -169,11 +169,15 @@ def generate(
     layers: str = typer.Option(
         None, metavar="A-B", callback=usage(parse_layers), help="ws moved by --direction; default: the file's."
     ),
+    ws: str = typer.Option(
+        None, metavar="FILE", help="Draw the ws saved in FILE (.npz or .safetensors: clip-search, project) instead."
+    ),
 ) -> None:
     """Generate images from seeds (seed -> z exactly as the official generate.py).
 
     StyleGAN3 generators can be moved: ganforge generate --checkpoint sg3.pkl --translate 0.1,0 --rotate 15
     Along a latent direction: ganforge generate --checkpoint CKPT --direction sefa.safetensors:0 --strength 3
+    Saved ws (clip-search's w.safetensors, project's projected_w.npz): ganforge generate --checkpoint CKPT --ws w.npz
     """
     from ganforge.tools.generate import generate_images
 
@@ -192,6 +196,7 @@ def generate(
         direction=cast("tuple[str, int] | None", direction),  # The option's callback parsed the text.
         strength=strength,
         layers=cast("list[int] | None", layers),
+        ws=ws,
     )
     console.print(f"Wrote {len(paths)} images to {outdir}")
 

@@ -142,6 +142,13 @@ def test_command_writes_reproducible_files(cli, tiny, clip_folder, tmp_path, no_
     assert np.array_equal(png(a / "start.png"), png(tmp_path / "g" / "seed0003.png"))
     assert no_network == []
 
+    # The saved w redraws the result exactly, from either file.
+    for name in ("w.safetensors", "w.npz"):
+        code, _, err = cli("generate", "--checkpoint", ckpt, "--ws", a / name, "--outdir", tmp_path / name)
+        assert code == 0, err
+        assert [p.name for p in (tmp_path / name).iterdir()] == ["ws0000.png"]
+        assert np.array_equal(png(tmp_path / name / "ws0000.png"), png(a / "result.png"))
+
 
 def png(path) -> np.ndarray:
     with Image.open(path) as img:

@@ -163,11 +163,13 @@ def generate_images(
     direction: tuple[str, int] | None = None,
     strength: float | None = None,
     layers: list[int] | None = None,
+    ws: str | Path | None = None,
 ) -> list[Path]:
     """Write seed%04d.png per seed (and grid.png with grid=True: `images.grid_shape`, no empty cell unless the
     number of seeds is a large prime or alike). Returns the written paths. `translate` (x, y) and `rotate`
     (degrees) move a StyleGAN3 generator's image (`input_transform`); `direction` (FILE, K) adds `strength` times
     direction K of a directions file to the ws `layers` (default: the file's; `ganforge.tools.directions`).
+    With `ws` (a ws file, `ganforge.tools.ws_files`), the saved ws are drawn instead of the seeds, as ws%04d.png.
 
     Nothing is created when an option is refused: the output folder is made after every check passed.
     """
@@ -175,6 +177,13 @@ def generate_images(
     truncation_psi = check_psi(truncation_psi)
     outdir = check_output_dir(outdir)
     G = load_generator(checkpoint)
+    if ws is not None:
+        from ganforge.tools.ws_files import generate_from_ws
+
+        flags = ("--trunc", "--trunc-cutoff", "--class", "--direction", "--strength", "--layers")
+        values = (truncation_psi != 1 or None, truncation_cutoff, class_idx, direction, strength, layers)
+        unused = tuple(f for f, v in zip(flags, values) if v is not None)
+        return generate_from_ws(G, ws, outdir, noise_mode, grid, device, translate, rotate, unused)
     moves = tuple(f for f, v in (("--translate", translate), ("--rotate", rotate)) if v is not None)
     check_generate(G, len(seeds), truncation_psi, truncation_cutoff, noise_mode, class_idx, grid, moves)
     from ganforge.tools.directions import direction_edit
