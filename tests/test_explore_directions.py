@@ -107,6 +107,11 @@ def test_direction_refusals(models, tmp_path):
         create_app(checkpoint=models["sg2"], device="cpu", save_dir=tmp_path, directions=models["sg3"])
 
 
+def test_explore_refuses_a_bad_directions_file_in_one_sentence(models, cli, tmp_path):
+    code, _, err = cli("explore", "--checkpoint", models["sg2"], "--directions", tmp_path / "missing.safetensors")
+    assert code == 2 and err.count("\n") == 1 and "--directions" in err and "does not exist" in err, err
+
+
 def test_stylegan3_translate_and_rotate(models, tmp_path):
     with client_for(models["sg3"], tmp_path) as c:
         assert c.get("/api/model").json()["sg3"] is True
