@@ -10,12 +10,12 @@ import socket
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny
+from conftest import OFFICIAL_PKLS, require_shared, save_tiny
 from PIL import Image
 from safetensors.torch import load_file
 
 from ganforge import build_generator, make_plan
-from ganforge.tools.clip_search import ClipSearchConfig, clip_search, make_cutouts, w_prior
+from ganforge.tools.clip_search import ClipSearchConfig, clip_search, make_cutouts, save_search, w_prior
 
 transformers = pytest.importorskip("transformers")
 
@@ -115,6 +115,21 @@ def test_stylegan3_in_w_plus(sg3, clip_folder):
     result = clip_search(sg3, load_clip(str(clip_folder)), PROMPT, None, cfg)
     assert result.final_clip < result.start_clip
     assert result.w.shape == (sg3.num_ws, sg3.w_dim) and not torch.equal(result.w[0], result.w[-1])
+
+
+def test_official_pickle(cli, clip_folder, tmp_path):
+    from ganforge import load_generator
+    from ganforge.tools.clip_model import load_clip
+
+    name = "sg2ada-32px-uncond-skip-resnet.pkl"
+    pkl = require_shared(OFFICIAL_PKLS, name, "the official StyleGAN2-ADA pickles") / name
+    G = load_generator(pkl)
+    cfg = ClipSearchConfig(steps=4, lr=0.05, cutouts=2, w_samples=64)
+    result = clip_search(G, load_clip(str(clip_folder)), PROMPT, None, cfg)
+    save_search(G, result, tmp_path / "o", {}, save_video=False)
+    code, _, err = cli("generate", "--checkpoint", pkl, "--ws", tmp_path / "o" / "w.npz", "--outdir", tmp_path / "g")
+    assert code == 0, err
+    assert np.array_equal(png(tmp_path / "g" / "ws0000.png"), png(tmp_path / "o" / "result.png"))
 
 
 def test_command_writes_reproducible_files(cli, tiny, clip_folder, tmp_path, no_network):
