@@ -19,6 +19,7 @@ SPECIAL = {  # Fields whose valid values are not implied by their type and range
     "diffaugment": "color",
     "metrics": "fid50k_full",
     "detector_inception": "inception.pt",
+    "detector_vgg": "vgg16.pt",
     "channels": "4=16,8=16,16=8",
     "conv_clamp": "none",
     "grid": "4x2",

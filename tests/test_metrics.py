@@ -445,7 +445,8 @@ def test_cli_command_prints_json_and_writes_jsonl_beside_the_checkpoint(env, tin
         ("pr50k3_full_precision", 2500, "pr2500_3_full_precision"),
         ("kid50k_full", 1000, "kid1k_full"),
         ("is50k_mean", 999, "is999_mean"),
-        ("ppl_wend", 100, "ppl_wend"),
+        ("ppl_wend", 100, "ppl100_wend"),  # Official names without a count get it after "ppl".
+        ("ppl_wend", 50000, "ppl_wend"),
     ],
 )
 def test_metric_names_carry_the_real_generated_image_count(key, num_gen, label):

