@@ -19,7 +19,7 @@ import typer
 
 from ganforge.console import console, err, usage
 from ganforge.latents import SEED_MAX, check_psi
-from ganforge.tools.cli import CHECKPOINT_HELP, DEVICE_HELP
+from ganforge.tools.cli import DEVICE_HELP
 from ganforge.tools.clip_search import MAX_CUTOUTS, check_lr, check_steps, check_weight
 
 
@@ -29,7 +29,10 @@ class SearchSpace(str, Enum):
 
 
 def clip_search(
-    checkpoint: str = typer.Option(..., help=CHECKPOINT_HELP + " StyleGAN2 or StyleGAN3."),
+    checkpoint: str = typer.Option(
+        ...,
+        help="StyleGAN2 or StyleGAN3 generator: ganforge checkpoint (.safetensors) or official .pkl.",
+    ),
     prompt: str = typer.Option(..., help="What the image should show, in words."),
     negative: str = typer.Option(None, help="What it should not show, in words (optional)."),
     clip_model: str = typer.Option(
