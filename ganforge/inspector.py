@@ -104,6 +104,16 @@ def _own_params(m: nn.Module) -> int:
 
 def trace(net: nn.Module, *inputs, **kwargs) -> NetReport:
     """Run `net` once on meta tensors, recording every module's output shape (batch dim dropped)."""
+    rows, activation_bytes = _record(net, inputs, kwargs)
+    # Modules that own parameters but did not run (none today) still count in the totals.
+    params = sum(p.numel() for p in net.parameters())
+    buffers = sum(b.numel() for b in net.buffers())
+    layers = [r for r in rows.values() if r.params > 0 or r.kind in _SHAPE_KINDS]
+    return NetReport(params, buffers, layers, activation_bytes)
+
+
+def _record(net: nn.Module, inputs: tuple, kwargs: dict) -> tuple[dict[str, LayerRow], int]:
+    """({name: row} of every submodule that ran, in the order they first ran; activation bytes per image)."""
     rows: dict[str, LayerRow] = {}
     act = [0]
     hooks = []
@@ -130,15 +140,48 @@ def trace(net: nn.Module, *inputs, **kwargs) -> NetReport:
     finally:
         for h in hooks:
             h.remove()
-    # Modules that own parameters but did not run (none today) still count in the totals.
-    params = sum(p.numel() for p in net.parameters())
-    buffers = sum(b.numel() for b in net.buffers())
-    layers = [r for r in rows.values() if r.params > 0 or r.kind in _SHAPE_KINDS]
-    return NetReport(params, buffers, layers, act[0])
+    return rows, act[0]
 
 
 # Parameter-free modules worth a row (they change shapes).
 _SHAPE_KINDS = {"MinibatchStd", "Upsample", "Flatten"}
+
+
+def layer_table(net: nn.Module, *inputs, depth: int | None = None, **kwargs) -> str:
+    """The layers of any module, run once on `inputs` (without gradients), as a text table: name, class, output
+    shape per image (batch dimension dropped) and parameters, then the total.
+
+    depth=None lists every layer that holds parameters, as `ganforge inspect` does. depth=d folds the layers below
+    the d-th level of names into the module at that level (`blocks.0` for depth 2), whose row then counts every
+    parameter inside it. Keyword arguments other than `depth` go to the module. On the meta device nothing is
+    computed or allocated.
+
+    Example:
+        ```python
+        import torch
+        from ganforge.inspector import layer_table
+        from ganforge.nn import MappingNetwork
+
+        print(layer_table(MappingNetwork(512, 0, 512, num_ws=None), torch.randn(1, 512)))
+        ```
+    """
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth={depth}: give 1 or more (1 = the module's direct children), or None for every layer")
+    ran, _ = _record(net, inputs, kwargs)
+    if depth is None:
+        rows = [r for r in ran.values() if r.params > 0 or r.kind in _SHAPE_KINDS]
+    else:
+        rows = []
+        for r in ran.values():
+            level, module = r.name.count(".") + 1, net.get_submodule(r.name)
+            if level == depth or (level < depth and next(module.children(), None) is None):
+                rows.append(LayerRow(r.name, r.kind, r.output_shape, sum(p.numel() for p in module.parameters())))
+    cells = [("layer", "kind", "output", "params")]
+    cells += [(r.name, r.kind, str(r.output_shape), f"{r.params:,}") for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths)), row[3].rjust(widths[3])]) for row in cells]
+    total = sum(p.numel() for p in net.parameters())
+    return "\n".join([*lines, f"total: {total:,} parameters ({format_count(total)})"])
 
 
 def inspect_plan(plan: Plan, batch: int = 2) -> dict:

@@ -1,4 +1,6 @@
-"""StyleGAN2 generator: mapping network, synthesis layers and blocks, any base·2^k resolution.
+"""StyleGAN2 generator: synthesis blocks and network from a Plan, any base·2^k resolution.
+
+The layers are the public blocks of `ganforge.nn` (mapping network, synthesis layers, ToRGB, inputs).
 
 State-dict keys follow the official StyleGAN2-ADA scheme (mapping.fc0.weight,
 synthesis.b64.conv0.affine.weight, synthesis.b4.const, …); non-square blocks are named b32x64.
@@ -13,8 +15,11 @@ import torch
 from torch import nn
 
 from ganforge.nn import ops
-from ganforge.nn.layers import AdaINStyle, Conv2dLayer, FullyConnectedLayer
+from ganforge.nn.inputs import NoConstInput
+from ganforge.nn.layers import Conv2dLayer, param_dtype
+from ganforge.nn.mapping import MappingNetwork
 from ganforge.nn.numerics import Numerics, set_numerics
+from ganforge.nn.synthesis import SynthesisLayer, ToRGBLayer
 from ganforge.plan import Plan
 from ganforge.plan_compare import compare_num_ws
 
@@ -36,12 +41,6 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def param_dtype(module: nn.Module) -> torch.dtype:
-    """The dtype of a network's weights: what it computes in outside its reduced-precision blocks (float32 as
-    the official code; float64 after `.double()`, as the parity tests run it)."""
-    return next(module.parameters()).dtype
-
-
 def reduced_dtype(
     plan: Plan,
     use_fp16: bool,
@@ -55,214 +54,6 @@ def reduced_dtype(
     if not use_fp16 or force_fp32 or not numerics.reduced_on(x.device):
         return full
     return torch.bfloat16 if plan.fp16_dtype == "bf16" else torch.float16
-
-
-# ----------------------------------------------------------------------------
-# Mapping network.
-
-
-class MappingNetwork(nn.Module):
-    w_avg: torch.Tensor  # Buffer (when num_ws and w_avg_beta are set).
-
-    def __init__(
-        self,
-        z_dim: int,  # Input latent size; 0 = labels only (D's conditioning mapping).
-        c_dim: int,  # Label size; 0 = unconditional.
-        w_dim: int,  # Output size.
-        num_ws: int | None,  # Copies of w to output; None = return [N, w_dim].
-        num_layers: int = 8,  # Depth.
-        lr_multiplier: float = 0.01,  # Learning-rate multiplier of every fc layer.
-        w_avg_beta: float | None = 0.995,  # Decay of the tracked w_avg; None = no tracking.
-    ):
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
-        self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
-        embed_features = w_dim if c_dim > 0 else 0
-        features = [z_dim + embed_features] + [w_dim] * num_layers
-        if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, embed_features)
-        for idx in range(num_layers):
-            layer = FullyConnectedLayer(
-                features[idx], features[idx + 1], activation="lrelu", lr_multiplier=lr_multiplier
-            )
-            setattr(self, f"fc{idx}", layer)
-        if num_ws is not None and w_avg_beta is not None:
-            self.register_buffer("w_avg", torch.zeros([w_dim]))
-
-    def forward(
-        self,
-        z: torch.Tensor | None,  # [N, z_dim]
-        c: torch.Tensor | None,  # [N, c_dim] or None
-        truncation_psi: float = 1.0,  # 1 = off; 0 = every w is w_avg.
-        truncation_cutoff: int | None = None,  # Truncate only the first N ws; None = all.
-        skip_w_avg_update: bool = False,
-    ) -> torch.Tensor:
-        x = None
-        if self.z_dim > 0:
-            if z is None:
-                raise ValueError(f"this model takes latents (z_dim={self.z_dim}): pass z of shape [N, {self.z_dim}]")
-            assert_shape(z, [None, self.z_dim], "z")
-            x = ops.normalize_2nd_moment(z.to(param_dtype(self)))
-        if self.c_dim > 0:
-            if c is None:
-                raise ValueError(
-                    f"this model is conditional (c_dim={self.c_dim}): pass labels c of shape [N, {self.c_dim}]"
-                )
-            assert_shape(c, [None, self.c_dim], "c")
-            y = ops.normalize_2nd_moment(self.embed(c.to(param_dtype(self))))
-            x = torch.cat([x, y], dim=1) if x is not None else y
-        for idx in range(self.num_layers):
-            x = getattr(self, f"fc{idx}")(x)
-        assert x is not None  # z_dim > 0 or c_dim > 0.
-        # Track the average w (training mode only, as official).
-        if self.w_avg_beta is not None and self.training and not skip_w_avg_update and self.num_ws is not None:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-        if self.num_ws is None:
-            return x
-        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
-        if truncation_psi != 1:
-            if truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
-
-    def extra_repr(self) -> str:
-        return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}"
-
-
-# ----------------------------------------------------------------------------
-# Synthesis layers.
-
-
-class SynthesisLayer(nn.Module):
-    """3×3 conv styled by w (modulated, or AdaIN), with noise, bias, lrelu and optional 2× upsampling."""
-
-    resample_filter: torch.Tensor  # Buffer.
-    noise_const: torch.Tensor  # Buffer (when use_noise).
-    affine: FullyConnectedLayer  # style == "modulated".
-    adain: AdaINStyle  # style == "adain".
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        w_dim: int,
-        size: tuple[int, int],  # Output (H, W).
-        up: int = 1,  # 2 = upsample.
-        use_noise: bool = True,
-        conv_clamp: float | None = None,
-        style: str = "modulated",  # modulated | adain.
-        kernel_size: int = 3,
-    ):
-        super().__init__()
-        self.size, self.up, self.use_noise, self.conv_clamp, self.style = tuple(size), up, use_noise, conv_clamp, style
-        self.padding = kernel_size // 2
-        self.register_buffer("resample_filter", ops.setup_filter())
-        self.act_gain = ops.ACTIVATIONS["lrelu"][1]
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        self.bias = nn.Parameter(torch.zeros([out_channels]))
-        if style == "modulated":
-            self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        else:
-            self.adain = AdaINStyle(w_dim, out_channels)
-        if use_noise:
-            self.register_buffer("noise_const", torch.randn(list(self.size)))
-            self.noise_strength = nn.Parameter(torch.zeros([]))
-        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        w: torch.Tensor,
-        noise_mode: str = "random",
-        fused_modconv: bool | None = True,
-        gain: float = 1.0,
-    ) -> torch.Tensor:
-        n = x.shape[0]
-        noise = None
-        if self.use_noise and noise_mode == "random":
-            noise = torch.randn([n, 1, *self.size], device=x.device) * self.noise_strength
-        elif self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
-        elif noise_mode not in ("random", "const", "none"):
-            raise ValueError(f"noise_mode={noise_mode!r}: choose random, const or none")
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        fast = self.numerics.fast
-        if self.style == "modulated" and fast:
-            # Demodulation, bias and gain in one addcmul after the conv; noise, clamp and lrelu in place.
-            fused = ops.prefer_fused(x, self.weight) if fused_modconv is None else fused_modconv
-            y, dcoefs = ops.modulated_conv2d_parts(
-                x,
-                self.weight,
-                self.affine(w),
-                up=self.up,
-                padding=self.padding,
-                resample_filter=self.resample_filter,
-                fused=fused,
-            )
-            scale = None if dcoefs is None else dcoefs.to(y.dtype).reshape(n, -1, 1, 1)
-            bias = self.bias.to(y.dtype).reshape(1, -1, 1, 1)
-            return ops.scale_bias_act_(y, scale, bias, self.act_gain * gain, "lrelu", clamp, noise)
-        if self.style == "modulated":
-            styles = self.affine(w)
-            x = ops.modulated_conv2d(
-                x,
-                self.weight,
-                styles,
-                noise=noise,
-                up=self.up,
-                padding=self.padding,
-                resample_filter=self.resample_filter,
-                fused=fused_modconv,
-                fast=False,
-            )
-        else:
-            wt = self.weight * (1 / math.sqrt(self.weight[0].numel()))
-            x = ops.conv2d_resample(
-                x, wt.to(x.dtype), f=self.resample_filter, up=self.up, padding=self.padding, fast=fast
-            )
-            if noise is not None:
-                x = x + noise.to(x.dtype)
-        x = ops.bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp)
-        if self.style == "adain":
-            x = self.adain(x, w)
-        return x
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, up={self.up}, style={self.style}, clamp={self.conv_clamp}"
-
-
-class ToRGBLayer(nn.Module):
-    """1×1 modulated conv without demodulation; styles scaled by 1/sqrt(fan_in)."""
-
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None):
-        super().__init__()
-        self.conv_clamp = conv_clamp
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
-        self.bias = nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / math.sqrt(in_channels)
-        self.numerics = Numerics()  # The network sets its own (ganforge.nn.numerics.set_numerics).
-
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = True) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv, fast=self.numerics.fast)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
-
-
-class NoConstInput(nn.Module):
-    """Learned input from w[0]: dense to a half-size map, then an upsampling styled conv to the base."""
-
-    def __init__(self, w_dim: int, channels: int, size: tuple[int, int], conv_clamp: float | None, style: str):
-        super().__init__()
-        self.channels, self.half_size = channels, (size[0] // 2, size[1] // 2)
-        self.fc = FullyConnectedLayer(w_dim, channels * self.half_size[0] * self.half_size[1], activation="lrelu")
-        self.conv = SynthesisLayer(channels, channels, w_dim, size, up=2, conv_clamp=conv_clamp, style=style)
-
-    def forward(self, w: torch.Tensor, **layer_kwargs) -> torch.Tensor:
-        x = self.fc(w).reshape(-1, self.channels, *self.half_size)
-        return self.conv(x, w, **layer_kwargs)
 
 
 # ----------------------------------------------------------------------------
@@ -432,5 +223,7 @@ class Generator(nn.Module):
         set_numerics(self, ops=ops, cpu_reduced_precision=cpu_reduced_precision)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, **synthesis_kwargs):
+        if z is not None and self.z_dim > 0:  # The network's sentence (as the DCGAN G's) before the mapping's.
+            assert_shape(z, [None, self.z_dim], "z")
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, **synthesis_kwargs)

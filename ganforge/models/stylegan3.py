@@ -66,7 +66,7 @@ class StyleGAN3Mapping(MappingNetwork):
     def forward(
         self,
         z: torch.Tensor | None,  # [N, z_dim]
-        c: torch.Tensor | None,  # [N, c_dim] or None
+        c: torch.Tensor | None = None,  # [N, c_dim]; None when c_dim = 0.
         truncation_psi: float = 1.0,  # 1 = off; 0 = every w is w_avg.
         truncation_cutoff: int | None = None,  # Truncate only the first N ws; None = all.
         update_emas: bool = False,  # Track w_avg (training passes).
