@@ -197,6 +197,19 @@ def test_the_generator_keeps_its_network_level_z_message():
         G(r(2, 10))
 
 
+def test_shape_checks_compile_into_one_graph_and_still_explain_errors():
+    """torch.compile traces the checks without a graph break (fullgraph); a wrong shape still gets the sentence."""
+    conv = ModulatedConv2d(6, 5, w_dim=8)
+    whole = torch.compile(conv, backend="eager", fullgraph=True, dynamic=True)
+    x, w = r(3, 6, 4, 4), r(3, 8)
+    with torch.no_grad():
+        assert torch.equal(whole(x, w), conv(x, w))
+        assert whole(r(5, 6, 4, 4), r(5, 8)).shape == (5, 5, 4, 4)  # Another batch size.
+    compiled = torch.compile(conv, backend="eager", dynamic=True)  # As ganforge.nn.compile calls it.
+    with pytest.raises(ShapeError, match=r"expects w of shape \[5, 8\] \(one w per image of x\); got \[3, 8\]"):
+        compiled(r(5, 6, 4, 4), r(3, 8))
+
+
 # ----------------------------------------------------------------------------
 # Math against references written here.
 
