@@ -1,4 +1,5 @@
-"""Metrics: FID, KID, precision/recall and IS with the StyleGAN2-ADA detectors, on demand or at snapshots.
+"""Metrics: FID, KID, precision/recall, IS, perceptual path length and StyleGAN3 equivariance, on demand or at
+snapshots.
 
     from ganforge.metrics import compute_metrics, METRICS, load_detector
 

@@ -174,6 +174,7 @@ def compute_equivariance(opts: MetricOptions, metric: str, kind: str) -> float:
 
 
 def psnr_of(G: StyleGAN3Generator, psi: float, opts: MetricOptions, metric: str, kind: str) -> float:
+    """Sums of this rank's samples in fitted batches, added over ranks, then the PSNR."""
     G.to(opts.device)
     n = gen_count(opts, NUM_SAMPLES)
     share = rank_share(n, *rank_world())

@@ -59,6 +59,10 @@ class PathDraws:
     z1: torch.Tensor  # [N, z_dim] the other end.
     noise: dict[str, torch.Tensor]  # Noise buffer name -> [N, H, W], each sample's constant noise; {} = none.
 
+    def to(self, device: str | torch.device) -> PathDraws:
+        noise = {name: x.to(device) for name, x in self.noise.items()}
+        return PathDraws(self.t.to(device), self.z0.to(device), self.z1.to(device), noise)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Math.
@@ -216,6 +220,7 @@ def compute_ppl(opts: MetricOptions, metric: str, space: str, sampling: str, cro
 
 
 def ppl_of(G: StyleGAN, psi: float, opts: MetricOptions, metric: str, space: str, sampling: str, crop: bool) -> float:
+    """Path distances of this rank's samples in fitted batches, gathered over ranks, then the filtered mean."""
     from ganforge.distributed import rank_share, rank_world
 
     if crop and G.img_shape[1] != G.img_shape[2]:
@@ -233,15 +238,9 @@ def ppl_of(G: StyleGAN, psi: float, opts: MetricOptions, metric: str, space: str
 
     def distances(start: int, stop: int) -> torch.Tensor:
         items = range(share.start + start, share.start + stop)
-        d = path_draws(G, opts.seed, items)
-        d = PathDraws(
-            d.t.to(opts.device),
-            d.z0.to(opts.device),
-            d.z1.to(opts.device),
-            {k: v.to(opts.device) for k, v in d.noise.items()},
-        )
+        draws = path_draws(G, opts.seed, items).to(opts.device)
         c = None if labels is None else labels[items.start : items.stop].to(opts.device)
-        return path_distances(G, vgg.features, d, c, space, sampling, crop, truncation_psi=psi)[:, None]
+        return path_distances(G, vgg.features, draws, c, space, sampling, crop, truncation_psi=psi)[:, None]
 
     dist = extract(distances, len(share), n, f"{metric} on {n} path samples", opts, fitter)
     return filtered_mean(dist[:, 0])
