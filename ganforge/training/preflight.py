@@ -156,8 +156,10 @@ def check_freeze(cfg: TrainConfig, plan: Plan, specs: list[str]) -> None:
     """Every freeze spec must name at least one layer of this model (a typo would freeze nothing)."""
     names = {"G": list(expected_shapes(plan, "G")), "D": list(expected_shapes(plan, "D", cfg.patch_d))}
     for spec in specs:
-        if not matches_any(spec, names):
+        if not matches_any(spec, names, plan):
             blocks = ", ".join(plan.block_names)
+            if plan.is_sg3:
+                blocks = f"G layers input, {', '.join(x.name for x in plan.sg3_geometry)}; D blocks {blocks}"
             raise FreezeError(
                 f"--freeze {spec!r} matches no layer of this model (blocks {blocks}; mapping): "
                 f"use mapping, G<=R, D<R, G:bNAME, G or D"
