@@ -17,20 +17,31 @@ SCRIPT = textwrap.dedent("""
 
     cfg = TrainConfig(data="mem", outdir={out!r}, run_name="ddp", preset="tiny", resolution="16", kimg=0.064,
                       batch=8, batch_gpu={batch_gpu}, snap=0.064, tick=0.032, workers=0, tensorboard=False, seed=5,
-                      device="cpu")
+                      device="cpu", **{extra!r})
     state = train(cfg, MemDataset(), log=lambda *a: None)
     rank = int(os.environ["RANK"])
     params = {{f"G.{{k}}": v for k, v in state.G.named_parameters()}}
     params.update({{f"D.{{k}}": v for k, v in state.D.named_parameters()}})
+    # Tracked averages (w_avg, StyleGAN3's magnitude EMAs) are per process, as in the official loops (no buffer
+    # broadcast; their DDP consistency check skips *_avg and *_ema); rank 0's are the ones saved.
+    ema = state.G_ema.state_dict()
+    params.update({{f"G_ema.{{k}}": v for k, v in ema.items() if not k.endswith(("_avg", "_ema"))}})
     torch.save({{k: v.detach() for k, v in params.items()}}, os.path.join({out!r}, f"rank{{rank}}.pt"))
 """)
 
 
-@pytest.mark.parametrize("batch_gpu, port", [(None, 29517), (2, 29518)])  # 2: two accumulation rounds (no_sync).
-def test_two_process_gloo_keeps_weights_identical(tmp_path, batch_gpu, port):
+SG3 = dict(family="stylegan3-t", gamma=0.1, cmax=8, map=1)  # The StyleGAN3 recipe, with its magnitude EMAs.
+
+
+@pytest.mark.parametrize(
+    "batch_gpu, port, extra",
+    [(None, 29517, {}), (2, 29518, {}), (None, 29519, SG3)],  # 2: two accumulation rounds (no_sync).
+    ids=["stylegan2", "stylegan2-rounds", "stylegan3-t"],
+)
+def test_two_process_gloo_keeps_weights_identical(tmp_path, batch_gpu, port, extra):
     tests = os.path.dirname(os.path.abspath(__file__))
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=tests, out=str(tmp_path), batch_gpu=batch_gpu))
+    script.write_text(SCRIPT.format(tests=tests, out=str(tmp_path), batch_gpu=batch_gpu, extra=extra))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
