@@ -58,11 +58,16 @@ def split_readme(text: str) -> tuple[str, dict[str, list[str]]]:
 
 
 def as_page(lines: list[str]) -> str:
-    """The section as a page: `## Title` becomes `# Title`, `###` becomes `##` (outside code blocks)."""
+    """The section as a page: `## Title` becomes `# Title`, `###` becomes `##` (outside code blocks).
+
+    Links into docs/ (pictures the README shows, such as `docs/images/demo-progress.png`) lose that prefix: the
+    pages live in docs/ themselves."""
     out, fenced = [], False
     for line in lines:
         if FENCE.match(line):
             fenced = not fenced
+        if not fenced:
+            line = line.replace("](docs/", "](")
         out.append(line[1:] if not fenced and re.match(r"^#{2,6} ", line) else line)
     return "\n".join(out).rstrip() + "\n"
 
