@@ -15,6 +15,17 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread does the work of two without the idle spinning of a second (restored after).
+
+    A test file asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # Top-level packages of the official repositories (and the stand-ins put in for their optional imports).
 OFFICIAL_PACKAGES = ("training", "dnnlib", "torch_utils", "metrics", "legacy", "viz", "gui_utils")
 STAND_INS = ("requests", "psutil")

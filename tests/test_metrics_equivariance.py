@@ -30,12 +30,7 @@ KINDS = {"int": "compute_eqt_int", "frac": "compute_eqt_frac", "rot": "compute_e
 PSNR_TOL = 1e-3  # dB; the networks agree to ~1e-6 of the image (test_parity_sg3), the operators to float32 round-off.
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread.
 
 
 @pytest.fixture

@@ -45,12 +45,7 @@ TOL = {("reference", 1e-4): 1e-6, ("reference", 1e-2): 1e-6, ("fast", 1e-4): 2e-
 OFFICIAL_TOPS = ("training", "torch_utils", "dnnlib", "metrics", "legacy")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread.
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -38,13 +38,7 @@ TOL = 1e-5  # Relative to max|official|.
 SMALL_CLAMP = 0.3  # Small enough that clamping changes the outputs (checked by test_conv_clamp_bites).
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread does the work of two without the idle spinning of a second (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread.
 
 
 # ----------------------------------------------------------------------------
