@@ -75,10 +75,7 @@ class StyleGAN3Mapping(MappingNetwork):
         if update_emas:
             assert self.w_avg_beta is not None  # Always set: the Plan's w_avg_beta.
             self.w_avg.copy_(ws[:, 0].detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-        if truncation_psi != 1:
-            cut = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], truncation_psi)
-        return ws
+        return self.truncate(ws, truncation_psi, truncation_cutoff)
 
 
 # ----------------------------------------------------------------------------

@@ -95,12 +95,16 @@ class MappingNetwork(nn.Module):
         if self.num_ws is None:
             return x
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
-        if truncation_psi != 1:
-            if truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+        return self.truncate(x, truncation_psi, truncation_cutoff)
+
+    def truncate(self, ws: torch.Tensor, truncation_psi: float, truncation_cutoff: int | None) -> torch.Tensor:
+        """w_avg + ψ·(w − w_avg) for the first `truncation_cutoff` ws (all when None); ψ = 1 returns ws as is."""
+        if truncation_psi == 1:
+            return ws
+        if truncation_cutoff is None:
+            return self.w_avg.lerp(ws, truncation_psi)
+        ws[:, :truncation_cutoff] = self.w_avg.lerp(ws[:, :truncation_cutoff], truncation_psi)
+        return ws
 
     def extra_repr(self) -> str:
         return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}"
