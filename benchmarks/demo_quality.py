@@ -35,6 +35,8 @@ CANDIDATES: dict[str, dict] = {
     "b32-noreg": dict(batch=32, g_lr=0.0025, gamma=0.05, pl_weight=0, style_mixing=0, aug="none"),
     "b32-noreg-lr5": dict(batch=32, g_lr=0.005, gamma=0.05, pl_weight=0, style_mixing=0, aug="none"),
     "dcgan-a": dict(family="dcgan", preset="tiny", kimg=30, batch=32),
+    "b8-noreg-lr5": dict(batch=8, g_lr=0.005, gamma=0.05, pl_weight=0, style_mixing=0, aug="none", kimg=12),
+    "dcgan-diffaug": dict(family="dcgan", preset="tiny", kimg=30, batch=32, aug="diffaugment"),
 }
 
 
