@@ -83,22 +83,27 @@ def upfirdn2d(
     gain: float = 1.0,  # Overall gain of the filter (both passes together when separable).
 ) -> torch.Tensor:
     """Upsample, pad, convolve with f, downsample: [N, C, H, W] -> [N, C, (H·up + y0 + y1 - kh) // down + 1, …]."""
-    n, c, h, w = x.shape
-    # Upsample by zero insertion.
-    if up > 1:
-        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
-    # Pad or crop (F.pad crops on negative sides).
-    if any(padding):
-        x = F.pad(x, list(padding))
-    # Convolve, downsampling by the stride.
+    x0, x1, y0, y1 = padding
+    if f is not None and f.ndim == 1:
+        # Separable: one axis at a time, each upsampled just before its pass, so the x pass runs over the H input
+        # rows instead of H·up rows that are zero but for every up-th one (same sums, 1/up of that pass's work).
+        taps = f * math.sqrt(gain)
+        x = _filter_conv(_upsample_pad(x, 3, up, x0, x1), taps[None, :], (1, down))
+        return _filter_conv(_upsample_pad(x, 2, up, y0, y1), taps[:, None], (down, 1))
+    x = _upsample_pad(_upsample_pad(x, 3, up, x0, x1), 2, up, y0, y1)
     if f is None:
         x = x[:, :, ::down, ::down]
         return x * gain if gain != 1 else x
-    if f.ndim == 1:
-        taps = f * math.sqrt(gain)
-        x = _filter_conv(x, taps[None, :], (1, down))
-        return _filter_conv(x, taps[:, None], (down, 1))
     return _filter_conv(x, f * gain, (down, down))
+
+
+def _upsample_pad(x: torch.Tensor, dim: int, up: int, lo: int, hi: int) -> torch.Tensor:
+    """Along dim 2 (y) or 3 (x): insert up-1 zeros after every sample, then pad (or crop, if negative) lo, hi."""
+    if up > 1:
+        x = F.pad(x.unsqueeze(dim + 1), [0, 0] * (3 - dim) + [0, up - 1]).flatten(dim, dim + 1)
+    if lo or hi:
+        x = F.pad(x, [lo, hi] if dim == 3 else [0, 0, lo, hi])
+    return x
 
 
 def filtered_lrelu(
