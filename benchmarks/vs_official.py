@@ -1,7 +1,8 @@
-"""ganforge vs the official StyleGAN2-ADA code: the same work, one run, one machine.
+"""ganforge vs the official StyleGAN2-ADA and StyleGAN3 code: the same work, one run, one machine.
 
     python -m benchmarks.vs_official --official ../shared/anchors/stylegan2-ada-pytorch --device cpu
     python -m benchmarks.vs_official --official ../shared/anchors/stylegan2-ada-pytorch --quick --json
+    python -m benchmarks.vs_official --official-sg3 ../shared/anchors/stylegan3 --families stylegan3-t,stylegan3-r
 
 Both tools build the same architecture (skip G, resnet D, channels min(cbase // res, cmax), mapping
 depth, z = w, minibatch-std group, conv clamp 256) and train with the same recipe on the same kind of
@@ -24,6 +25,10 @@ cmax 256 at 64×64 (training), and the narrow G_ema at 64, 128 and 256 for infer
 Every measurement runs in its own subprocess, so each peak RSS is that tool's own high-water mark;
 measurements of the two tools alternate so that load drift on a shared machine hits both.
 A parity check copies the official weights into ganforge by name and compares outputs in fp32.
+
+StyleGAN3-T and -R rows (--official-sg3, the official StyleGAN3 folder): its StyleGAN3 generator, StyleGAN2
+discriminator and loss against ganforge's, with train.py's StyleGAN3 recipe, at 32 px with reduced channels;
+training as above, inference at a few batch sizes (benchmarks/vs_official_sg3.py says what exactly).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import vs_official_sg3
 from ganforge.resources import peak_rss_gb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -341,7 +347,10 @@ def measure_parity(spec: dict) -> dict:
 def worker(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    fn = {"train": measure_training, "infer": measure_inference, "parity": measure_parity}[spec["task"]]
+    if spec.get("family", "stylegan2") == "stylegan2":
+        fn = {"train": measure_training, "infer": measure_inference, "parity": measure_parity}[spec["task"]]
+    else:
+        fn = vs_official_sg3.MEASURE[spec["task"]]
     cpu0 = time.process_time()
     result = fn(spec)
     return {**result, "cpu_seconds_total": time.process_time() - cpu0, "peak_rss_gb": peak_rss_gb()}
@@ -391,6 +400,16 @@ def ganforge_variants(task: str, args) -> list[tuple[str, bool]]:
 
 
 def make_jobs(args) -> list[dict]:
+    """The StyleGAN2 jobs (with --official), then the StyleGAN3 ones (vs_official_sg3), of args.families."""
+    families = args.families.split(",")
+    jobs = make_sg2_jobs(args) if "stylegan2" in families else []
+    sg3 = [f for f in families if f != "stylegan2"]
+    if sg3:
+        jobs += vs_official_sg3.make_jobs(args, sg3, tools_in_order, lambda task: ganforge_variants(task, args))
+    return jobs
+
+
+def make_sg2_jobs(args) -> list[dict]:
     archs = QUICK_ARCHS if args.quick else ARCHS
     base = dict(device=args.device, official=str(Path(args.official).resolve()), threads=args.threads)
     jobs = []
@@ -450,18 +469,26 @@ def make_jobs(args) -> list[dict]:
 
 
 PARITY_TOL = {"G_eval": 1e-5, "G_train": 1e-5, "D": 1e-5, "R1": 1e-3}  # fp32, relative to max|official|.
+FAMILY_ORDER = ("stylegan2", "stylegan3-t", "stylegan3-r")
 
 
 def summarize(results: list[dict], env_name: str) -> dict:
-    official = {(r["task"], r["config"], r["resolution"]): r for r in results if r["tool"] == "official"}
+    """Rows of ganforge against the official run of the same job; ratios over all rows (the lowest speed ratio,
+    the highest memory ratio) and per family."""
+
+    def key(r: dict) -> tuple:
+        return r["task"], r["config"], r["resolution"], r["batch"]
+
+    official = {key(r): r for r in results if r["tool"] == "official"}
     rows = []
     for r in results:
         if r["tool"] != "ganforge":
             continue
-        off = official[(r["task"], r["config"], r["resolution"])]
+        off = official[key(r)]
         rows.append(
             dict(
                 env=env_name,
+                family=r.get("family", "stylegan2"),
                 task=r["task"],
                 config=r["config"],
                 resolution=r["resolution"],
@@ -480,12 +507,37 @@ def summarize(results: list[dict], env_name: str) -> dict:
                 ganforge_phase_seconds=r.get("phase_seconds"),
             )
         )
-    rows.sort(key=lambda row: (row["task"] != "train", row["config"], row["resolution"], not row["default"]))
+    rows.sort(
+        key=lambda row: (
+            FAMILY_ORDER.index(row["family"]),
+            row["task"] != "train",
+            row["config"],
+            row["resolution"],
+            row["batch"],
+            not row["default"],
+        )
+    )
     parity = {
         r["config"]: {k: v for k, v in r.items() if k in PARITY_TOL or k.startswith("bf16_")}
         for r in results
         if r["task"] == "parity"
     }
+    families = [f for f in FAMILY_ORDER if any(row["family"] == f for row in rows)]
+    return {
+        "rows": rows,
+        **ratios(rows),
+        "by_family": {f: ratios([row for row in rows if row["family"] == f]) for f in families},
+        "default_precision": {
+            task: next((row["precision"] for row in rows if row["task"] == task and row["default"]), None)
+            for task in ("train", "infer")
+        },
+        "parity": parity,
+        "parity_ok": all(d[k] <= tol for d in parity.values() for k, tol in PARITY_TOL.items() if k in d),
+    }
+
+
+def ratios(rows: list[dict]) -> dict[str, float | None]:
+    """The lowest speed ratios and highest peak-RSS ratio (ganforge / official) of these rows."""
 
     def pick(task: str | None, default: bool | None = None, precision: str | None = None) -> list[dict]:
         return [
@@ -503,18 +555,12 @@ def summarize(results: list[dict], env_name: str) -> dict:
         return max(row["rss_ratio"] for row in selected) if selected else None
 
     return {
-        "rows": rows,
         "train_ratio": lowest(pick("train", default=True)),  # ganforge's defaults against the official ones.
         "infer_ratio": lowest(pick("infer", default=True)),
         "peak_rss_ratio": highest_rss(pick(None, default=True)),
         "fp32_train_ratio": lowest(pick("train", precision="fp32")),  # Both tools in fp32.
         "fp32_infer_ratio": lowest(pick("infer", precision="fp32")),
         "fp32_peak_rss_ratio": highest_rss(pick(None, precision="fp32")),
-        "default_precision": {
-            task: next((row["precision"] for row in pick(task, default=True)), None) for task in ("train", "infer")
-        },
-        "parity": parity,
-        "parity_ok": all(d[k] <= tol for d in parity.values() for k, tol in PARITY_TOL.items() if k in d),
     }
 
 
@@ -553,6 +599,12 @@ def print_table(summary: dict, header: str) -> None:
         f"inference {fmt_ratio(summary['infer_ratio'])} (lowest), peak RSS ratio "
         f"{fmt_ratio(summary['peak_rss_ratio'])} (highest)"
     )
+    families = summary.get("by_family", {})
+    for name, r in families.items() if len(families) > 1 else ():
+        print(
+            f"  {name}: training {fmt_ratio(r['train_ratio'])}, inference {fmt_ratio(r['infer_ratio'])}, "
+            f"peak RSS ratio {fmt_ratio(r['peak_rss_ratio'])}"
+        )
     print(
         f"both fp32: training {fmt_ratio(summary['fp32_train_ratio'])}, inference "
         f"{fmt_ratio(summary['fp32_infer_ratio'])}, peak RSS ratio {fmt_ratio(summary['fp32_peak_rss_ratio'])}; "
@@ -563,11 +615,20 @@ def print_table(summary: dict, header: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", help="path of the official stylegan2-ada-pytorch folder (imported, never copied)")
+    ap.add_argument(
+        "--official-sg3", metavar="PATH", help="path of the official stylegan3 folder (imported, never copied)"
+    )
+    ap.add_argument(
+        "--families",
+        default=None,
+        help="model families to compare, comma-separated: stylegan2 (needs --official), stylegan3-t, stylegan3-r "
+        "(need --official-sg3); default: each one whose folder is given",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quick", action="store_true", help="small models: a smoke test of the whole run")
-    ap.add_argument("--configs", default="wide,narrow", help="training configurations: wide, narrow")
-    ap.add_argument("--batch", type=int, default=None, help="training batch (default 16; 8 with --quick)")
+    ap.add_argument("--configs", default="wide,narrow", help="StyleGAN2 training configurations: wide, narrow")
+    ap.add_argument("--batch", type=int, default=None, help="StyleGAN2 training batch (default 16; 8 with --quick)")
     ap.add_argument("--reps", type=int, default=2, help="timed runs of each phase for the composed cycle")
     ap.add_argument(
         "--full-cycle",
@@ -576,9 +637,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "same work; about 3x longer: the official wide cycle alone takes ~4 min on 2 cores)",
     )
     ap.add_argument("--infer-config", default="narrow")
-    ap.add_argument("--infer-res", default=None, help="inference resolutions (default 64,128,256)")
-    ap.add_argument("--infer-batch", type=int, default=None, help="inference batch (default 16)")
-    ap.add_argument("--infer-iters", type=int, default=None, help="timed inference batches (default 3)")
+    ap.add_argument("--infer-res", default=None, help="StyleGAN2 inference resolutions (default 64,128,256)")
+    ap.add_argument("--infer-batch", type=int, default=None, help="StyleGAN2 inference batch (default 16)")
+    ap.add_argument("--sg3-batch", type=int, default=None, help="StyleGAN3 training batch (default 8; 2 with --quick)")
+    ap.add_argument(
+        "--sg3-infer-batch", default=None, help="StyleGAN3 inference batches, comma-separated (default 1,4,16; quick 2)"
+    )
+    ap.add_argument(
+        "--infer-iters", type=int, default=None, help="timed inference batches (default 3; StyleGAN3: 16+ images)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's)")
     ap.add_argument(
         "--env",
@@ -602,7 +669,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.infer_res = args.infer_res or ("32,64" if quick else "64,128,256")
     args.infer_batch = args.infer_batch or (8 if quick else 16)
     args.infer_iters = args.infer_iters or (1 if quick else 3)
+    args.sg3_batch = args.sg3_batch or (2 if quick else 8)
+    args.sg3_infer_batch = args.sg3_infer_batch or ("2" if quick else "1,4,16")
     return args
+
+
+def check_families(args: argparse.Namespace) -> None:
+    """args.families resolved (default: each family whose official folder was given); SystemExit naming the flag."""
+    folders = {"stylegan2": ("--official", args.official)} | {
+        f: ("--official-sg3", args.official_sg3) for f in ("stylegan3-t", "stylegan3-r")
+    }
+    if args.families is None:
+        args.families = ",".join(f for f, (_, path) in folders.items() if path)
+        if not args.families:
+            raise SystemExit(
+                "give --official (the stylegan2-ada-pytorch folder) and/or --official-sg3 (the stylegan3 folder)"
+            )
+    for family in args.families.split(","):
+        if family not in folders:
+            raise SystemExit(f"--families {args.families}: {family!r} is not one of {', '.join(folders)}")
+        flag, path = folders[family]
+        if not path:
+            raise SystemExit(f"--families {args.families}: {family} needs {flag} (the official folder to compare with)")
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -610,8 +698,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return None
-    if not args.official:
-        raise SystemExit("--official DIR is required: the stylegan2-ada-pytorch folder to compare against")
+    check_families(args)
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     envs = args.env.split(",")
     summaries = []
@@ -622,15 +709,17 @@ def main(argv: list[str] | None = None) -> dict | None:
             t0 = time.perf_counter()
             results.append(spawn(spec, env))
             print(
-                f"[{env_name}] {spec['tool']:<8} {spec['task']:<6} {spec['config']:<7} {spec['resolution']:>4} px: "
-                f"{time.perf_counter() - t0:6.1f} s",
+                f"[{env_name}] {spec['tool']:<8} {spec['task']:<6} {spec['config']:<11} {spec['resolution']:>4} px, "
+                f"batch {spec['batch']:>2}: {time.perf_counter() - t0:6.1f} s",
                 file=sys.stderr,
                 flush=True,
             )
         summaries.append(summarize(results, env_name))
     summary = {**summaries[0], "rows": [r for s in summaries for r in s["rows"]], "env": envs[0]}
     summary["by_env"] = {name: {k: v for k, v in s.items() if k.endswith("_ratio")} for name, s in zip(envs, summaries)}
-    archs = QUICK_ARCHS if args.quick else ARCHS
+    families = args.families.split(",")
+    archs = {k: asdict(v) for k, v in (QUICK_ARCHS if args.quick else ARCHS).items() if "stylegan2" in families}
+    archs |= {k: asdict(v) for k, v in vs_official_sg3.sg3_archs(args.quick).items() if k in families}
     out = {
         **summary,
         "device": args.device,
@@ -640,7 +729,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         "training_timing": "16 consecutive iterations"
         if args.full_cycle
         else f"one 16-iteration cycle composed from each phase timed {args.reps}x",
-        "archs": {k: asdict(v) for k, v in archs.items()},
+        "families": families,
+        "archs": archs,
         "quick": args.quick,
         "wall_seconds": time.perf_counter() - t_start,
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},  # Other processes on the machine.
@@ -648,11 +738,16 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.json:
         print(json.dumps(out))
     else:
+        batches = []
+        if "stylegan2" in families:
+            batches.append(f"StyleGAN2 training batch {args.batch}, inference batch {args.infer_batch}")
+        if families != ["stylegan2"]:
+            batches.append(f"StyleGAN3 training batch {args.sg3_batch}, inference batches {args.sg3_infer_batch}")
         print_table(
             out,
-            f"ganforge vs official StyleGAN2-ADA on {args.device} ({out['threads']} threads, torch "
-            f"{torch.__version__}); training batch {args.batch}, inference batch {args.infer_batch}; "
-            f"{out['wall_seconds']:.0f} s; 1-min load average {load_start:.1f} at the start",
+            f"ganforge vs the official code ({', '.join(families)}) on {args.device} ({out['threads']} threads, "
+            f"torch {torch.__version__}); {'; '.join(batches)}; {out['wall_seconds']:.0f} s; 1-min load average "
+            f"{load_start:.1f} at the start",
         )
     return out
 

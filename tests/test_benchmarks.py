@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `pytest` without `python -m`: the benchmarks folder is not importable otherwise.
     sys.path.insert(0, str(REPO))
 
-from conftest import OFFICIAL_SG2, require_shared  # noqa: E402
+from conftest import OFFICIAL_SG2, OFFICIAL_SG3, require_shared  # noqa: E402
 
 from benchmarks import infer_speed, quality_vs_official, scaling, train_speed, vs_official  # noqa: E402
 
@@ -158,6 +158,35 @@ def test_vs_official_quick():
             assert {"Gmain", "Greg", "Dmain", "Dreg", "ema"} <= set(row["ganforge_phase_seconds"])
 
 
+def test_vs_official_sg3_quick():
+    """The StyleGAN3-T and -R rows at their --quick size: official StyleGAN3 code and ganforge, each in its workers."""
+    OFFICIAL = require_shared(
+        OFFICIAL_SG3, "training/networks_stylegan3.py", "the benchmark runs the official StyleGAN3 code beside ours"
+    )
+    r = vs_official.main(["--official-sg3", str(OFFICIAL), "--quick", "--reps", "1", "--json"])
+    assert r["families"] == ["stylegan3-t", "stylegan3-r"]  # Every family whose official folder was given.
+    assert r["parity_ok"], r["parity"]
+    assert set(r["parity"]) == {"stylegan3-t", "stylegan3-r"}
+    for family, ratios in r["by_family"].items():
+        assert ratios["train_ratio"] > 0 and ratios["infer_ratio"] > 0 and ratios["peak_rss_ratio"] > 0, family
+    assert {(row["family"], row["task"]) for row in r["rows"]} == {
+        (f, task) for f in ("stylegan3-t", "stylegan3-r") for task in ("train", "infer")
+    }
+    for row in r["rows"]:  # The StyleGAN3 recipe: no path length, so no Greg phase on either side.
+        if row["task"] == "train":
+            assert set(row["official_phase_seconds"]) == {"Gmain", "Dmain", "Dreg", "ema"}
+            assert set(row["ganforge_phase_seconds"]) == {"Gmain", "Dmain", "Dreg", "ema"}
+
+
+def test_vs_official_families_need_their_folders():
+    with pytest.raises(SystemExit, match="--official-sg3"):
+        vs_official.main(["--official", "somewhere", "--families", "stylegan2,stylegan3-r"])
+    with pytest.raises(SystemExit, match="--official "):
+        vs_official.main(["--families", "stylegan2"])
+    with pytest.raises(SystemExit, match="'stylegan4'"):
+        vs_official.main(["--official-sg3", "somewhere", "--families", "stylegan4"])
+
+
 def test_quality_vs_official_quick(tmp_path, capsys):
     """The quality race end to end at its --quick size: the official training loop and ganforge.train on the same
     prepared data, snapshots at the same image counts, FID by a stand-in detector (no Inception needed)."""
@@ -200,6 +229,19 @@ def test_vs_official_summary_without_workers():
     ] + [bf16]
     s = vs_official.summarize(results, "plain")
     assert s["train_ratio"] == 3.0 and s["fp32_train_ratio"] == 2.0 and s["default_precision"]["train"] == "bf16"
+    sg3 = dict(common, family="stylegan3-r", config="stylegan3-r", task="infer", precision="fp32", peak_rss_gb=1.0)
+    results += [  # Two batch sizes of one configuration: each row is matched with the official run of its batch.
+        dict(sg3, tool="official", batch=1, img_per_s=1.0),
+        dict(sg3, tool="ganforge", batch=1, img_per_s=0.5),
+        dict(sg3, tool="official", batch=8, img_per_s=2.0),
+        dict(sg3, tool="ganforge", batch=8, img_per_s=4.0),
+    ]
+    s = vs_official.summarize(results, "plain")
+    assert s["by_family"]["stylegan3-r"]["infer_ratio"] == 0.5
+    assert s["by_family"]["stylegan2"]["fp32_infer_ratio"] == 1.2
+    assert s["infer_ratio"] == 0.5  # The lowest over every family.
+    assert [row["family"] for row in s["rows"]][-2:] == ["stylegan3-r"] * 2
+    vs_official.print_table(s, "header")
 
 
 def test_fid_speed_quick(capsys):
