@@ -55,7 +55,7 @@ class Trainer:
         self.state: TrainState = build_state(plan, cfg, device)
         for net in (self.state.G, self.state.D, self.state.G_ema):
             set_numerics(net, ops=ops)
-        self.G_step = GeneratorStep(self.state.G, cfg.style_mixing)
+        self.G_step = GeneratorStep(self.state.G, cfg.style_mixing, sg3=plan.is_sg3)
         # ADA on: the official 'bgc' pipeline at a fixed p (the adaptive controller only moves p).
         pipe, _ = build_augment("fixed" if augment == "ada" else "none", pipe="bgc", p=ada_p)
         self.loss = StyleGAN2Loss(

@@ -211,10 +211,9 @@ def ganforge_trainer(arch: SG3Arch, batch: int, device: torch.device, precision:
         g_lr=arch.g_lr,
         d_lr=arch.d_lr,
     ).resolved()  # The family's recipe fills in the rest: no path length, no style mixing, EMA batch·10/32 kimg.
-    trainer = Trainer(ganforge_plan(arch, batch, precision), with_preset(cfg, arch.resolution, arch.resolution), device)
-    # As `ganforge train` runs a StyleGAN3 G: its w and magnitude averages move in D main's pass on fakes only.
-    trainer.G_step.sg3 = True
-    return trainer
+    # A StyleGAN3 Plan makes the trainer step G as `ganforge train` does: its w and magnitude averages move in D
+    # main's pass on fakes only.
+    return Trainer(ganforge_plan(arch, batch, precision), with_preset(cfg, arch.resolution, arch.resolution), device)
 
 
 # ----------------------------------------------------------------------------
