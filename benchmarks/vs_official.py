@@ -42,8 +42,10 @@ import sys
 import time
 import types
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -245,19 +247,26 @@ def default_precision(task: str, device: str) -> str:
     return "bf16" if task == "train" and cpu_has_native_bf16() else "fp32"
 
 
-def measure_training(spec: dict) -> dict:
-    """One training configuration: a composed cycle from timed phases (default) or consecutive iterations."""
+def time_trainer(spec: dict, make_trainer: Callable[[], Any]) -> dict:
+    """Time the trainer `make_trainer` builds (after seeding): a composed cycle from timed phases (default) or
+    spec["iters"] consecutive iterations (spec["full_cycle"]). Shared by the StyleGAN2 and StyleGAN3 rows."""
     from benchmarks.train_speed import time_sampled_cycle, time_training
 
-    arch, device = Arch(**spec["arch"]), torch.device(spec["device"])
     torch.manual_seed(0)
-    if spec["tool"] == "official":
-        trainer = OfficialTrainer(import_official(spec["official"]), arch, spec["batch"], device)
-    else:
-        trainer = ganforge_trainer(arch, spec["batch"], device, spec["precision"])
+    trainer = make_trainer()
     if spec["full_cycle"]:
         return time_training(trainer, spec["iters"], spec["warmup"])
     return time_sampled_cycle(trainer, spec["reps"])
+
+
+def measure_training(spec: dict) -> dict:
+    """One StyleGAN2 training configuration, timed by time_trainer."""
+    arch, device = Arch(**spec["arch"]), torch.device(spec["device"])
+    if spec["tool"] == "official":
+        return time_trainer(
+            spec, lambda: OfficialTrainer(import_official(spec["official"]), arch, spec["batch"], device)
+        )
+    return time_trainer(spec, lambda: ganforge_trainer(arch, spec["batch"], device, spec["precision"]))
 
 
 @torch.no_grad()

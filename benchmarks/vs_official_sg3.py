@@ -226,17 +226,14 @@ def sync(device: torch.device) -> None:
 
 
 def measure_training(spec: dict) -> dict:
-    from benchmarks.train_speed import time_sampled_cycle, time_training
+    """One StyleGAN3 training configuration, timed as the StyleGAN2 rows are (vs_official.time_trainer)."""
+    from benchmarks.vs_official import time_trainer
 
     arch, device = SG3Arch(**spec["arch"]), torch.device(spec["device"])
-    torch.manual_seed(0)
+    official = spec["official_sg3"]
     if spec["tool"] == "official":
-        trainer = OfficialTrainer(import_official(spec["official_sg3"]), arch, spec["batch"], device)
-    else:
-        trainer = ganforge_trainer(arch, spec["batch"], device, spec["precision"])
-    if spec["full_cycle"]:
-        return time_training(trainer, spec["iters"], spec["warmup"])
-    return time_sampled_cycle(trainer, spec["reps"])
+        return time_trainer(spec, lambda: OfficialTrainer(import_official(official), arch, spec["batch"], device))
+    return time_trainer(spec, lambda: ganforge_trainer(arch, spec["batch"], device, spec["precision"]))
 
 
 @torch.no_grad()
