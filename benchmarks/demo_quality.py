@@ -43,6 +43,10 @@ CANDIDATES: dict[str, dict] = {
     "dcgan-a45": dict(family="dcgan", preset="tiny", kimg=45, batch=32),  # dcgan-a for the whole 3 minutes.
     "dcgan-b16-lr5e4": dict(family="dcgan", preset="tiny", kimg=30, batch=16, g_lr=5e-4, d_lr=5e-4),
     "dcgan-cond": dict(family="dcgan", preset="tiny", kimg=30, batch=32, cond=True),  # dcgan-a with the labels.
+    "dcgan-cond45": dict(family="dcgan", preset="tiny", kimg=45, batch=32, cond=True),
+    "dcgan-cond-wide": dict(
+        family="dcgan", preset="tiny", kimg=30, batch=32, cond=True, channels="4=128,8=64,16=32,32=32"
+    ),
     "dcgan-r1": dict(  # dcgan-a's nets and Adam, with the non-saturating loss and R1 (γ 0.1) reining in D.
         family="dcgan",
         preset="tiny",
