@@ -223,6 +223,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     names = list(CANDIDATES) if args.candidates else [n.strip() for n in args.recipe.split(",") if n.strip()]
     if args.backgrounds and args.recipe == ap.get_default("recipe") and not args.candidates:
         names = []
+    if args.num_gen < 2:
+        ap.error(f"--num-gen {args.num_gen}: an FID needs at least 2 generated images")
+    if args.workdir and Path(args.workdir).exists() and not Path(args.workdir).is_dir():
+        ap.error(f"--workdir {args.workdir} is a file: give a folder (it is created if missing)")
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         ap.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(CANDIDATES)}")

@@ -292,3 +292,17 @@ def test_demo_quality_quick(tmp_path, capsys):
     (bg,) = demo_quality.main(["--quick", "--json", "--backgrounds", "--workdir", str(tmp_path)])
     assert bg["recipe"] == "backgrounds" and math.isfinite(bg["fid"]) and bg["fid"] >= 0
     assert bg["fid_num_gen"] == 16 and len(list((tmp_path / "backgrounds-16" / "00000").glob("*.png"))) == 16
+
+
+@pytest.mark.parametrize("argv", [["--num-gen", "0"], ["--num-gen", "-5"], ["--workdir", "FILE"]])
+def test_demo_quality_refuses_bad_arguments_in_one_line(tmp_path, capsys, argv):
+    from benchmarks import demo_quality
+
+    (tmp_path / "FILE").write_text("not a folder")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    with pytest.raises(SystemExit) as e:
+        demo_quality.main(["--backgrounds", "--quick", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ("at least 2 generated images" in err) or ("is a file: give a folder" in err)
+    assert not list(tmp_path.glob("backgrounds*"))
