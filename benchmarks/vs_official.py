@@ -86,13 +86,7 @@ QUICK_ARCHS = {  # Smoke-test sizes: the whole --quick run takes about a minute.
 
 def import_official(root: str) -> types.SimpleNamespace:
     """training.networks and training.loss of the official repository, with its CUDA plugins kept off."""
-    if not (Path(root) / "training" / "networks.py").is_file():
-        raise SystemExit(f"--official {root}: no training/networks.py there (give the stylegan2-ada-pytorch folder)")
-    try:
-        import requests  # noqa: F401
-    except ImportError:  # dnnlib.util imports it for downloads only.
-        sys.modules["requests"] = types.ModuleType("requests")
-    sys.path.insert(0, str(Path(root).resolve()))
+    vs_official_sg3.put_official_on_path(root, "training/networks.py", "--official", "stylegan2-ada-pytorch")
     from torch_utils import misc
     from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
     from training import loss, networks

@@ -99,15 +99,20 @@ def discriminator_kwargs(arch: SG3Arch) -> dict:
 # The official code, imported from --official-sg3.
 
 
-def import_official(root: str) -> types.SimpleNamespace:
-    """networks_stylegan3, networks_stylegan2 and loss of the official StyleGAN3 repository, plugins kept off."""
-    if not (Path(root) / "training" / "networks_stylegan3.py").is_file():
-        raise SystemExit(f"--official-sg3 {root}: no training/networks_stylegan3.py there (give the stylegan3 folder)")
+def put_official_on_path(root: str, marker: str, flag: str, folder: str) -> None:
+    """Make an official repository importable: root must hold `marker`; `requests` stands in when absent."""
+    if not (Path(root) / marker).is_file():
+        raise SystemExit(f"{flag} {root}: no {marker} there (give the {folder} folder)")
     try:
         import requests  # noqa: F401
     except ImportError:  # dnnlib.util imports it for downloads only.
         sys.modules["requests"] = types.ModuleType("requests")
     sys.path.insert(0, str(Path(root).resolve()))
+
+
+def import_official(root: str) -> types.SimpleNamespace:
+    """networks_stylegan3, networks_stylegan2 and loss of the official StyleGAN3 repository, plugins kept off."""
+    put_official_on_path(root, "training/networks_stylegan3.py", "--official-sg3", "stylegan3")
     from torch_utils.ops import bias_act, conv2d_gradfix, filtered_lrelu, upfirdn2d
     from training import loss, networks_stylegan2, networks_stylegan3
 

@@ -214,6 +214,13 @@ def test_quality_vs_official_quick(tmp_path, capsys):
     assert r["official_nimg"] == r["ganforge_nimg"] == points[-1]  # Both trainers showed D the same images.
     assert r["num_real"] == 64 and r["num_gen"] == 64
     assert r["importer_max_abs_diff"] < 1e-4  # ganforge reads the official snapshot as the official code runs it.
+    # With two cores or more the sides train and are measured at the same time, each pinned to its own half.
+    halves = quality_vs_official.core_halves("cpu")
+    assert r["side_by_side"] == (halves is not None)
+    if halves is not None:
+        assert not halves[0] & halves[1] and len(halves[0]) == len(halves[1]) == r["threads"]
+        assert (tmp_path / "race" / "fid-official.log").is_file() and (tmp_path / "race" / "fid-ganforge.log").is_file()
+    assert quality_vs_official.core_halves("cuda") is None  # One accelerator is never split between the sides.
 
 
 def test_vs_official_summary_without_workers():
