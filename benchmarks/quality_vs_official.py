@@ -830,6 +830,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if not args.official or not args.data:
         ap.error("--official DIR and --data PATH are required")
+    # The recipe's numbers, checked before an hour of training: (flag, value, lowest allowed, highest allowed).
+    for flag, value, low, high in (
+        ("--kimg", args.kimg, 1e-9, 1e6),
+        ("--lr", args.lr, 1e-12, 1.0),
+        ("--gamma", args.gamma, 0.0, 1e6),
+        ("--ema-kimg", args.ema_kimg, 0.0, 1e6),
+        ("--pl-weight", args.pl_weight, 0.0, 1e6),
+        ("--style-mixing", args.style_mixing, 0.0, 1.0),
+    ):
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            ap.error(f"{flag} {value} is out of range: give a number from {low:g} to {high:g}")
     arch: dict[str, Any] = dict(QUICK if args.quick else FULL)
     for key, value in (
         ("resolution", args.resolution),
@@ -930,7 +941,6 @@ def main(argv: list[str] | None = None) -> dict | None:
                 f"ganforge on cores {sorted(halves[1])}, {args.threads or len(halves[0])} thread(s) each "
                 "(--serial: one after the other on all cores)"
             )
-        runs = {}
         jobs = []
         for side, cores in zip(("official", "ganforge"), halves or (None, None)):
             (work / side).mkdir(exist_ok=True)

@@ -223,6 +223,19 @@ def test_quality_vs_official_quick(tmp_path, capsys):
     assert quality_vs_official.core_halves("cuda") is None  # One accelerator is never split between the sides.
 
 
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--pl-weight", "nan"), ("--pl-weight", "-1"), ("--style-mixing", "1.5"), ("--kimg", "inf"), ("--lr", "0")],
+)
+def test_quality_vs_official_refuses_bad_numbers_in_one_line(flag, value, capsys):
+    """A NaN, negative or out-of-range recipe number is refused before any data is prepared or training starts."""
+    with pytest.raises(SystemExit) as e:
+        quality_vs_official.main(["--official", "nowhere", "--data", "nowhere.zip", flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{flag} " in err and "out of range" in err and "Traceback" not in err
+
+
 def test_vs_official_summary_without_workers():
     """The table and ratios from canned worker results (no official code needed)."""
     common = dict(config="wide", resolution=32, batch=16, cpu_seconds_total=1.0, phase_seconds={"Gmain": 1.0})
