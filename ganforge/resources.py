@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 GIB = 2**30
@@ -31,9 +32,16 @@ def rss_gb() -> float:
 
 
 def peak_rss_gb() -> float:
-    """This process's resident-memory high-water mark, GiB (Linux reports ru_maxrss in KiB; 0 where unknown)."""
+    """This process's resident-memory high-water mark, GiB (0 where unknown).
+
+    Linux's VmHWM first: getrusage's ru_maxrss survives execve, so a process started by a large one (subprocess
+    forks, then execs) would report its parent's peak as its own."""
+    kib = _proc_kib("/proc/self/status", "VmHWM")
+    if kib is not None:
+        return kib / 2**20
     try:
         import resource
     except ImportError:  # Windows.
         return 0.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**30 if sys.platform == "darwin" else rss / 2**20  # macOS reports bytes, Linux KiB.

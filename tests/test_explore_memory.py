@@ -29,6 +29,7 @@ CHILD = r"""
 import json, resource, sys, time
 from starlette.testclient import TestClient
 from ganforge.explore.app import create_app
+from ganforge.resources import peak_rss_gb
 
 # Capped after the imports and on top of what they mapped: a CUDA build of torch maps GBs of libraries.
 mapped = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
@@ -42,7 +43,7 @@ with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
     loaded = c.get("/api/status").json()["models_loaded"]
 print(json.dumps(dict(status=[r.status_code for r in replies], errors=[r.json().get("error") for r in replies],
                       loaded=loaded, seconds=time.perf_counter() - t0, cap=cap,
-                      maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))
+                      maxrss=peak_rss_gb() * 2**30)))
 """
 
 

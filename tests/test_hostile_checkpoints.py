@@ -127,6 +127,7 @@ CHILD = textwrap.dedent("""
     from ganforge.errors import GanforgeError
     from ganforge.modelio.load import load_generator
     from ganforge.tools.transfer import transfer
+    from ganforge.resources import peak_rss_gb
     out = {}
     for path in sorted(Path(sys.argv[1]).glob("*.safetensors")):
         t0 = time.perf_counter()
@@ -146,7 +147,7 @@ CHILD = textwrap.dedent("""
             except GanforgeError as e:
                 result += " | transfer refused"
         out[path.stem] = [result, time.perf_counter() - t0]
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["peak_rss_gib"] = peak_rss_gb()
     print(json.dumps(out))
 """)
 

@@ -40,6 +40,7 @@ import io, json, resource, sys, time, traceback
 resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 from ganforge.modelio import OfficialPickleError, load_official_pkl
 from ganforge.modelio.convert import convert_official
+from ganforge.resources import peak_rss_gb
 
 def source(case):
     if "flip" not in case and "truncate" not in case:
@@ -65,8 +66,7 @@ for case in json.load(open(sys.argv[1])):
             outcome, message = "escaped", traceback.format_exc()
         results.append(dict(name=case["name"], action=action, outcome=outcome, message=message,
                             seconds=time.perf_counter() - start))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps(dict(results=results, peak_rss_mib=peak / 1024)))
+print(json.dumps(dict(results=results, peak_rss_mib=peak_rss_gb() * 1024)))
 """.replace("ADDRESS_SPACE", str(ADDRESS_SPACE))
 
 
