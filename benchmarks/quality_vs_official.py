@@ -118,12 +118,13 @@ class Race:
 
 
 # The default race: a small model (channels 32 at 32 px, 64 below) at batch 8 without path length regularization
-# or style mixing (as the official `cifar` config trains), so that 20 kimg are 2,500 iterations. Measured with
-# ganforge alone (benchmarks/RESULTS.md): at batch 16 with path length and mixing, 16 kimg (1,000 iterations) left
-# the 500-sample FID above its kimg-0 value; at batch 8 without them it fell from 282 to 199 by 20 kimg.
+# or style mixing (as the official `cifar` config trains), for 40 kimg = 5,000 iterations. Measured
+# (benchmarks/RESULTS.md): at batch 16 with path length and mixing, 16 kimg (1,000 iterations) left the 500-sample
+# FID above its kimg-0 value; at batch 8 without them both sides' FIDs swing up and down until about 20 kimg (one
+# official run was in a partial collapse there) and fall well below their start by 30-40 kimg.
 FULL = dict(
     resolution=32,
-    kimg=20.0,
+    kimg=40.0,
     points=4,
     batch=8,
     cbase=1024,
