@@ -44,8 +44,8 @@ end, snapshot writing left out; start-up (loading, the official loop's module su
 grid) is reported separately as total seconds.
 
 Cost (default race, measured on 2 idle cores, one per side): each trainer about 35 s of start-up plus its sec/kimg
-(ganforge ~50, official ~72 at batch 8 on one thread), and each FID about 0.35 s per image through Inception on
-one core (reals once on all cores, --num-gen per snapshot and side) plus ~25 s for the 2048x2048 matrix square
+(at batch 8 on one thread: ganforge ~17-18 and official ~27-30 on an Intel Xeon core, ~50 and ~72 on an AMD EPYC
+one), and each FID about 0.15-0.35 s per image through Inception on one core (reals once on all cores, --num-gen per snapshot and side) plus ~25 s for the 2048x2048 matrix square
 root. Side by side, the time ratio compares two identical cores; other processes on the machine stretch whichever
 side they land on, so run the race on otherwise idle cores (or `taskset -c 0 ... --serial --threads 1` for one
 core of its own, at twice the wall time).
@@ -164,20 +164,24 @@ def prepare_data(src: str, dest: Path, resolution: int, max_images: int | None, 
     from ganforge.data import prepare_dataset
     from ganforge.data.prepare import PrepareOptions
     from ganforge.data.source import Source
+    from ganforge.errors import GanforgeError
 
     source = Path(src)
     if not source.exists():
         raise SystemExit(f"--data {src} does not exist: give a folder or zip of images")
-    if max_images is not None:
-        names = Source(source).names[:max_images]
-        subset = dest.with_name("subset.zip")
-        reader = Source(source)
-        with zipfile.ZipFile(subset, "w", zipfile.ZIP_STORED) as z:
-            for name in names:
-                z.writestr(name, reader.read(name))
-        source = subset
-    opts = PrepareOptions(resolution=resolution, workers=workers, force=True)
-    report = prepare_dataset(source, dest, opts)
+    try:
+        if max_images is not None:
+            names = Source(source).names[:max_images]
+            subset = dest.with_name("subset.zip")
+            reader = Source(source)
+            with zipfile.ZipFile(subset, "w", zipfile.ZIP_STORED) as z:
+                for name in names:
+                    z.writestr(name, reader.read(name))
+            source = subset
+        opts = PrepareOptions(resolution=resolution, workers=workers, force=True)
+        report = prepare_dataset(source, dest, opts)
+    except GanforgeError as e:  # A damaged, empty or foreign --data: one line, before any training.
+        raise SystemExit(f"--data {src}: {e}") from None
     return int(report.get("written", 0)) or count_images(dest)
 
 
@@ -522,35 +526,57 @@ def race_from(d: dict) -> Race:
     return Race(**d)
 
 
+def worker_command(task: str, spec: dict) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.quality_vs_official", "--worker", json.dumps(dict(spec, task=task))]
+
+
 def spawn(jobs: list[tuple[str, dict, Path, set[int] | None]], threads: int | None = None) -> list[dict]:
     """Run each (task, spec, log path, cores) in a fresh interpreter, all at once; their results, in order.
 
     A job's output goes to its log; its last stdout line is its result. With cores given the process (and its
-    data-loader children) is pinned to them and torch uses that many threads, unless `threads` is given."""
+    data-loader children) is pinned to them and torch uses that many threads, unless `threads` is given. The first
+    job to fail stops the others at once (a failed official side does not leave ganforge training for the hour)."""
     procs = []
-    for task, spec, log_path, cores in jobs:
-        cmd = [sys.executable, "-m", "benchmarks.quality_vs_official", "--worker", json.dumps(dict(spec, task=task))]
-        env = dict(os.environ)
-        if cores is not None or threads is not None:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads or len(cores or ()))
-        pin = (lambda c=cores: os.sched_setaffinity(0, c)) if cores is not None else None
-        log_file = open(log_path, "w")
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log_file, text=True, env=env, preexec_fn=pin
-        )
-        procs.append((task, proc, log_file, log_path))
+    try:
+        for task, spec, log_path, cores in jobs:
+            cmd = worker_command(task, spec)
+            env = dict(os.environ)
+            if cores is not None or threads is not None:
+                env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads or len(cores or ()))
+            pin = (lambda c=cores: os.sched_setaffinity(0, c)) if cores is not None else None
+            out_path = log_path.with_suffix(".result")
+            with open(log_path, "w") as log_file, open(out_path, "w") as out_file:
+                proc = subprocess.Popen(
+                    cmd, cwd=REPO, stdout=out_file, stderr=log_file, text=True, env=env, preexec_fn=pin
+                )
+            procs.append((task, proc, log_path, out_path))
+        while True:
+            failed = [(task, proc, log_path) for task, proc, log_path, _ in procs if proc.poll() not in (None, 0)]
+            if failed:
+                raise worker_failed(*failed[0])
+            if all(proc.returncode == 0 for _, proc, _, _ in procs):
+                break
+            time.sleep(0.5)
+    finally:
+        for _, proc, _, _ in procs:  # Only left running when one failed or this process is being stopped.
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     results = []
-    for task, proc, log_file, log_path in procs:
-        stdout, _ = proc.communicate()
-        log_file.close()
-        lines = stdout.strip().splitlines()
+    for task, proc, log_path, out_path in procs:
+        lines = out_path.read_text().strip().splitlines()
+        out_path.unlink()
         with open(log_path, "a") as log_out:
             log_out.write("\n".join(lines[:-1]))
-        if proc.returncode != 0 or not lines:
-            tail = log_path.read_text()[-3000:]
-            raise RuntimeError(f"the {task} worker failed (exit {proc.returncode}); the end of {log_path}:\n{tail}")
+        if not lines:
+            raise worker_failed(task, proc, log_path)
         results.append(json.loads(lines[-1]))
     return results
+
+
+def worker_failed(task: str, proc: subprocess.Popen, log_path: Path) -> RuntimeError:
+    tail = log_path.read_text()[-3000:]
+    return RuntimeError(f"the {task} worker failed (exit {proc.returncode}); the end of {log_path}:\n{tail}")
 
 
 def core_halves(device: str) -> tuple[set[int], set[int]] | None:
@@ -831,6 +857,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if not args.official or not args.data:
         ap.error("--official DIR and --data PATH are required")
+    if args.workdir and Path(args.workdir).exists() and not Path(args.workdir).is_dir():
+        ap.error(f"--workdir {args.workdir} is a file: give a folder (it is created if missing)")
     # The recipe's numbers, checked before an hour of training: (flag, value, lowest allowed, highest allowed).
     for flag, value, low, high in (
         ("--kimg", args.kimg, 1e-9, 1e6),

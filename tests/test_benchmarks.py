@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -234,6 +237,61 @@ def test_quality_vs_official_refuses_bad_numbers_in_one_line(flag, value, capsys
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{flag} " in err and "out of range" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["truncated zip", "text file", "empty folder", "workdir is a file"])
+def test_quality_vs_official_refuses_bad_data_or_workdir_in_one_line(kind, tmp_path, capsys):
+    """Damaged or foreign --data, or a --workdir that is a file, is one line before any training."""
+    official = tmp_path / "official"
+    (official / "training").mkdir(parents=True)
+    (official / "training" / "training_loop.py").write_text("")
+    data, workdir = tmp_path / "data", tmp_path / "work"
+    if kind == "truncated zip":
+        with zipfile.ZipFile(tmp_path / "full.zip", "w") as z:
+            for k in range(4):
+                z.writestr(f"{k}.png", bytes(range(256)) * 64)
+        data = tmp_path / "cut.zip"
+        data.write_bytes((tmp_path / "full.zip").read_bytes()[:5000])
+    elif kind == "text file":
+        data = tmp_path / "notes.txt"
+        data.write_text("not images")
+    else:
+        data.mkdir()
+    if kind == "workdir is a file":
+        workdir.write_text("")
+    argv = ["--official", str(official), "--data", str(data), "--quick", "--workdir", str(workdir)]
+    with pytest.raises(SystemExit) as e:
+        quality_vs_official.main(argv)
+    message = e.value.code if isinstance(e.value.code, str) else capsys.readouterr().err.strip().splitlines()[-1]
+    assert "Traceback" not in message and "\n" not in message.strip()
+    assert ("--workdir" if kind == "workdir is a file" else "--data") in message
+    assert not (tmp_path / "work" / "official").exists()  # No training started.
+
+
+def test_quality_vs_official_a_failed_side_stops_the_other(tmp_path, monkeypatch):
+    """The side that fails first is reported at once and the other side's process is stopped, not left running."""
+    pid_file = tmp_path / "sleeper.pid"
+    commands = {
+        "official": [
+            sys.executable,
+            "-c",
+            f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)",
+        ],
+        "ganforge": [
+            sys.executable,
+            "-c",
+            "import sys, time; time.sleep(2); print('bad data', file=sys.stderr); raise SystemExit(3)",
+        ],
+    }
+    monkeypatch.setattr(quality_vs_official, "worker_command", lambda task, spec: commands[task])
+    jobs = [(task, {}, tmp_path / f"{task}.log", None) for task in commands]
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"(?s)the ganforge worker failed \(exit 3\).*bad data"):
+        quality_vs_official.spawn(jobs)
+    assert time.perf_counter() - t0 < 60
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # Killed and reaped.
+        os.kill(pid, 0)
 
 
 def test_vs_official_summary_without_workers():
